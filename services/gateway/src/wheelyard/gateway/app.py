@@ -1,0 +1,133 @@
+"""The gateway app: its own routes (health, management) plus dispatch to the services.
+
+`create_app` is the one construction point. Given a `services` factory (embedded mode) the
+services' apps are built on the gateway's backends and their lifespans are entered here, since
+Starlette does not run the lifespans of apps it merely calls. Without one (split mode) each
+service is reached through a streaming HTTP forwarder configured by WHEELYARD_*_URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy.exc import IntegrityError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from wheelyard.gateway.dispatch import Dispatcher, RepositoryKinds, Targets
+from wheelyard.gateway.targets import Forwarder
+from wheelyard.shared.app import health_router
+from wheelyard.shared.backends import Backends
+from wheelyard.shared.bootstrap import bootstrap
+from wheelyard.shared.config import Settings, load_settings
+from wheelyard.shared.db.migrate import upgrade_database_async
+from wheelyard.shared.errors import ConfigurationError
+from wheelyard.shared.http import install_error_handlers
+
+log = logging.getLogger(__name__)
+
+#: Builds (index, upload, proxy_cache) apps on shared backends: embedded mode.
+ServiceFactory = Callable[[Backends], tuple[FastAPI, FastAPI, FastAPI]]
+
+
+class DispatchMiddleware:
+    """Outermost ASGI layer: hands each request to the service the dispatcher picks."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        dispatcher: Dispatcher | None = getattr(scope["app"].state, "dispatcher", None)
+        if scope["type"] != "http" or dispatcher is None:
+            await self.app(scope, receive, send)
+            return
+        scope, target = await dispatcher.route(scope)
+        await (target or self.app)(scope, receive, send)
+
+
+def create_app(
+    *,
+    backends: Backends | None = None,
+    settings: Settings | None = None,
+    services: ServiceFactory | None = None,
+) -> FastAPI:
+    """The gateway. See the module docstring for embedded vs split mode."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            current = backends
+            if current is None:
+                current = await Backends.open(settings or load_settings())
+                stack.push_async_callback(current.close)
+            app.state.backends = current
+            app.state.settings = current.settings
+            await prepare_database(current)
+            targets = await _targets(stack, current, services)
+            app.state.dispatcher = Dispatcher(targets, RepositoryKinds(current.sessions))
+            yield
+
+    app = FastAPI(
+        title="Wheelyard",
+        description="A private Python package registry.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(health_router())
+    app.add_middleware(DispatchMiddleware)
+    return app
+
+
+async def prepare_database(backends: Backends) -> None:
+    """Upgrade the schema and bootstrap defaults; prints a generated admin password once."""
+    await upgrade_database_async(backends.settings.effective_database_url)
+    for attempt in range(2):
+        try:
+            async with backends.sessions() as session:
+                generated = await bootstrap(session, backends.settings)
+            break
+        except IntegrityError:
+            # Another replica bootstrapped at the same moment; its rows are as good as ours.
+            if attempt:
+                raise
+    if generated:
+        path = backends.settings.data_dir / "admin-password"
+        print(
+            f"\n  Wheelyard created user 'admin' with password: {generated}\n"
+            f"  (stored in {path}, readable only by you; shown this once)\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+async def _targets(
+    stack: AsyncExitStack, backends: Backends, services: ServiceFactory | None
+) -> Targets:
+    if services is not None:
+        apps = services(backends)
+        for service_app in apps:
+            await stack.enter_async_context(service_app.router.lifespan_context(service_app))
+        index, upload, proxy_cache = apps
+        return Targets(index=index, upload=upload, proxy_cache=proxy_cache)
+    s = backends.settings
+    urls: dict[str, Any] = {
+        "WHEELYARD_INDEX_URL": s.index_url,
+        "WHEELYARD_UPLOAD_URL": s.upload_url,
+        "WHEELYARD_PROXY_CACHE_URL": s.proxy_cache_url,
+    }
+    missing = [k for k, v in urls.items() if not v]
+    if missing:
+        raise ConfigurationError(
+            f"{', '.join(missing)}: split mode needs the URL of every service "
+            "(or run `wheelyard serve` for the embedded one-process server)"
+        )
+    forwarders = [Forwarder(u) for u in urls.values()]
+    for fwd in forwarders:
+        stack.push_async_callback(fwd.aclose)
+    return Targets(forwarders[0], forwarders[1], forwarders[2])

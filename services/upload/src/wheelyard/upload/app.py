@@ -1,0 +1,20 @@
+"""The upload service's app: `create_app` is its one construction point."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from wheelyard.shared.app import build_service_app
+from wheelyard.shared.backends import Backends
+from wheelyard.shared.config import Settings
+from wheelyard.upload.routes import router
+
+
+def create_app(*, backends: Backends | None = None, settings: Settings | None = None) -> FastAPI:
+    """The upload service; shares `backends` when given (embedded), else opens its own."""
+    return build_service_app(
+        title="Wheelyard upload (write path)",
+        routers=[router],
+        backends=backends,
+        settings=settings,
+    )

@@ -1,0 +1,234 @@
+"""Settings: environment variables (prefix `WHEELYARD_`) over an optional TOML file.
+
+`load_settings()` is the one construction point; nothing reads the environment elsewhere. The
+TOML file (`WHEELYARD_CONFIG`, default `wheelyard.toml` in the working directory when present)
+may set the same keys in lower case and may also declare storages and repositories to create
+or update at start. Every variable is documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from wheelyard.shared.errors import ConfigurationError
+
+RepositoryType = Literal["hosted", "proxy", "group"]
+Visibility = Literal["public", "private"]
+
+
+class UpstreamConfig(BaseModel):
+    """One upstream index of a proxy repository, tried in the order listed."""
+
+    url: str
+    username: str | None = None
+    password: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"upstream URL must be http(s)://host/..., got {value!r}")
+        return value
+
+
+class RepositoryConfig(BaseModel):
+    """A repository declared in the TOML file; created or updated at start."""
+
+    storage: str = "default"
+    name: str
+    type: RepositoryType
+    visibility: Visibility = "public"
+    upstreams: list[UpstreamConfig] = Field(default_factory=list)
+    members: list[str] = Field(default_factory=list)
+    ttl: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> RepositoryConfig:
+        if self.type == "proxy" and not self.upstreams:
+            raise ValueError(f"proxy repository {self.name!r} needs at least one upstream")
+        if self.type != "proxy" and self.upstreams:
+            raise ValueError(f"only proxy repositories have upstreams ({self.name!r})")
+        if self.type != "group" and self.members:
+            raise ValueError(f"only group repositories have members ({self.name!r})")
+        return self
+
+
+class Settings(BaseSettings):
+    """Every runtime setting of Wheelyard. Environment variables win over the TOML file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WHEELYARD_",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Path(".wheelyard")
+    database_url: str | None = None
+    blob_url: str | None = None
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_secure: bool = True
+    s3_region: str | None = None
+    cache_url: str = "memory://"
+    public_url: str | None = None
+    trust_proxy_headers: bool = False
+    admin_password: str | None = None
+    pypi_proxy: str = "https://pypi.org/simple/"
+    pypi_proxy_auth: str | None = None
+    pypi_proxy_timeout: float = Field(default=30.0, gt=0)
+    pypi_proxy_ttl: int = Field(default=600, ge=0)
+    max_upload_size: int = Field(default=1024**3, gt=0)
+    allow_local_versions: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Split mode: where the gateway forwards to. Unset means embedded (apps mounted in-process).
+    index_url: str | None = None
+    upload_url: str | None = None
+    proxy_cache_url: str | None = None
+    repositories: list[RepositoryConfig] = Field(default_factory=list)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL, e.g. https://pypi.example.com")
+        return value.rstrip("/")
+
+    @field_validator("cache_url")
+    @classmethod
+    def _cache_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("memory", "redis", "rediss", "unix"):
+            raise ValueError("must start with memory://, redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            # A plain libpq URL is what people paste; the async driver is what we run on.
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("blob_url")
+    @classmethod
+    def _blob_scheme(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("file", "s3"):
+            raise ValueError("must start with file:// or s3://")
+        return value
+
+    @field_validator("pypi_proxy_auth")
+    @classmethod
+    def _auth_pair(cls, value: str | None) -> str | None:
+        if value is not None and ":" not in value:
+            raise ValueError("must be user:password")
+        return value
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> Settings:
+        if self.blob_url and self.blob_url.startswith("s3://") and not self.s3_endpoint:
+            raise ValueError("WHEELYARD_S3_ENDPOINT is required when WHEELYARD_BLOB_URL is s3://")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside the data dir."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve()}/wheelyard.db"
+
+    @property
+    def effective_blob_url(self) -> str:
+        """The blob store URL, defaulting to a directory inside the data dir."""
+        return self.blob_url or f"file://{self.data_dir.resolve()}/blobs"
+
+    @property
+    def pypi_upstream(self) -> UpstreamConfig:
+        """The default `pypi` proxy repository's upstream, from the WHEELYARD_PYPI_PROXY* keys."""
+        url = self.pypi_proxy.rstrip("/")
+        if not url.endswith("/simple"):
+            url += "/simple"
+        username = password = None
+        if self.pypi_proxy_auth:
+            username, password = self.pypi_proxy_auth.split(":", 1)
+        return UpstreamConfig(
+            url=url + "/", username=username, password=password, timeout=self.pypi_proxy_timeout
+        )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads `WHEELYARD_CONFIG` (or ./wheelyard.toml when present) as the lowest-priority source."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._data = _read_toml_file()
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _read_toml_file() -> dict[str, Any]:
+    explicit = os.environ.get("WHEELYARD_CONFIG")
+    path = Path(explicit) if explicit else Path("wheelyard.toml")
+    if not path.exists():
+        if explicit:
+            raise ConfigurationError(f"WHEELYARD_CONFIG: file {path} does not exist")
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"WHEELYARD_CONFIG: cannot read {path}: {exc}") from exc
+    # Accept both `[wheelyard]` tables and top-level keys, and `[[repositories]]` arrays.
+    merged = dict(data.pop("wheelyard", {}))
+    merged.update(data)
+    return merged
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from overrides, the environment and the TOML file.
+
+    Raises ConfigurationError whose message names the offending key (as an environment
+    variable), so a bad value stops the start with a message a person can act on.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            if loc and loc[0] == "repositories":
+                key = (
+                    "repositories[" + "].".join(loc[1:2]) + "]" + "".join(f".{p}" for p in loc[2:])
+                )
+            else:
+                key = "WHEELYARD_" + "_".join(loc).upper() if loc else "configuration"
+            problems.append(f"{key}: {err['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from exc

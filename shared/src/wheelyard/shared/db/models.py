@@ -1,0 +1,219 @@
+"""SQLModel tables: the source of truth for everything but file bytes.
+
+Unique constraints decide races (one project per repository + name, one file per repository +
+filename, one release per project + canonical version); callers catch IntegrityError instead of
+taking locks. A deleted file keeps its row (with `deleted_at`) so that its filename can never be
+reused with other bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+def _fk(target: str, *, nullable: bool = False, index: bool = True) -> Any:
+    return Field(
+        default=None if nullable else ...,
+        sa_column_args=[sa.ForeignKey(target, ondelete="CASCADE")],
+        nullable=nullable,
+        index=index,
+    )
+
+
+class Storage(SQLModel, table=True):
+    """A namespace of repositories (the `<storage>` in `/repositories/<storage>/<repo>/`)."""
+
+    __tablename__ = "storages"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True)
+    created_at: datetime = _created()
+
+
+class Repository(SQLModel, table=True):
+    """A hosted, proxy or group repository inside a storage."""
+
+    __tablename__ = "repositories"
+    __table_args__ = (sa.UniqueConstraint("storage_id", "name", name="uq_repository_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    storage_id: int = _fk("storages.id")
+    name: str = Field(max_length=64)
+    type: str = Field(max_length=16)  # hosted | proxy | group
+    visibility: str = Field(default="public", max_length=16)  # public | private
+    ttl: int | None = None  # proxy index freshness in seconds; None = the configured default
+    settings: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    created_at: datetime = _created()
+
+
+class Upstream(SQLModel, table=True):
+    """One upstream index of a proxy repository; lower `position` is tried first."""
+
+    __tablename__ = "upstreams"
+    __table_args__ = (sa.UniqueConstraint("repository_id", "position", name="uq_upstream_pos"),)
+    id: int | None = Field(default=None, primary_key=True)
+    repository_id: int = _fk("repositories.id")
+    position: int = 0
+    url: str = Field(max_length=2048)
+    username: str | None = Field(default=None, max_length=256)
+    password: str | None = Field(default=None, max_length=1024)
+    timeout: float = 30.0
+
+
+class RepositoryMember(SQLModel, table=True):
+    """Membership of a repository in a group; lower `position` is consulted first."""
+
+    __tablename__ = "repository_members"
+    group_id: int = Field(
+        sa_column_args=[sa.ForeignKey("repositories.id", ondelete="CASCADE")], primary_key=True
+    )
+    member_id: int = Field(
+        sa_column_args=[sa.ForeignKey("repositories.id", ondelete="CASCADE")], primary_key=True
+    )
+    position: int = 0
+
+
+class Project(SQLModel, table=True):
+    """A project in a hosted repository, looked up by its PEP 503 normalized name."""
+
+    __tablename__ = "projects"
+    __table_args__ = (sa.UniqueConstraint("repository_id", "name", name="uq_project_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    repository_id: int = _fk("repositories.id")
+    name: str = Field(max_length=255)  # normalized
+    display_name: str = Field(max_length=255)
+    status: str = Field(default="active", max_length=16)  # PEP 792
+    status_reason: str | None = None
+    # Bumped on every change that alters the project's pages: the key of the page cache.
+    serial: int = 0
+    created_at: datetime = _created()
+
+
+class Release(SQLModel, table=True):
+    """One version of a project, with the core metadata of its first upload and yank state."""
+
+    __tablename__ = "releases"
+    __table_args__ = (
+        sa.UniqueConstraint("project_id", "canonical_version", name="uq_release_version"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = _fk("projects.id")
+    version: str = Field(max_length=255)  # normalized PEP 440 form, as in filenames
+    canonical_version: str = Field(max_length=255)  # trailing zeros stripped: 1.0 == 1.0.0
+    is_prerelease: bool = False
+    summary: str | None = Field(default=None, max_length=512)
+    requires_python: str | None = Field(default=None, max_length=255)
+    core_metadata: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    yanked: bool = False
+    yanked_reason: str | None = None
+    created_at: datetime = _created()
+
+
+class File(SQLModel, table=True):
+    """A distribution file. Rows are never reused: a deleted file keeps its filename reserved."""
+
+    __tablename__ = "files"
+    __table_args__ = (sa.UniqueConstraint("repository_id", "filename", name="uq_file_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    repository_id: int = _fk("repositories.id")
+    project_id: int = _fk("projects.id")
+    release_id: int = _fk("releases.id")
+    filename: str = Field(max_length=255)
+    packagetype: str = Field(max_length=16)  # bdist_wheel | sdist
+    python_version: str = Field(max_length=64)
+    sha256: str = Field(max_length=64)
+    blake2_256: str = Field(max_length=64)
+    md5: str = Field(max_length=32)
+    size: int = Field(sa_type=sa.BigInteger)
+    upload_time: datetime = _created()
+    requires_python: str | None = Field(default=None, max_length=255)
+    blob_key: str = Field(max_length=255)
+    metadata_sha256: str | None = Field(default=None, max_length=64)  # PEP 658 hash
+    metadata_blob_key: str | None = Field(default=None, max_length=255)
+    uploaded_by: str | None = Field(default=None, max_length=150)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class User(SQLModel, table=True):
+    """An account. Passwords are stored as argon2 hashes only."""
+
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=150, unique=True)
+    password_hash: str = Field(max_length=255)
+    is_admin: bool = False
+    is_active: bool = True
+    created_at: datetime = _created()
+    password_changed_at: datetime = _created()
+
+
+class Permission(SQLModel, table=True):
+    """A user's level on one repository: read < write < admin."""
+
+    __tablename__ = "permissions"
+    user_id: int = Field(
+        sa_column_args=[sa.ForeignKey("users.id", ondelete="CASCADE")], primary_key=True
+    )
+    repository_id: int = Field(
+        sa_column_args=[sa.ForeignKey("repositories.id", ondelete="CASCADE")], primary_key=True
+    )
+    level: str = Field(max_length=16)
+
+
+class ApiToken(SQLModel, table=True):
+    """A scoped API token. Only a hash of the secret is stored; `public_id` is not secret."""
+
+    __tablename__ = "api_tokens"
+    id: int | None = Field(default=None, primary_key=True)
+    public_id: str = Field(max_length=32, unique=True)
+    secret_hash: str = Field(max_length=128)
+    name: str = Field(max_length=150)
+    user_id: int = _fk("users.id")
+    scope: str = Field(max_length=16)  # read | write
+    repositories: list[str] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _created()
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what, when, from where. Never holds a secret."""
+
+    __tablename__ = "audit_events"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True)
+    actor: str | None = Field(default=None, max_length=150)
+    action: str = Field(max_length=64)
+    target: str | None = Field(default=None, max_length=512)
+    source_ip: str | None = Field(default=None, max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)

@@ -1,0 +1,86 @@
+"""The one place that maps domain errors to HTTP responses.
+
+Error bodies are JSON `{"detail": message}` unless the client prefers text; the message also
+goes into the reason phrase for legacy upload clients (twine prints it), see `error_response`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from wheelyard.shared.errors import (
+    BackendUnavailable,
+    Conflict,
+    Forbidden,
+    Gone,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    TooLarge,
+    Unauthenticated,
+    UpstreamError,
+    WheelyardError,
+)
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[WheelyardError], int]] = [
+    (TooLarge, 413),
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (Gone, 410),
+    (RateLimited, 429),
+    (BackendUnavailable, 503),
+    (IntegrityFailure, 502),
+    (UpstreamError, 502),
+]
+
+REALM = "wheelyard"
+
+
+def status_for(exc: WheelyardError) -> int:
+    """The HTTP status of a domain error."""
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(exc: WheelyardError) -> Response:
+    """A JSON error response with the headers its status needs."""
+    status = status_for(exc)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if status == 503:
+        headers["Retry-After"] = "5"
+    return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the domain-error and backend-outage handlers on `app`."""
+
+    async def on_domain_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, WheelyardError)
+        return error_response(exc)
+
+    async def on_database_down(_request: Request, exc: Exception) -> Response:
+        # An unreachable database is an outage, not a bug: 503 + Retry-After, no traceback.
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return error_response(BackendUnavailable("The database is unavailable.", "database"))
+
+    app.add_exception_handler(WheelyardError, on_domain_error)
+    # ConnectionError: asyncpg raises it unwrapped when the server refuses connections.
+    for cls in (OperationalError, PoolTimeout, DBAPIError, ConnectionError):
+        app.add_exception_handler(cls, on_database_down)

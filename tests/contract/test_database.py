@@ -1,0 +1,234 @@
+"""Database contract: the schema, migrations and race rules hold on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from wheelyard.shared.bootstrap import bootstrap
+from wheelyard.shared.config import RepositoryConfig, Settings, UpstreamConfig
+from wheelyard.shared.db.migrate import downgrade_database, upgrade_database_async
+from wheelyard.shared.db.models import File, Project, Release, Repository, Storage, User
+from wheelyard.shared.db.registry import apply_repository, ensure_storage, load_repository
+from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
+from wheelyard.shared.testing.db_fixtures import Database
+
+TABLES = {
+    "storages",
+    "repositories",
+    "upstreams",
+    "repository_members",
+    "projects",
+    "releases",
+    "files",
+    "users",
+    "permissions",
+    "api_tokens",
+    "audit_events",
+}
+
+
+async def _tables(db: Database) -> set[str]:
+    async with db.engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+
+async def test_migrations_create_every_table_and_downgrade_cleanly(database: Database) -> None:
+    assert await _tables(database) >= TABLES
+    await asyncio.to_thread(downgrade_database, database.url, "base", schema=database.schema)
+    assert not (TABLES & await _tables(database))
+    await upgrade_database_async(database.url, schema=database.schema)
+    await upgrade_database_async(database.url, schema=database.schema)  # idempotent
+    assert await _tables(database) >= TABLES
+
+
+async def _hosted(db: Database, name: str = "local") -> Repository:
+    async with db.sessions() as s:
+        view = await apply_repository(s, RepositoryConfig(name=name, type="hosted"))
+        await s.commit()
+        repo = await s.get(Repository, view.id)
+        assert repo is not None
+        return repo
+
+
+async def _release(db: Database, repo: Repository) -> tuple[int, int]:
+    async with db.sessions() as s:
+        project = Project(repository_id=repo.id, name="demo", display_name="Demo")
+        s.add(project)
+        await s.flush()
+        release = Release(project_id=project.id, version="1.0", canonical_version="1")
+        s.add(release)
+        await s.commit()
+        assert project.id and release.id
+        return project.id, release.id
+
+
+def _file(repo_id: int, project_id: int, release_id: int, sha: str) -> File:
+    return File(
+        repository_id=repo_id,
+        project_id=project_id,
+        release_id=release_id,
+        filename="demo-1.0-py3-none-any.whl",
+        packagetype="bdist_wheel",
+        python_version="py3",
+        sha256=sha * 64,
+        blake2_256="b" * 64,
+        md5="c" * 32,
+        size=10,
+        blob_key="k",
+    )
+
+
+async def test_concurrent_inserts_of_one_filename_admit_exactly_one(database: Database) -> None:
+    repo = await _hosted(database)
+    project_id, release_id = await _release(database, repo)
+    assert repo.id is not None
+
+    async def insert(i: int) -> bool:
+        async with database.sessions() as s:
+            s.add(_file(repo.id, project_id, release_id, "0123456789abcdef"[i % 16]))
+            try:
+                await s.commit()
+                return True
+            except IntegrityError:
+                await s.rollback()
+                return False
+
+    results = await asyncio.gather(*(insert(i) for i in range(8)))
+    assert results.count(True) == 1
+    async with database.sessions() as s:
+        rows = (await s.exec(select(File).where(File.repository_id == repo.id))).all()
+    assert len(rows) == 1
+
+
+async def test_one_project_and_one_release_per_name(database: Database) -> None:
+    repo = await _hosted(database)
+    project_id, _ = await _release(database, repo)
+    async with database.sessions() as s:
+        s.add(Project(repository_id=repo.id, name="demo", display_name="DEMO"))
+        with pytest.raises(IntegrityError):
+            await s.commit()
+    async with database.sessions() as s:
+        s.add(Release(project_id=project_id, version="1.0.0", canonical_version="1"))
+        with pytest.raises(IntegrityError):
+            await s.commit()
+
+
+async def test_concurrent_ensure_storage_makes_one_row(database: Database) -> None:
+    async def ensure() -> int:
+        async with database.sessions() as s:
+            storage = await ensure_storage(s, "team")
+            await s.commit()
+            assert storage.id is not None
+            return storage.id
+
+    ids = await asyncio.gather(*(ensure() for _ in range(6)))
+    assert len(set(ids)) == 1
+
+
+async def test_datetimes_come_back_aware_utc_and_json_round_trips(database: Database) -> None:
+    repo = await _hosted(database)
+    project_id, release_id = await _release(database, repo)
+    moment = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    async with database.sessions() as s:
+        release = await s.get(Release, release_id)
+        assert release is not None
+        release.core_metadata = {"classifiers": ["A :: B"], "project_urls": {"Home": "https://x"}}
+        f = _file(repo.id or 0, project_id, release_id, "a")
+        f.upload_time = moment
+        s.add_all([release, f])
+        await s.commit()
+    async with database.sessions() as s:
+        got = (await s.exec(select(File))).one()
+        rel = await s.get(Release, release_id)
+    assert got.upload_time == moment and got.upload_time.tzinfo is not None
+    assert rel and rel.core_metadata["project_urls"] == {"Home": "https://x"}
+
+
+async def test_repositories_with_upstreams_and_ordered_members(database: Database) -> None:
+    async with database.sessions() as s:
+        await apply_repository(s, RepositoryConfig(name="local", type="hosted"))
+        await apply_repository(
+            s,
+            RepositoryConfig(
+                name="pypi",
+                type="proxy",
+                ttl=60,
+                upstreams=[
+                    UpstreamConfig(url="http://a.example/simple/"),
+                    UpstreamConfig(url="http://b.example/simple/", timeout=3),
+                ],
+            ),
+        )
+        group = await apply_repository(
+            s, RepositoryConfig(name="all", type="group", members=["pypi", "default/local"])
+        )
+        await s.commit()
+    assert group.members == ("default/pypi", "default/local")
+    async with database.sessions() as s:
+        proxy = await load_repository(s, "default", "pypi")
+        assert [u.url for u in proxy.upstreams] == [
+            "http://a.example/simple/",
+            "http://b.example/simple/",
+        ]
+        assert proxy.upstreams[1].timeout == 3 and proxy.ttl == 60
+        with pytest.raises(NotFound):
+            await load_repository(s, "default", "nope")
+        with pytest.raises(InvalidInput, match="does not exist"):
+            await apply_repository(s, RepositoryConfig(name="g2", type="group", members=["ghost"]))
+        with pytest.raises(InvalidInput, match="Invalid repository name"):
+            await apply_repository(s, RepositoryConfig(name="../etc", type="hosted"))
+
+
+async def test_changing_the_type_of_a_repository_with_files_is_refused(database: Database) -> None:
+    repo = await _hosted(database)
+    project_id, release_id = await _release(database, repo)
+    async with database.sessions() as s:
+        s.add(_file(repo.id or 0, project_id, release_id, "a"))
+        await s.commit()
+    async with database.sessions() as s:
+        with pytest.raises(Conflict, match="orphan"):
+            await apply_repository(
+                s,
+                RepositoryConfig(
+                    name="local",
+                    type="proxy",
+                    upstreams=[UpstreamConfig(url="http://u.example/simple/")],
+                ),
+            )
+
+
+async def test_deleting_a_repository_cascades(database: Database) -> None:
+    repo = await _hosted(database)
+    await _release(database, repo)
+    async with database.sessions() as s:
+        row = await s.get(Repository, repo.id)
+        await s.delete(row)
+        await s.commit()
+        assert (await s.exec(select(Project))).all() == []
+        assert (await s.exec(select(Storage))).one().name == "default"
+
+
+async def test_bootstrap_is_idempotent_and_keeps_the_password_secret(
+    database: Database, tmp_path
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", pypi_proxy="http://127.0.0.1:9/")
+    async with database.sessions() as s:
+        generated = await bootstrap(s, settings)
+    assert generated and len(generated) >= 24
+    secret_file = settings.data_dir / "admin-password"
+    assert secret_file.read_text().strip() == generated
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    async with database.sessions() as s:
+        assert await bootstrap(s, settings) is None
+        users = (await s.exec(select(User))).all()
+        all_repo = await load_repository(s, "default", "all")
+        pypi = await load_repository(s, "default", "pypi")
+    assert [u.username for u in users] == ["admin"] and users[0].is_admin
+    assert all_repo.members == ("default/local", "default/pypi")
+    assert pypi.upstreams[0].url == "http://127.0.0.1:9/simple/"
