@@ -65,6 +65,7 @@ class BlobWriter(Protocol):
 
     Nothing written is visible under any key until the `async with` block exits without an
     exception and the digest checks pass. Afterwards `result` holds the committed blob.
+    `write` must be awaited one call at a time (it is not safe to call concurrently).
     """
 
     result: WrittenBlob | None
@@ -104,7 +105,13 @@ class BlobStore(Protocol):
       temporary data is removed.
     - If `expected_sha256` is given and the bytes differ, exit raises `IntegrityFailure` and
       nothing is committed; if `expected_size` is given likewise.
-    - `open()` yields chunks from `offset` (and at most `length` bytes); raises `BlobNotFound`.
+    - `open()` yields chunks of at most CHUNK_SIZE from `offset` (and at most `length` bytes;
+      nothing when `offset` is at or past the end); raises `BlobNotFound`. Closing the iterator
+      early (`aclose()`) releases its file or connection at once.
+    - Keys are only ever strings `blob_key_for` returns: any other string names no blob
+      (`stat` -> None, `open` -> `BlobNotFound`; `delete` and `url_for` raise `ValueError`),
+      so no caller-supplied key can reach outside the store.
+    - An unreachable or failing backend raises `BackendUnavailable(part="blobs")`.
     - SDK or disk calls never block the event loop.
     """
 

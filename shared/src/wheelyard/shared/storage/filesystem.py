@@ -1,0 +1,359 @@
+"""A BlobStore on a local (or mounted) directory.
+
+Layout under `root`: committed blobs at `root/<key>` (`sha256/ab/cd/<hex>`), writes in progress
+at `root/tmp/blob-*.part`. A write lands in a temp file, is fsynced and then atomically renamed
+into place, so a reader sees either nothing or the whole blob. Every disk call runs in a worker
+thread: the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import anyio
+from anyio import to_thread
+
+from wheelyard.shared.errors import BackendUnavailable, IntegrityFailure, TooLarge
+from wheelyard.shared.storage.base import (
+    CHUNK_SIZE,
+    BlobInfo,
+    BlobNotFound,
+    WrittenBlob,
+    blob_key_for,
+    sha256_of_key,
+)
+
+_TEMP_PREFIX = "blob-"
+_TEMP_SUFFIX = ".part"
+
+
+class FilesystemBlobStore:
+    """Content-addressed blobs in a directory (see the module docstring for the layout).
+
+    Keys that are not exactly `blob_key_for(...)` strings name no blob: `stat` returns None,
+    `open` raises `BlobNotFound`, `delete` and `url_for` raise `ValueError`. No key can address
+    a path outside `root`. Disk errors while writing or probing raise
+    `BackendUnavailable(part="blobs")`.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+        self.temp_dir = self.root / "tmp"
+        #: Streams opened by `open` and not yet finished or closed (tests and metrics see leaks).
+        self.open_streams = 0
+
+    def __repr__(self) -> str:
+        return f"FilesystemBlobStore({str(self.root)!r})"
+
+    def _path_for(self, key: str) -> Path:
+        sha256_of_key(key)  # raises ValueError for anything but a well-formed key
+        return self.root / key
+
+    async def stat(self, key: str) -> BlobInfo | None:
+        """Return the blob's size, or None when no committed blob has that key."""
+        try:
+            path = self._path_for(key)
+        except ValueError:
+            return None
+        try:
+            st = await to_thread.run_sync(os.stat, path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return BlobInfo(key=key, size=st.st_size)
+
+    async def open(
+        self, key: str, *, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield the blob's bytes from `offset` (at most `length` of them) in chunks of at most
+        CHUNK_SIZE; nothing when `offset` is at or past the end. Raises `BlobNotFound` on the
+        first iteration. Closing the iterator early (`aclose`) closes the file at once."""
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError("offset and length must not be negative")
+        try:
+            path = self._path_for(key)
+        except ValueError:
+            raise BlobNotFound(key) from None
+        try:
+            f = await to_thread.run_sync(_open_at, path, offset)
+        except (FileNotFoundError, NotADirectoryError):
+            raise BlobNotFound(key) from None
+        self.open_streams += 1
+        try:
+            remaining = length
+            while remaining is None or remaining > 0:
+                want = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
+                data = await to_thread.run_sync(f.read, want)
+                if not data:
+                    break
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+        finally:
+            self.open_streams -= 1
+            # Closing a file never waits on the disk, and must also work when the generator is
+            # finalized without a running loop, so it is done inline rather than in a thread.
+            f.close()
+
+    def writer(
+        self,
+        *,
+        expected_sha256: str | None = None,
+        expected_size: int | None = None,
+        max_size: int | None = None,
+    ) -> FilesystemBlobWriter:
+        """Return a new writer; see `BlobWriter` for the commit/discard promise."""
+        return FilesystemBlobWriter(
+            self, expected_sha256=expected_sha256, expected_size=expected_size, max_size=max_size
+        )
+
+    async def delete(self, key: str) -> None:
+        """Remove the blob; a missing blob is fine. Raises ValueError for a malformed key."""
+        path = self._path_for(key)
+        with contextlib.suppress(FileNotFoundError):
+            await to_thread.run_sync(os.unlink, path)
+
+    async def url_for(self, key: str, *, expires_seconds: int = 300) -> str | None:
+        """Always None: a directory has no URL of its own; the service streams the bytes."""
+        self._path_for(key)
+        return None
+
+    async def ping(self) -> None:
+        """Write, read back and remove a small probe file under `tmp/`; raise
+        `BackendUnavailable(part="blobs")` if any step fails."""
+        try:
+            # Abandonable: a readiness probe that times out (a hung network mount) must return
+            # now; the thread only touches its own probe file.
+            await to_thread.run_sync(self._probe, abandon_on_cancel=True)
+        except OSError as e:
+            raise BackendUnavailable(
+                f"blob directory {self.root} is not usable: {e}", part="blobs"
+            ) from e
+
+    def _probe(self) -> None:
+        probe = b"wheelyard ping"
+        f, path = self._create_temp()
+        try:
+            with f:
+                f.write(probe)
+            if path.read_bytes() != probe:
+                raise OSError(f"probe file {path} read back different bytes")
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    async def list_temp(self) -> list[str]:
+        """Names of temp files under `tmp/`: writes in progress or abandoned by a crash."""
+
+        def names() -> list[str]:
+            try:
+                return sorted(p.name for p in self.temp_dir.iterdir())
+            except FileNotFoundError:
+                return []
+
+        return await to_thread.run_sync(names)
+
+    async def sweep_temp(self, older_than_seconds: float) -> int:
+        """Remove temp files not modified for `older_than_seconds` (crash leftovers); return how
+        many were removed. A live writer touches its file on every flush, so a threshold well
+        above the slowest expected upload chunk never removes a write in progress."""
+
+        def sweep() -> int:
+            cutoff = time.time() - older_than_seconds
+            removed = 0
+            try:
+                entries = list(os.scandir(self.temp_dir))
+            except FileNotFoundError:
+                return 0
+            for entry in entries:
+                try:
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue  # its writer committed or discarded it meanwhile
+            return removed
+
+        return await to_thread.run_sync(sweep)
+
+    async def close(self) -> None:
+        """Nothing to release: every file is closed when its stream or writer ends."""
+
+    # -- helpers run in worker threads -------------------------------------------------------
+
+    def _create_temp(self) -> tuple[BinaryIO, Path]:
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=self.temp_dir)
+        return os.fdopen(fd, "wb"), Path(name)
+
+    def _commit_temp(self, f: BinaryIO, temp: Path, key: str) -> None:
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        final = self.root / key
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # os.replace is atomic: a concurrent writer of the same bytes just replaces an identical
+        # file, and readers holding the old inode keep reading valid bytes.
+        os.replace(temp, final)
+        _fsync_dir(final.parent)
+
+
+class FilesystemBlobWriter:
+    """One write into a `FilesystemBlobStore`; use with `async with` (see `BlobWriter`).
+
+    Small chunks are coalesced up to CHUNK_SIZE before each trip to the worker thread, so memory
+    stays O(CHUNK_SIZE) and thread hops stay few. `write` must not be called concurrently.
+    """
+
+    def __init__(
+        self,
+        store: FilesystemBlobStore,
+        *,
+        expected_sha256: str | None,
+        expected_size: int | None,
+        max_size: int | None,
+    ) -> None:
+        self.result: WrittenBlob | None = None
+        self._store = store
+        self._expected_sha256 = expected_sha256.lower() if expected_sha256 else None
+        self._expected_size = expected_size
+        self._max_size = max_size
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._pending = bytearray()
+        self._file: BinaryIO | None = None
+        self._temp: Path | None = None
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the bytes written so far."""
+        h = self._hash.copy()
+        h.update(self._pending)
+        return h.hexdigest()
+
+    async def __aenter__(self) -> FilesystemBlobWriter:
+        try:
+            self._file, self._temp = await to_thread.run_sync(self._store._create_temp)
+        except OSError as e:
+            raise _unavailable(self._store, e) from e
+        return self
+
+    async def write(self, chunk: bytes) -> None:
+        """Append `chunk`; raises `TooLarge` (and writes nothing of it) once `max_size` would be
+        crossed."""
+        if self._file is None or self._done:
+            raise RuntimeError("write() outside `async with writer:`")
+        if not chunk:
+            return
+        if self._max_size is not None and self._size + len(chunk) > self._max_size:
+            raise TooLarge(f"the file is larger than the limit of {self._max_size} bytes")
+        self._size += len(chunk)
+        if not self._pending and len(chunk) >= CHUNK_SIZE:
+            await self._write_out(chunk)  # already big: skip the copy into the buffer
+            return
+        self._pending += chunk
+        if len(self._pending) >= CHUNK_SIZE:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._pending:
+            data, self._pending = self._pending, bytearray()
+            await self._write_out(data)
+
+    async def _write_out(self, data: bytes | bytearray) -> None:
+        assert self._file is not None
+        f, h = self._file, self._hash
+
+        def write() -> None:
+            h.update(data)  # hashlib releases the GIL on large buffers
+            f.write(data)
+
+        try:
+            await to_thread.run_sync(write)
+        except OSError as e:
+            raise _unavailable(self._store, e) from e
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._done or self._file is None:
+            return
+        try:
+            if exc_type is None:
+                await self._commit()
+                return
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._discard()
+            raise
+        with anyio.CancelScope(shield=True):
+            await self._discard()
+
+    async def _commit(self) -> None:
+        await self._flush()
+        digest = self._hash.hexdigest()
+        if self._expected_size is not None and self._size != self._expected_size:
+            raise IntegrityFailure(
+                f"expected {self._expected_size} bytes, received {self._size} bytes"
+            )
+        if self._expected_sha256 is not None and digest != self._expected_sha256:
+            raise IntegrityFailure(f"expected sha256 {self._expected_sha256}, received {digest}")
+        key = blob_key_for(digest)
+        assert self._file is not None and self._temp is not None
+        try:
+            await to_thread.run_sync(self._store._commit_temp, self._file, self._temp, key)
+        except OSError as e:
+            raise _unavailable(self._store, e) from e
+        self._done = True
+        self.result = WrittenBlob(key=key, size=self._size, sha256=digest)
+
+    async def _discard(self) -> None:
+        self._done = True
+        self._pending = bytearray()
+        f, temp = self._file, self._temp
+
+        def discard() -> None:
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+            if temp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+
+        await to_thread.run_sync(discard)
+
+
+def _open_at(path: Path, offset: int) -> BinaryIO:
+    f = open(path, "rb")  # noqa: SIM115 - the caller owns and closes it
+    if offset:
+        f.seek(offset)
+    return f
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename is durable only once the directory entry is on disk too.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unavailable(store: FilesystemBlobStore, e: OSError) -> BackendUnavailable:
+    return BackendUnavailable(f"blob directory {store.root}: {e.strerror or e}", part="blobs")
