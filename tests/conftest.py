@@ -16,6 +16,7 @@ pytest_plugins = [
     "wheelyard.shared.testing.blob_fixtures",
     "wheelyard.shared.testing.cache_fixtures",
     "wheelyard.shared.testing.db_fixtures",
+    "wheelyard.shared.testing.server_fixtures",
 ]
 
 FOLDER_MARKERS = ("unit", "contract", "integration", "e2e")

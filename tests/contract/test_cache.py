@@ -264,3 +264,21 @@ async def test_bad_lock_arguments_are_rejected(cache: Cache) -> None:
 
 async def test_ping_answers(cache: Cache) -> None:
     await cache.ping()
+
+
+async def test_set_max_never_moves_a_serial_backwards(cache: Cache) -> None:
+    key = f"serial-{uuid4().hex}"
+    assert await cache.set_max(key, 5, ttl=10) == 5
+    assert await cache.set_max(key, 3, ttl=10) == 5
+    assert await cache.get(key) == b"5"
+    assert await cache.set_max(key, 9, ttl=10) == 9
+    results = await asyncio.gather(*(cache.set_max(key, n, ttl=10) for n in range(20)))
+    assert max(results) == 19 and await cache.get(key) == b"19"
+
+
+async def test_set_max_expires(cache: Cache) -> None:
+    key = f"serial-{uuid4().hex}"
+    await cache.set_max(key, 7, ttl=SHORT)
+    await asyncio.sleep(SHORT * 2)
+    assert await cache.get(key) is None
+    assert await cache.set_max(key, 1, ttl=10) == 1

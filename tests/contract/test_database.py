@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from wheelyard.shared.bootstrap import bootstrap
 from wheelyard.shared.config import RepositoryConfig, Settings, UpstreamConfig
+from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.migrate import downgrade_database, upgrade_database_async
 from wheelyard.shared.db.models import File, Project, Release, Repository, Storage, User
 from wheelyard.shared.db.registry import apply_repository, ensure_storage, load_repository
@@ -122,6 +123,7 @@ async def test_one_project_and_one_release_per_name(database: Database) -> None:
 async def test_concurrent_ensure_storage_makes_one_row(database: Database) -> None:
     async def ensure() -> int:
         async with database.sessions() as s:
+            await begin_write(s)
             storage = await ensure_storage(s, "team")
             await s.commit()
             assert storage.id is not None
@@ -232,3 +234,19 @@ async def test_bootstrap_is_idempotent_and_keeps_the_password_secret(
     assert [u.username for u in users] == ["admin"] and users[0].is_admin
     assert all_repo.members == ("default/local", "default/pypi")
     assert pypi.upstreams[0].url == "http://127.0.0.1:9/simple/"
+
+
+async def test_writers_after_a_read_wait_for_each_other(database: Database) -> None:
+    """Read-then-write transactions (the upload path) never fail with 'database is locked'."""
+
+    async def register(i: int) -> None:
+        async with database.sessions() as s:
+            (await s.exec(select(Storage))).all()  # a read first, like authentication
+            await begin_write(s)
+            await ensure_storage(s, f"st{i}")
+            await asyncio.sleep(0.01)
+            await s.commit()
+
+    await asyncio.gather(*(register(i) for i in range(12)))
+    async with database.sessions() as s:
+        assert len((await s.exec(select(Storage))).all()) == 12

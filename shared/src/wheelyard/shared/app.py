@@ -14,7 +14,9 @@ from fastapi.responses import JSONResponse
 
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings, load_settings
+from wheelyard.shared.db.registry import RepositoryDirectory
 from wheelyard.shared.http import install_error_handlers
+from wheelyard.shared.pagecache import PageCache
 
 StartHook = Callable[[FastAPI, Backends], Awaitable[None]]
 
@@ -61,6 +63,8 @@ def build_service_app(
         current = backends or await Backends.open(settings or load_settings())
         app.state.backends = current
         app.state.settings = current.settings
+        app.state.directory = RepositoryDirectory()
+        app.state.pages = PageCache(current.cache)
         try:
             if on_start is not None:
                 await on_start(app, current)

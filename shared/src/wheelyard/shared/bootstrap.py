@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.auth.passwords import generate_password, hash_password
 from wheelyard.shared.config import RepositoryConfig, Settings
+from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import User
 from wheelyard.shared.db.registry import apply_repository
 
@@ -41,6 +42,7 @@ def default_repositories(settings: Settings) -> list[RepositoryConfig]:
 async def bootstrap(session: AsyncSession, settings: Settings) -> str | None:
     """Create what a fresh registry needs. Returns a newly generated admin password (to print
     once), or None when the password came from configuration or the admin already existed."""
+    await begin_write(session)
     generated = await _ensure_admin(session, settings)
     for spec in default_repositories(settings):
         await apply_repository(session, spec, create_only=True)

@@ -1,12 +1,13 @@
 """The one place that maps domain errors to HTTP responses.
 
-Error bodies are JSON `{"detail": message}` unless the client prefers text; the message also
-goes into the reason phrase for legacy upload clients (twine prints it), see `error_response`.
+Error bodies are RFC 9457 problem details: `{"type", "title", "status", "detail"}` with the
+person-readable message in `detail`.
 """
 
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -56,7 +57,8 @@ def status_for(exc: WheelyardError) -> int:
 
 
 def error_response(exc: WheelyardError) -> Response:
-    """A JSON error response with the headers its status needs."""
+    """An RFC 9457 problem+json response (uv prints its `detail` for failed uploads), with
+    the headers its status needs."""
     status = status_for(exc)
     headers: dict[str, str] = {}
     if status == 401:
@@ -65,7 +67,15 @@ def error_response(exc: WheelyardError) -> Response:
         headers["Retry-After"] = str(exc.retry_after)
     if status == 503:
         headers["Retry-After"] = "5"
-    return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": exc.message,
+    }
+    return JSONResponse(
+        body, status_code=status, headers=headers, media_type="application/problem+json"
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

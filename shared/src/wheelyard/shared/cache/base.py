@@ -62,6 +62,11 @@ class Cache(Protocol):
         """Remove the key; a missing key is not an error."""
         ...
 
+    async def set_max(self, key: str, value: int, *, ttl: float) -> int:
+        """Atomically store `value` unless the key already holds a larger integer; return the
+        value held afterwards. Used for serials, which must never move backwards."""
+        ...
+
     async def incr(self, key: str, *, ttl: float) -> int:
         """Atomically add one and return the new value; a new counter expires after `ttl`."""
         ...

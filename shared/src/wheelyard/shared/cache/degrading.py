@@ -75,6 +75,11 @@ class DegradingCache:
         """Delete from the primary; skipped while it is unavailable."""
         await self._call(lambda: self._primary.delete(key))
 
+    async def set_max(self, key: str, value: int, *, ttl: float) -> int:
+        """The primary's set-if-greater; while it is unavailable nothing is stored."""
+        result = await self._call(lambda: self._primary.set_max(key, value, ttl=ttl))
+        return value if isinstance(result, _Skipped) else result
+
     async def incr(self, key: str, *, ttl: float) -> int:
         """The primary's counter, or this process's own counter while it is unavailable."""
         value = await self._call(lambda: self._primary.incr(key, ttl=ttl))

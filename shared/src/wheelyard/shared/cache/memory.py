@@ -119,6 +119,17 @@ class MemoryCache:
         """Remove the key; a missing key is not an error."""
         self._remove(key)
 
+    async def set_max(self, key: str, value: int, *, ttl: float) -> int:
+        """Store `value` unless the key holds a larger integer; return what it holds after."""
+        check_ttl(ttl)
+        entry = self._live(key, time.monotonic())
+        if entry is not None:
+            current = int(entry.value)
+            if current >= value:
+                return current
+        await self.set(key, str(value).encode("ascii"), ttl=ttl)
+        return value
+
     async def incr(self, key: str, *, ttl: float) -> int:
         """Add one and return the new value; a new (or expired) counter expires after `ttl`.
 

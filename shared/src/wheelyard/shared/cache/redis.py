@@ -35,6 +35,14 @@ local value = redis.call('INCR', KEYS[1])
 if created then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return value
 """
+# Set-if-greater: a serial must never move backwards, whoever writes last.
+_SET_MAX = """
+local current = tonumber(redis.call('GET', KEYS[1]))
+local value = tonumber(ARGV[1])
+if current and current >= value then return current end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return value
+"""
 # Compare-and-delete / compare-and-pexpire: only the token's owner may touch the lock.
 # https://redis.io/docs/latest/develop/use/patterns/distributed-locks/
 _RELEASE = """
@@ -117,6 +125,7 @@ class RedisCache:
             decode_responses=False,
         )
         self._incr = self._redis.register_script(_INCR)
+        self._set_max = self._redis.register_script(_SET_MAX)
         self._release = self._redis.register_script(_RELEASE)
         self._extend = self._redis.register_script(_EXTEND)
 
@@ -137,6 +146,13 @@ class RedisCache:
         """Remove the key; a missing key is not an error."""
         with self._translate("delete"):
             await self._redis.delete(self._key(key))
+
+    async def set_max(self, key: str, value: int, *, ttl: float) -> int:
+        """Atomically store `value` unless the key holds a larger integer (one Lua script)."""
+        check_ttl(ttl)
+        with self._translate("set_max"):
+            result = await self._set_max(keys=[self._key(key)], args=[int(value), _ms(ttl)])
+        return int(result)
 
     async def incr(self, key: str, *, ttl: float) -> int:
         """Atomically add one and return the new value; a new counter expires after `ttl`."""

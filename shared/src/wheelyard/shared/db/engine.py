@@ -1,8 +1,8 @@
 """The async engine and session factory, tuned per backend.
 
 SQLite (embedded) gets WAL, foreign keys and a busy timeout so concurrent writers wait instead
-of failing; Postgres gets pre-ping and a short pool timeout so an outage becomes a fast 503,
-not a hang.
+of failing (every transaction that writes starts with `begin_write`); Postgres gets pre-ping
+and a short pool timeout so an outage becomes a fast 503, not a hang.
 """
 
 from __future__ import annotations
@@ -24,12 +24,24 @@ def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Asyn
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # We emit BEGIN ourselves (below): the driver's implicit transactions break
+            # SAVEPOINTs and cannot take the write lock up front.
+            # https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
+            dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # A transaction that reads and then writes must hold the write lock from the start,
+            # or SQLite fails it with "database is locked" instead of waiting (busy_timeout is
+            # not consulted when upgrading a read lock would deadlock).
+            immediate = conn.get_execution_options().get("wheelyard_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
@@ -44,3 +56,16 @@ def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Asyn
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit (no implicit refresh I/O)."""
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """Start `session`'s transaction as a writer (SQLite: BEGIN IMMEDIATE; Postgres: as usual).
+
+    Call before the first statement of a transaction that will write, so concurrent writers
+    wait for each other instead of failing. A read transaction already open on the session
+    (authentication reads the users table first) is ended: it wrote nothing, and the write
+    transaction must start on a fresh connection to take the lock up front.
+    """
+    if session.in_transaction():
+        await session.commit()
+    await session.connection(execution_options={"wheelyard_write": True})

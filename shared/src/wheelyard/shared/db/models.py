@@ -159,6 +159,7 @@ class File(SQLModel, table=True):
     blob_key: str = Field(max_length=255)
     metadata_sha256: str | None = Field(default=None, max_length=64)  # PEP 658 hash
     metadata_blob_key: str | None = Field(default=None, max_length=255)
+    metadata_size: int | None = None
     uploaded_by: str | None = Field(default=None, max_length=150)
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

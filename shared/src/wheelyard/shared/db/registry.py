@@ -220,3 +220,42 @@ async def _refuse_orphaning(session: AsyncSession, repo: Repository, new_type: s
             f"Repository '{repo.name}' holds uploaded files; changing it from {repo.type} to "
             f"{new_type} would orphan them. Delete the files first or create a new repository."
         )
+
+
+class RepositoryDirectory:
+    """Repository views by `storage/name`, remembered for `ttl` seconds per process.
+
+    The hot read path looks a repository up on every request; remembering it briefly keeps
+    that off the database. A change (visibility, members...) is seen within `ttl` seconds by
+    every replica, and at once by the process that made it (`forget`).
+    """
+
+    def __init__(self, ttl: float = 2.0) -> None:
+        self.ttl = ttl
+        self._known: dict[tuple[str, str], tuple[float, RepositoryView | None]] = {}
+
+    async def get(self, session: AsyncSession, storage: str, name: str) -> RepositoryView | None:
+        """The view of `storage/name`, or None when it does not exist."""
+        import time
+
+        now = time.monotonic()
+        hit = self._known.get((storage, name))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        repo = await find_repository(session, storage, name)
+        view = await view_of(session, repo, storage) if repo is not None else None
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[(storage, name)] = (now + self.ttl, view)
+        return view
+
+    async def require(self, session: AsyncSession, storage: str, name: str) -> RepositoryView:
+        """Like `get`, raising NotFound when the repository does not exist."""
+        view = await self.get(session, storage, name)
+        if view is None:
+            raise NotFound(f"Repository '{storage}/{name}' does not exist.")
+        return view
+
+    def forget(self) -> None:
+        """Drop everything remembered."""
+        self._known.clear()

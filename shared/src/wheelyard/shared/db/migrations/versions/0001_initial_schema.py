@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 02:18:48.705996
+Create Date: 2026-11-22 02:32:25.451464
 """
 
 from __future__ import annotations
@@ -190,6 +190,7 @@ def upgrade() -> None:
         sa.Column("blob_key", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
         sa.Column("metadata_sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("metadata_blob_key", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+        sa.Column("metadata_size", sa.Integer(), nullable=True),
         sa.Column("uploaded_by", sqlmodel.sql.sqltypes.AutoString(length=150), nullable=True),
         sa.Column("deleted_at", wheelyard.shared.db.models.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),

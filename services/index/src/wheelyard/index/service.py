@@ -1,0 +1,319 @@
+"""The hosted read path: simple pages, the PyPI JSON API, files, project data and search.
+
+No HTTP here: functions take plain values and return plain values or raise domain errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.utils import canonicalize_name, canonicalize_version
+from packaging.version import InvalidVersion, Version
+from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from wheelyard.shared.auth.access import can_read
+from wheelyard.shared.auth.credentials import Principal
+from wheelyard.shared.db.models import File, Project, Release
+from wheelyard.shared.db.registry import RepositoryView, list_repositories
+from wheelyard.shared.errors import NotFound
+from wheelyard.shared.hosted import (
+    ProjectRef,
+    find_project,
+    list_scope,
+    live_files,
+    project_list,
+    project_page,
+    project_scope,
+    releases_of,
+    repository_serial,
+)
+from wheelyard.shared.packaging import pypi_json
+from wheelyard.shared.packaging.simple import (
+    JSON_V1,
+    render_index_html,
+    render_index_json,
+    render_project_html,
+    render_project_json,
+)
+from wheelyard.shared.pagecache import CachedPage, PageCache
+from wheelyard.shared.urls import file_path, repository_path
+
+
+async def simple_project(
+    session: AsyncSession,
+    pages: PageCache,
+    *,
+    repo: RepositoryView,
+    name: str,
+    media: str,
+    base: str,
+) -> CachedPage:
+    """The rendered simple page of project `name` (normalized) as `media`; NotFound if absent."""
+    project: ProjectRef | None = None
+
+    async def load_serial() -> int | None:
+        nonlocal project
+        project = await find_project(session, repo.id, name)
+        return project.serial if project else None
+
+    serial = await pages.serial(project_scope(repo.id, name), load_serial)
+    if serial is None:
+        raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
+
+    async def render() -> bytes:
+        ref = project or await find_project(session, repo.id, name)
+        if ref is None:
+            raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
+        page = await project_page(
+            session, base=base, storage=repo.storage, repo=repo.name, project=ref
+        )
+        return render_project_json(page) if media == JSON_V1 else render_project_html(page)
+
+    return await pages.page(project_scope(repo.id, name), serial, f"{media}|{base}", render)
+
+
+async def simple_index(
+    session: AsyncSession, pages: PageCache, *, repo: RepositoryView, media: str
+) -> CachedPage:
+    """The rendered root page of the repository (relative links, so no base URL needed)."""
+
+    async def load_serial() -> int:
+        return await repository_serial(session, repo.id)
+
+    serial = await pages.serial(list_scope(repo.id), load_serial)
+    assert serial is not None
+
+    async def render() -> bytes:
+        projects = await project_list(session, repo.id)
+        return render_index_json(projects) if media == JSON_V1 else render_index_html(projects)
+
+    return await pages.page(list_scope(repo.id), serial, media, render)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """Where the bytes of a file (or its `.metadata`) are, and how many there are."""
+
+    blob_key: str
+    size: int
+    sha256: str
+
+
+async def find_file(
+    session: AsyncSession, *, repo: RepositoryView, project: str, version: str, filename: str
+) -> StoredFile:
+    """The live file `filename`, or with `.metadata` appended its PEP 658 metadata.
+
+    The project and version in the path must be the file's own, so one file has one URL.
+    """
+    metadata = filename.endswith(".metadata")
+    real_name = filename.removesuffix(".metadata") if metadata else filename
+    row = (
+        await session.exec(
+            select(File, Release, Project)
+            .join(Release, col(Release.id) == col(File.release_id))
+            .join(Project, col(Project.id) == col(File.project_id))
+            .where(
+                File.repository_id == repo.id,
+                File.filename == real_name,
+                col(File.deleted_at).is_(None),
+            )
+        )
+    ).first()
+    missing = NotFound(f"File '{filename}' does not exist in '{repo.path}'.")
+    if row is None:
+        raise missing
+    f, release, proj = row
+    if canonicalize_name(project) != proj.name or not _same_version(version, release.version):
+        raise missing
+    if metadata:
+        if f.metadata_blob_key is None or f.metadata_sha256 is None or f.metadata_size is None:
+            raise missing
+        return StoredFile(f.metadata_blob_key, f.metadata_size, f.metadata_sha256)
+    return StoredFile(f.blob_key, f.size, f.sha256)
+
+
+def _same_version(given: str, stored: str) -> bool:
+    try:
+        return canonicalize_version(Version(given)) == canonicalize_version(Version(stored))
+    except InvalidVersion:
+        return False
+
+
+async def pypi_project_json(
+    session: AsyncSession, *, repo: RepositoryView, name: str, base: str, version: str | None
+) -> bytes:
+    """The PyPI JSON API document for a project, or for one release when `version` is given."""
+    project = await find_project(session, repo.id, name)
+    if project is None:
+        raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
+    releases = await _release_infos(session, repo, project, base)
+    project_url = f"{base}{repository_path(repo.storage, repo.name)}/pypi/{project.name}/"
+    if version is None:
+        return pypi_json.render_pypi_project_json(
+            name=project.display_name,
+            releases=releases,
+            last_serial=project.serial,
+            project_url=project_url,
+        )
+    wanted = _canonical(version)
+    for release in releases:
+        if _canonical(release.version) == wanted:
+            return pypi_json.render_pypi_release_json(
+                name=project.display_name,
+                release=release,
+                last_serial=project.serial,
+                project_url=project_url,
+            )
+    raise NotFound(f"Version '{version}' of '{name}' does not exist in '{repo.path}'.")
+
+
+def _canonical(version: str) -> str:
+    try:
+        return canonicalize_version(Version(version))
+    except InvalidVersion:
+        return version
+
+
+async def _release_infos(
+    session: AsyncSession, repo: RepositoryView, project: ProjectRef, base: str
+) -> list[pypi_json.ReleaseInfo]:
+    files_by_release: dict[int, list[pypi_json.FileInfo]] = {}
+    for f, r in await live_files(session, project.id):
+        url = base + file_path(repo.storage, repo.name, project.name, r.version, f.filename)
+        files_by_release.setdefault(f.release_id, []).append(
+            pypi_json.FileInfo(
+                filename=f.filename,
+                packagetype=f.packagetype,
+                python_version=f.python_version,
+                url=url,
+                size=f.size,
+                sha256=f.sha256,
+                upload_time=f.upload_time,
+                blake2_256=f.blake2_256,
+                md5=f.md5,
+                requires_python=f.requires_python,
+                yanked=r.yanked,
+                yanked_reason=r.yanked_reason,
+                core_metadata_sha256=f.metadata_sha256,
+            )
+        )
+    return [
+        pypi_json.ReleaseInfo(
+            version=r.version,
+            metadata=r.core_metadata,
+            yanked=r.yanked,
+            yanked_reason=r.yanked_reason,
+            files=files_by_release.get(r.id or 0, []),
+        )
+        for r in await releases_of(session, project.id)
+        if r.id in files_by_release
+    ]
+
+
+async def project_details(
+    session: AsyncSession, *, repo: RepositoryView, name: str, base: str
+) -> dict[str, Any]:
+    """Everything a project page shows: versions, files and metadata of each release."""
+    project = await find_project(session, repo.id, canonicalize_name(name))
+    if project is None:
+        raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
+    releases = await _release_infos(session, repo, project, base)
+    latest = pypi_json.latest_version(releases)
+    ordered = sorted(releases, key=lambda r: _version_or_zero(r.version), reverse=True)
+    return {
+        "repository": repo.path,
+        "name": project.name,
+        "display_name": project.display_name,
+        "status": project.status,
+        "latest_version": latest.version if latest else None,
+        "versions": [
+            {
+                "version": r.version,
+                "yanked": r.yanked,
+                "yanked_reason": r.yanked_reason,
+                "metadata": dict(r.metadata),
+                "files": [
+                    {
+                        "filename": f.filename,
+                        "url": f.url,
+                        "size": f.size,
+                        "sha256": f.sha256,
+                        "packagetype": f.packagetype,
+                        "python_version": f.python_version,
+                        "requires_python": f.requires_python,
+                        "upload_time": f.upload_time.isoformat(),
+                        "core_metadata_sha256": f.core_metadata_sha256,
+                    }
+                    for f in r.files
+                ],
+            }
+            for r in ordered
+        ],
+    }
+
+
+def _version_or_zero(version: str) -> Version:
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return Version("0")
+
+
+async def search(
+    session: AsyncSession, *, principal: Principal, query: str, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Projects whose name or latest summary contains `query`, in hosted repositories the
+    caller may read, with the latest version and summary of each hit."""
+    readable = []
+    for repo in await list_repositories(session):
+        if repo.type != "hosted":
+            continue
+        if can_read(principal, repo):
+            readable.append(repo)
+    if not readable or not query.strip():
+        return []
+    by_id = {r.id: r for r in readable}
+    needle = f"%{_escape_like(query.strip().lower())}%"
+    normalized = f"%{_escape_like(canonicalize_name(query.strip()))}%"
+    summary_hit = (
+        select(Release.id)
+        .where(Release.project_id == Project.id, col(Release.summary).ilike(needle, escape="\\"))
+        .exists()
+    )
+    matching = (
+        select(Project.id)
+        .where(col(Project.repository_id).in_(list(by_id)))
+        .where(or_(col(Project.name).like(normalized, escape="\\"), summary_hit))
+    )
+    rows = await session.exec(
+        select(Project, Release)
+        .join(Release, col(Release.project_id) == col(Project.id))
+        .where(col(Project.id).in_(matching))
+    )
+    grouped: dict[int, tuple[Project, list[Release]]] = {}
+    for project, release in rows.all():
+        grouped.setdefault(project.id or 0, (project, []))[1].append(release)
+    hits = []
+    for project, releases in grouped.values():
+        infos = [pypi_json.ReleaseInfo(version=r.version, yanked=r.yanked) for r in releases]
+        latest = pypi_json.latest_version(infos)
+        latest_release = next(r for r in releases if latest and r.version == latest.version)
+        repo = by_id[project.repository_id]
+        hits.append(
+            {
+                "repository": repo.path,
+                "name": project.display_name,
+                "normalized_name": project.name,
+                "version": latest_release.version,
+                "summary": latest_release.summary,
+            }
+        )
+    hits.sort(key=lambda h: (h["normalized_name"] != canonicalize_name(query.strip()), h["name"]))
+    return hits[:limit]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,133 @@
+"""Reading hosted repositories: project pages, project lists, files and releases.
+
+Shared by the index service (hosted repositories) and the proxy-cache service (hosted members
+of groups), so both list hosted files exactly the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from wheelyard.shared.db.models import File, Project, Release
+from wheelyard.shared.packaging.simple import ProjectList, ProjectPage, SimpleFile
+from wheelyard.shared.urls import file_path
+
+
+def project_scope(repository_id: int, name: str) -> str:
+    """The page-cache scope (serial counter) of one project's pages."""
+    return f"{repository_id}:p:{name}"
+
+
+def list_scope(repository_id: int) -> str:
+    """The page-cache scope of a repository's project list."""
+    return f"{repository_id}:list"
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    """The few project columns the hot path needs."""
+
+    id: int
+    name: str
+    display_name: str
+    serial: int
+    status: str
+    status_reason: str | None
+
+
+async def find_project(session: AsyncSession, repository_id: int, name: str) -> ProjectRef | None:
+    """The project with normalized `name` in the repository, or None."""
+    row = (
+        await session.exec(
+            select(
+                Project.id,
+                Project.name,
+                Project.display_name,
+                Project.serial,
+                Project.status,
+                Project.status_reason,
+            ).where(Project.repository_id == repository_id, Project.name == name)
+        )
+    ).first()
+    return ProjectRef(*row) if row else None  # type: ignore[arg-type]
+
+
+async def live_files(session: AsyncSession, project_id: int) -> list[tuple[File, Release]]:
+    """The project's files that are not deleted, with their releases, oldest first."""
+    rows = await session.exec(
+        select(File, Release)
+        .join(Release, col(Release.id) == col(File.release_id))
+        .where(File.project_id == project_id, col(File.deleted_at).is_(None))
+        .order_by(col(File.upload_time), col(File.id))
+    )
+    return list(rows.all())
+
+
+async def releases_of(session: AsyncSession, project_id: int) -> list[Release]:
+    """Every release of the project."""
+    return list((await session.exec(select(Release).where(Release.project_id == project_id))).all())
+
+
+def simple_file(
+    base: str, storage: str, repo: str, project: str, f: File, r: Release
+) -> SimpleFile:
+    """A hosted file as listed on a simple page, with an absolute, query-free URL."""
+    yanked: bool | str = (r.yanked_reason or True) if r.yanked else False
+    return SimpleFile(
+        filename=f.filename,
+        url=base + file_path(storage, repo, project, r.version, f.filename),
+        sha256=f.sha256,
+        size=f.size,
+        upload_time=f.upload_time,
+        requires_python=f.requires_python,
+        yanked=yanked,
+        core_metadata_sha256=f.metadata_sha256,
+        has_core_metadata=f.metadata_sha256 is not None,
+    )
+
+
+async def project_page(
+    session: AsyncSession, *, base: str, storage: str, repo: str, project: ProjectRef
+) -> ProjectPage:
+    """The simple page of a hosted project (PEP 503/691/700/592/658)."""
+    files = await live_files(session, project.id)
+    versions = {r.version for r in await releases_of(session, project.id)}
+    return ProjectPage(
+        name=project.name,
+        files=[simple_file(base, storage, repo, project.name, f, r) for f, r in files],
+        versions=sorted(versions),
+        status=None if project.status == "active" else project.status,
+        status_reason=project.status_reason,
+    )
+
+
+async def project_list(session: AsyncSession, repository_id: int) -> ProjectList:
+    """Every project of the repository that has at least one live file."""
+    rows = await session.exec(
+        select(Project.display_name, Project.name)
+        .where(Project.repository_id == repository_id)
+        .where(
+            select(File.id)
+            .where(File.project_id == Project.id, col(File.deleted_at).is_(None))
+            .exists()
+        )
+        .order_by(col(Project.name))
+    )
+    return ProjectList(projects=tuple((d, n) for d, n in rows.all()))
+
+
+async def repository_serial(session: AsyncSession, repository_id: int) -> int:
+    """A number that grows whenever any project of the repository changes."""
+    from sqlalchemy import func
+
+    total = (
+        await session.exec(
+            select(func.coalesce(func.sum(Project.serial), 0)).where(
+                Project.repository_id == repository_id
+            )
+        )
+    ).one()
+    return int(total)

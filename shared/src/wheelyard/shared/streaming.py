@@ -1,0 +1,70 @@
+"""Serving blobs over HTTP: full bodies, single byte ranges, HEAD, and early disconnects.
+
+File responses never carry a Content-Encoding (pip downloads with `identity` and a gzip
+transfer encoding on a .tar.gz would corrupt it), always `Accept-Ranges: bytes` and an exact
+Content-Length, so uv can read a wheel's central directory with Range requests.
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.responses import Response, StreamingResponse
+
+from wheelyard.shared.storage import BlobStore
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """(start, end_inclusive) for a satisfiable single range; None to send everything;
+    the string "unsatisfiable" when the range lies outside the file."""
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or (not match.group(1) and not match.group(2)):
+        return None  # multiple or malformed ranges: RFC 9110 lets us ignore the header
+    first, last = match.groups()
+    if not first:  # suffix range: the last N bytes
+        length = int(last)
+        if length == 0:
+            return "unsatisfiable"
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        return "unsatisfiable"
+    return start, end
+
+
+def blob_response(
+    blobs: BlobStore,
+    key: str,
+    *,
+    size: int,
+    method: str,
+    range_header: str | None = None,
+    media_type: str = "application/octet-stream",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A response streaming blob `key` (of `size` bytes), honouring a single Range."""
+    base = {"Accept-Ranges": "bytes", **(headers or {})}
+    wanted = parse_range(range_header, size)
+    if wanted == "unsatisfiable":
+        return Response(status_code=416, headers={**base, "Content-Range": f"bytes */{size}"})
+    status = 200
+    offset, length = 0, size
+    if isinstance(wanted, tuple):
+        start, end = wanted
+        offset, length = start, end - start + 1
+        status = 206
+        base["Content-Range"] = f"bytes {start}-{end}/{size}"
+    base["Content-Length"] = str(length)
+    if method == "HEAD":
+        return Response(status_code=status, headers=base, media_type=media_type)
+    return StreamingResponse(
+        blobs.open(key, offset=offset, length=length),
+        status_code=status,
+        headers=base,
+        media_type=media_type,
+    )
