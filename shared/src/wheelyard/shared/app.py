@@ -63,7 +63,7 @@ def build_service_app(
         current = backends or await Backends.open(settings or load_settings())
         app.state.backends = current
         app.state.settings = current.settings
-        app.state.directory = RepositoryDirectory()
+        app.state.directory = RepositoryDirectory(current.sessions)
         app.state.pages = PageCache(current.cache)
         try:
             if on_start is not None:

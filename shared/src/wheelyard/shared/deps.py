@@ -1,4 +1,8 @@
-"""Dependency aliases shared by every service: route signatures read as a list of needs."""
+"""Dependency aliases shared by every service: route signatures read as a list of needs.
+
+Every dependency is `async def`: FastAPI runs plain `def` dependencies in a worker thread,
+which costs more than the work they do.
+"""
 
 from __future__ import annotations
 
@@ -18,50 +22,50 @@ from wheelyard.shared.storage import BlobStore
 from wheelyard.shared.urls import base_url
 
 
-def get_backends(request: Request) -> Backends:
+async def get_backends(request: Request) -> Backends:
     """The process's backends, set by the app's lifespan."""
     return request.app.state.backends  # type: ignore[no-any-return]
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A database session for one request, closed (and rolled back if open) afterwards."""
-    async with get_backends(request).sessions() as session:
+    async with request.app.state.backends.sessions() as session:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The process's settings."""
-    return get_backends(request).settings
+    return request.app.state.backends.settings  # type: ignore[no-any-return]
 
 
-def get_blobs(request: Request) -> BlobStore:
+async def get_blobs(request: Request) -> BlobStore:
     """The process's blob store."""
-    return get_backends(request).blobs
+    return request.app.state.backends.blobs  # type: ignore[no-any-return]
 
 
-def get_cache(request: Request) -> Cache:
+async def get_cache(request: Request) -> Cache:
     """The process's cache."""
-    return get_backends(request).cache
+    return request.app.state.backends.cache  # type: ignore[no-any-return]
 
 
-def get_directory(request: Request) -> RepositoryDirectory:
+async def get_directory(request: Request) -> RepositoryDirectory:
     """The process's short-lived repository lookup."""
     return request.app.state.directory  # type: ignore[no-any-return]
 
 
-def get_pages(request: Request) -> PageCache:
+async def get_pages(request: Request) -> PageCache:
     """The process's rendered-page cache."""
     return request.app.state.pages  # type: ignore[no-any-return]
 
 
-def get_base_url(request: Request) -> str:
+async def get_base_url(request: Request) -> str:
     """The external base URL for links in this request's response."""
-    return base_url(request, get_settings(request))
+    return base_url(request, request.app.state.backends.settings)
 
 
 async def get_principal(request: Request, session: SessionDep) -> Principal:
     """The verified caller of this request (anonymous when no credentials were sent)."""
-    backends = get_backends(request)
+    backends = request.app.state.backends
     return await authenticate(session, backends.cache, request.headers.get("authorization"))
 
 

@@ -78,19 +78,31 @@ def error_response(exc: WheelyardError) -> Response:
     )
 
 
+#: Exceptions that mean "the database cannot be reached": an outage, answered with 503.
+DATABASE_DOWN = (OperationalError, PoolTimeout, DBAPIError, ConnectionError)
+
+
+def response_for_exception(exc: Exception) -> Response | None:
+    """The response for a domain error or a database outage; None for anything else (a bug,
+    which the server turns into a 500 and logs)."""
+    if isinstance(exc, WheelyardError):
+        return error_response(exc)
+    if isinstance(exc, DATABASE_DOWN):
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return error_response(BackendUnavailable("The database is unavailable.", "database"))
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the domain-error and backend-outage handlers on `app`."""
 
-    async def on_domain_error(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, WheelyardError)
-        return error_response(exc)
+    async def on_error(_request: Request, exc: Exception) -> Response:
+        response = response_for_exception(exc)
+        assert response is not None
+        return response
 
-    async def on_database_down(_request: Request, exc: Exception) -> Response:
-        # An unreachable database is an outage, not a bug: 503 + Retry-After, no traceback.
-        log.warning("database unavailable: %s", exc.__class__.__name__)
-        return error_response(BackendUnavailable("The database is unavailable.", "database"))
-
-    app.add_exception_handler(WheelyardError, on_domain_error)
-    # ConnectionError: asyncpg raises it unwrapped when the server refuses connections.
-    for cls in (OperationalError, PoolTimeout, DBAPIError, ConnectionError):
-        app.add_exception_handler(cls, on_database_down)
+    app.add_exception_handler(WheelyardError, on_error)
+    # An unreachable database is an outage, not a bug: 503 + Retry-After, no traceback.
+    # (ConnectionError: asyncpg raises it unwrapped when the server refuses connections.)
+    for cls in DATABASE_DOWN:
+        app.add_exception_handler(cls, on_error)

@@ -18,13 +18,14 @@ from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wheelyard.gateway.dispatch import Dispatcher, RepositoryKinds, Targets
+from wheelyard.gateway.dispatch import Dispatcher, Targets, kinds_from
 from wheelyard.gateway.targets import Forwarder
 from wheelyard.shared.app import health_router
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.bootstrap import bootstrap
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.db.migrate import upgrade_database_async
+from wheelyard.shared.db.registry import RepositoryDirectory
 from wheelyard.shared.errors import ConfigurationError
 from wheelyard.shared.http import install_error_handlers
 
@@ -68,7 +69,9 @@ def create_app(
             app.state.settings = current.settings
             await prepare_database(current)
             targets = await _targets(stack, current, services)
-            app.state.dispatcher = Dispatcher(targets, RepositoryKinds(current.sessions))
+            app.state.dispatcher = Dispatcher(
+                targets, kinds_from(RepositoryDirectory(current.sessions))
+            )
             yield
 
     app = FastAPI(

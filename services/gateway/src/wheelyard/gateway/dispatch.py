@@ -16,19 +16,16 @@ The rules (the gateway's own FastAPI app answers everything not listed):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.types import ASGIApp, Scope
 
-from wheelyard.shared.db.registry import find_repository
+from wheelyard.shared.db.registry import RepositoryDirectory
 
 #: Where the root aliases point: the default group, as the issue tracker's users expect.
 ALIAS_TARGET = "/repositories/default/all"
 ALIASES = ("/simple", "/pypi")
-KIND_TTL = 5.0  # seconds a repository's kind is remembered; a kind change is rare
 
 
 @dataclass
@@ -43,31 +40,15 @@ class Targets:
 KindLookup = Callable[[str, str], Awaitable[str | None]]
 
 
-class RepositoryKinds:
-    """Repository kind (`hosted`/`proxy`/`group`) by `storage/name`, remembered for a few
-    seconds so the hot path does not query the database on every request."""
+def kinds_from(directory: RepositoryDirectory) -> KindLookup:
+    """Repository kind (`hosted`/`proxy`/`group`) by `storage/name`, from the in-memory
+    directory (the hot path does not query the database on every request)."""
 
-    def __init__(self, sessions: Callable[[], Any]) -> None:
-        self._sessions = sessions
-        self._known: dict[tuple[str, str], tuple[float, str | None]] = {}
+    async def kind(storage: str, name: str) -> str | None:
+        view = await directory.get(storage, name)
+        return view.type if view else None
 
-    async def __call__(self, storage: str, name: str) -> str | None:
-        key = (storage, name)
-        now = time.monotonic()
-        hit = self._known.get(key)
-        if hit and hit[0] > now:
-            return hit[1]
-        async with self._sessions() as session:
-            repo = await find_repository(session, storage, name)
-        kind = repo.type if repo else None
-        if len(self._known) > 10_000:
-            self._known.clear()
-        self._known[key] = (now + KIND_TTL, kind)
-        return kind
-
-    def forget(self) -> None:
-        """Drop everything remembered (after a repository is created, changed or deleted)."""
-        self._known.clear()
+    return kind
 
 
 class Dispatcher:

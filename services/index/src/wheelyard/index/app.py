@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from wheelyard.index.fastpath import IndexFastPath
 from wheelyard.index.routes import router
 from wheelyard.shared.app import build_service_app
 from wheelyard.shared.backends import Backends
@@ -12,9 +13,11 @@ from wheelyard.shared.config import Settings
 
 def create_app(*, backends: Backends | None = None, settings: Settings | None = None) -> FastAPI:
     """The index service; shares `backends` when given (embedded), else opens its own."""
-    return build_service_app(
+    app = build_service_app(
         title="Wheelyard index (hosted read path)",
         routers=[router],
         backends=backends,
         settings=settings,
     )
+    app.add_middleware(IndexFastPath)
+    return app

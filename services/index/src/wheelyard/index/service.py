@@ -5,6 +5,7 @@ No HTTP here: functions take plain values and return plain values or raise domai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +41,11 @@ from wheelyard.shared.packaging.simple import (
 from wheelyard.shared.pagecache import CachedPage, PageCache
 from wheelyard.shared.urls import file_path, repository_path
 
+SessionSource = Callable[[], AsyncSession]
+
 
 async def simple_project(
-    session: AsyncSession,
+    db: SessionSource,
     pages: PageCache,
     *,
     repo: RepositoryView,
@@ -50,12 +53,15 @@ async def simple_project(
     media: str,
     base: str,
 ) -> CachedPage:
-    """The rendered simple page of project `name` (normalized) as `media`; NotFound if absent."""
+    """The rendered simple page of project `name` (normalized) as `media`; NotFound if absent.
+
+    `db` is called only on a cache miss, so a hit costs no database session at all.
+    """
     project: ProjectRef | None = None
 
     async def load_serial() -> int | None:
         nonlocal project
-        project = await find_project(session, repo.id, name)
+        project = await find_project(db(), repo.id, name)
         return project.serial if project else None
 
     serial = await pages.serial(project_scope(repo.id, name), load_serial)
@@ -63,11 +69,11 @@ async def simple_project(
         raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
 
     async def render() -> bytes:
-        ref = project or await find_project(session, repo.id, name)
+        ref = project or await find_project(db(), repo.id, name)
         if ref is None:
             raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
         page = await project_page(
-            session, base=base, storage=repo.storage, repo=repo.name, project=ref
+            db(), base=base, storage=repo.storage, repo=repo.name, project=ref
         )
         return render_project_json(page) if media == JSON_V1 else render_project_html(page)
 
@@ -75,18 +81,18 @@ async def simple_project(
 
 
 async def simple_index(
-    session: AsyncSession, pages: PageCache, *, repo: RepositoryView, media: str
+    db: SessionSource, pages: PageCache, *, repo: RepositoryView, media: str
 ) -> CachedPage:
     """The rendered root page of the repository (relative links, so no base URL needed)."""
 
     async def load_serial() -> int:
-        return await repository_serial(session, repo.id)
+        return await repository_serial(db(), repo.id)
 
     serial = await pages.serial(list_scope(repo.id), load_serial)
     assert serial is not None
 
     async def render() -> bytes:
-        projects = await project_list(session, repo.id)
+        projects = await project_list(db(), repo.id)
         return render_index_json(projects) if media == JSON_V1 else render_index_html(projects)
 
     return await pages.page(list_scope(repo.id), serial, media, render)

@@ -215,7 +215,7 @@ async def yank(
         raise InvalidInput("'reason' must be a string.")
     if reason is not None and len(reason) > 1000:
         raise InvalidInput("'reason' is longer than 1000 characters.")
-    target = await directory.require(session, storage, repo)
+    target = await directory.require(storage, repo)
     return await service.set_yanked(
         session,
         pages,
@@ -242,7 +242,7 @@ async def unyank(
     principal: PrincipalDep,
 ) -> dict[str, object]:
     """Clear the release's yank flag and reason."""
-    target = await directory.require(session, storage, repo)
+    target = await directory.require(storage, repo)
     return await service.set_yanked(
         session,
         pages,
@@ -269,7 +269,7 @@ async def delete_release(
     principal: PrincipalDep,
 ) -> dict[str, object]:
     """Delete the release's files; their filenames stay reserved forever."""
-    target = await directory.require(session, storage, repo)
+    target = await directory.require(storage, repo)
     deleted = await service.delete_files(
         session,
         pages,
@@ -297,7 +297,7 @@ async def delete_file(
     principal: PrincipalDep,
 ) -> dict[str, object]:
     """Delete one file; its filename stays reserved forever."""
-    target = await directory.require(session, storage, repo)
+    target = await directory.require(storage, repo)
     deleted = await service.delete_files(
         session,
         pages,

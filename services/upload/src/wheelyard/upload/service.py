@@ -74,14 +74,14 @@ async def upload_target(
 
     A group forwards uploads to its first hosted member; a proxy takes none.
     """
-    view = await directory.require(session, storage, name)
+    view = await directory.require(storage, name)
     if view.type == "hosted":
         return view
     if view.type == "proxy":
         raise Forbidden(f"'{view.path}' is a proxy repository; it does not accept uploads.")
     for member in view.members:
         m_storage, _, m_name = member.partition("/")
-        member_view = await directory.get(session, m_storage, m_name)
+        member_view = await directory.get(m_storage, m_name)
         if member_view is not None and member_view.type == "hosted":
             return member_view
     raise Forbidden(f"Group '{view.path}' has no hosted member to upload to.")

@@ -6,7 +6,11 @@ the start-up bootstrap, so that all of them read and write repositories the same
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +21,7 @@ from wheelyard.shared.config import RepositoryConfig, UpstreamConfig
 from wheelyard.shared.db.models import Repository, RepositoryMember, Storage, Upstream
 from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
 
+log = logging.getLogger(__name__)
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?\Z")
 REPOSITORY_TYPES = ("hosted", "proxy", "group")
 VISIBILITIES = ("public", "private")
@@ -223,38 +228,63 @@ async def _refuse_orphaning(session: AsyncSession, repo: Repository, new_type: s
 
 
 class RepositoryDirectory:
-    """Repository views by `storage/name`, remembered for `ttl` seconds per process.
+    """Repository views by `storage/name`, kept in memory per process.
 
-    The hot read path looks a repository up on every request; remembering it briefly keeps
-    that off the database. A change (visibility, members...) is seen within `ttl` seconds by
-    every replica, and at once by the process that made it (`forget`).
+    The hot read path looks a repository up on every request, so lookups are served from
+    memory: an entry younger than `ttl` is used as is; an older one is still used while one
+    background task reloads it (stale-while-revalidate), so concurrent requests never pile up
+    on the database when an entry ages. A change (visibility, members...) is therefore seen
+    within about `ttl` seconds by every replica, and at once by the process that made it
+    (`forget`).
     """
 
-    def __init__(self, ttl: float = 2.0) -> None:
+    def __init__(self, sessions: Callable[[], AsyncSession], ttl: float = 2.0) -> None:
         self.ttl = ttl
+        self._sessions = sessions
         self._known: dict[tuple[str, str], tuple[float, RepositoryView | None]] = {}
+        self._refreshing: dict[tuple[str, str], asyncio.Task[None]] = {}
 
-    async def get(self, session: AsyncSession, storage: str, name: str) -> RepositoryView | None:
+    def peek(self, storage: str, name: str) -> tuple[bool, RepositoryView | None]:
+        """(known, view) from memory only; an aged entry starts a background reload."""
+        key = (storage, name)
+        hit = self._known.get(key)
+        if hit is None:
+            return False, None
+        if hit[0] <= time.monotonic() and key not in self._refreshing:
+            task = asyncio.get_running_loop().create_task(self._reload(key))
+            self._refreshing[key] = task
+            task.add_done_callback(lambda _t: self._refreshing.pop(key, None))
+        return True, hit[1]
+
+    async def get(self, storage: str, name: str) -> RepositoryView | None:
         """The view of `storage/name`, or None when it does not exist."""
-        import time
+        known, cached = self.peek(storage, name)
+        if known:
+            return cached
+        await self._reload((storage, name))
+        return self._known[(storage, name)][1]
 
-        now = time.monotonic()
-        hit = self._known.get((storage, name))
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        repo = await find_repository(session, storage, name)
-        view = await view_of(session, repo, storage) if repo is not None else None
-        if len(self._known) > 10_000:
-            self._known.clear()
-        self._known[(storage, name)] = (now + self.ttl, view)
-        return view
-
-    async def require(self, session: AsyncSession, storage: str, name: str) -> RepositoryView:
+    async def require(self, storage: str, name: str) -> RepositoryView:
         """Like `get`, raising NotFound when the repository does not exist."""
-        view = await self.get(session, storage, name)
+        view = await self.get(storage, name)
         if view is None:
             raise NotFound(f"Repository '{storage}/{name}' does not exist.")
         return view
+
+    async def _reload(self, key: tuple[str, str]) -> None:
+        storage, name = key
+        try:
+            async with self._sessions() as session:
+                repo = await find_repository(session, storage, name)
+                view = await view_of(session, repo, storage) if repo is not None else None
+        except Exception:
+            if key in self._known:  # keep serving the last good view; retry next time
+                log.warning("could not reload repository %s/%s", storage, name, exc_info=True)
+                return
+            raise
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[key] = (time.monotonic() + self.ttl, view)
 
     def forget(self) -> None:
         """Drop everything remembered."""
