@@ -7,13 +7,14 @@ of groups), so both list hosted files exactly the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.db.models import File, Project, Release
 from wheelyard.shared.packaging.simple import ProjectList, ProjectPage, SimpleFile
-from wheelyard.shared.urls import file_path
+from wheelyard.shared.urls import repository_path
 
 
 def project_scope(repository_id: int, name: str) -> str:
@@ -71,34 +72,62 @@ async def releases_of(session: AsyncSession, project_id: int) -> list[Release]:
     return list((await session.exec(select(Release).where(Release.project_id == project_id))).all())
 
 
-def simple_file(
-    base: str, storage: str, repo: str, project: str, f: File, r: Release
-) -> SimpleFile:
-    """A hosted file as listed on a simple page, with an absolute, query-free URL."""
-    yanked: bool | str = (r.yanked_reason or True) if r.yanked else False
-    return SimpleFile(
-        filename=f.filename,
-        url=base + file_path(storage, repo, project, r.version, f.filename),
-        sha256=f.sha256,
-        size=f.size,
-        upload_time=f.upload_time,
-        requires_python=f.requires_python,
-        yanked=yanked,
-        core_metadata_sha256=f.metadata_sha256,
-        has_core_metadata=f.metadata_sha256 is not None,
-    )
-
-
 async def project_page(
     session: AsyncSession, *, base: str, storage: str, repo: str, project: ProjectRef
 ) -> ProjectPage:
-    """The simple page of a hosted project (PEP 503/691/700/592/658)."""
-    files = await live_files(session, project.id)
-    versions = {r.version for r in await releases_of(session, project.id)}
+    """The simple page of a hosted project (PEP 503/691/700/592/658).
+
+    Selects plain columns rather than ORM objects: a page of thousands of files is rendered
+    on a cache miss while other requests wait, so the load must be cheap.
+    """
+    rows = await session.exec(
+        select(
+            File.filename,
+            File.sha256,
+            File.size,
+            File.upload_time,
+            File.requires_python,
+            File.metadata_sha256,
+            Release.version,
+            Release.yanked,
+            Release.yanked_reason,
+        )
+        .join(Release, col(Release.id) == col(File.release_id))
+        .where(File.project_id == project.id, col(File.deleted_at).is_(None))
+        .order_by(col(File.upload_time), col(File.id))
+    )
+    prefix = f"{base}{repository_path(storage, repo)}/{quote(project.name)}/"
+    files = [
+        SimpleFile(
+            filename=filename,
+            url=f"{prefix}{quote(version, safe='')}/{quote(filename, safe='')}",
+            sha256=sha256,
+            size=size,
+            upload_time=upload_time,
+            requires_python=requires_python,
+            yanked=(reason or True) if yanked else False,
+            core_metadata_sha256=metadata_sha256,
+            has_core_metadata=metadata_sha256 is not None,
+        )
+        for (
+            filename,
+            sha256,
+            size,
+            upload_time,
+            requires_python,
+            metadata_sha256,
+            version,
+            yanked,
+            reason,
+        ) in rows.all()
+    ]
+    versions = (
+        await session.exec(select(Release.version).where(Release.project_id == project.id))
+    ).all()
     return ProjectPage(
         name=project.name,
-        files=[simple_file(base, storage, repo, project.name, f, r) for f, r in files],
-        versions=sorted(versions),
+        files=files,
+        versions=sorted(set(versions)),
         status=None if project.status == "active" else project.status,
         status_reason=project.status_reason,
     )

@@ -9,6 +9,7 @@ serial, where nobody looks any more, so read-after-write holds (uv publish --che
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,10 +42,16 @@ def _page_key(scope: str, serial: int, variant: str) -> str:
 
 
 class PageCache:
-    """Serial-keyed rendered pages. `scope` names what a serial counts (a project, a list)."""
+    """Serial-keyed rendered pages. `scope` names what a serial counts (a project, a list).
+
+    Rendering is single-flight per process: concurrent misses of one page wait for a single
+    render instead of each rendering it (a 2,000-file page takes long enough to render that
+    32 parallel renders would starve the event loop).
+    """
 
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
+        self._rendering: dict[str, asyncio.Future[CachedPage]] = {}
 
     async def serial(self, scope: str, load: Callable[[], Awaitable[int | None]]) -> int | None:
         """The current serial of `scope`: from the cache, else `load()` (None: not found)."""
@@ -70,11 +77,27 @@ class PageCache:
         if stored is not None:
             etag, _, body = stored.partition(b"\n")
             return CachedPage(body, etag.decode())
-        body = await render()
-        etag = etag_for(body)
-        # The ETag is stored with the body so a hit costs no hashing.
-        await self.cache.set(key, etag.encode() + b"\n" + body, ttl=PAGE_TTL)
-        return CachedPage(body, etag)
+        pending = self._rendering.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[CachedPage] = asyncio.get_running_loop().create_future()
+        self._rendering[key] = future
+        try:
+            body = await render()
+            page = CachedPage(body, etag_for(body))
+            # The ETag is stored with the body so a hit costs no hashing.
+            await self.cache.set(key, page.etag.encode() + b"\n" + body, ttl=PAGE_TTL)
+            future.set_result(page)
+            return page
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: the waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self._rendering[key]
 
     async def changed(self, scope: str, serial: int) -> None:
         """Tell readers that `scope` is now at `serial` (call after the commit)."""

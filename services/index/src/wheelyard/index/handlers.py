@@ -14,7 +14,8 @@ from wheelyard.index import service
 from wheelyard.shared.auth.access import require_read
 from wheelyard.shared.context import RequestContext
 from wheelyard.shared.db.registry import RepositoryView
-from wheelyard.shared.errors import NotFound
+from wheelyard.shared.errors import InvalidInput, NotFound
+from wheelyard.shared.packaging.names import validate_project_name
 from wheelyard.shared.packaging.simple import content_type_for, if_none_match_matches, negotiate
 from wheelyard.shared.pagecache import CachedPage
 from wheelyard.shared.streaming import blob_response
@@ -51,6 +52,22 @@ def page_response(request: Request, repo: RepositoryView, page: CachedPage, medi
     return Response(page.body, headers=headers, media_type=content_type_for(media))
 
 
+def project_name(project: str) -> str:
+    """The PEP 503 form of a project path segment; NotFound if no project can have that name.
+
+    Only a name that would be redirected is validated (the hot path stays cheap): a hostile
+    segment (`%0d%0aSet-Cookie:...`, markup) gets a 404, never a redirect that echoes it
+    (reliability.md §4 A.15). A normalized unknown name is a plain 404 further on.
+    """
+    name = canonicalize_name(project)
+    if name != project:
+        try:
+            validate_project_name(project)
+        except InvalidInput:
+            raise NotFound("No project can have that name.") from None
+    return name
+
+
 def media_of(request: Request) -> str:
     """The negotiated media type (PEP 691)."""
     return negotiate(request.headers.get("accept"), request.query_params.get("format"))
@@ -69,7 +86,7 @@ async def simple_project(request: Request, storage: str, repo: str, project: str
     """PEP 503/691 page of one project, negotiated by Accept."""
     async with RequestContext(request) as ctx:
         view = await readable(ctx, storage, repo)
-        name = canonicalize_name(project)
+        name = project_name(project)
         if name != project:
             return RedirectResponse(f"../{name}/", status_code=301)
         media = media_of(request)

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from packaging.utils import canonicalize_name
 
 from wheelyard.index import handlers, service
 from wheelyard.shared.auth.access import require_read
@@ -51,7 +50,7 @@ async def simple_root(request: Request, storage: str, repo: str) -> Response:
 @router.api_route(REPO + "/simple/{project}", methods=READ, include_in_schema=False)
 async def simple_project_without_slash(project: str) -> Response:
     """Redirect to the normalized, slash-terminated project URL."""
-    return RedirectResponse(f"{canonicalize_name(project)}/", status_code=301)
+    return RedirectResponse(f"{handlers.project_name(project)}/", status_code=301)
 
 
 @router.api_route(REPO + "/simple/{project}/", methods=READ, summary="Simple index: project")
@@ -72,10 +71,13 @@ async def _pypi_json(
     base: str,
 ) -> Response:
     view = await _readable(session, directory, principal, storage, repo)
-    name = canonicalize_name(project)
+    name = handlers.project_name(project)
     if name != project:
-        up = "../../" if version else "../"
-        tail = f"{version}/json" if version else "json"
+        # Relative, so the prefix the client used is kept; one more level up when the
+        # request ended in a slash (`.../json/` is a directory to URL resolution).
+        slash = request.url.path.endswith("/")
+        up = "../" * ((2 if version else 1) + slash)
+        tail = (f"{version}/json" if version else "json") + ("/" if slash else "")
         return RedirectResponse(f"{up}{name}/{tail}", status_code=301)
     body = await service.pypi_project_json(
         session, repo=view, name=name, base=base, version=version

@@ -4,7 +4,9 @@ Starlette's `request.form()` would spool every part with limits that do not fit 
 upload, so the body is fed to python-multipart's low-level parser as it arrives: the `content`
 part goes straight into a Spool (bounded memory, size limit enforced while streaming), the
 other fields are collected with limits on their count and size (Starlette/python-multipart
-CVE-2023-30798 and CVE-2024-47874 were about exactly those).
+CVE-2023-30798 and CVE-2024-47874 were about exactly those). Every byte of the body counts
+against some limit, so a chunked body cannot stream forever: parts (repeated names included),
+ignored file parts, and the preamble and epilogue around the parts (reliability.md §4 A.11).
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from wheelyard.shared.errors import InvalidInput, TooLarge
 from wheelyard.upload.spool import Spool
 
-MAX_FIELDS = 1000
+MAX_FIELDS = 1000  # form parts of any kind, repeated names counted each time
 MAX_FIELD_BYTES = 8 * 1024 * 1024  # a long README in `description`
 MAX_FIELDS_TOTAL = 16 * 1024 * 1024
 FILE_FIELD = "content"
 IGNORED_FILE_FIELDS = {"gpg_signature"}
+#: Bytes allowed before the first part and after the closing boundary. RFC 2046 permits a
+#: preamble and an epilogue; no upload client sends more than a CRLF, and python-multipart
+#: skips them without counting, so without this a chunked body could run on forever.
+MAX_FRAMING_BYTES = 64 * 1024
 
 
 @dataclass
@@ -53,6 +59,9 @@ class _State:
         self.is_file = False
         self.buffer = bytearray()
         self.total_field_bytes = 0
+        self.part_bytes = 0
+        self.parts = 0
+        self.started = False
         self.file_chunks: list[bytes] = []
         self.error: Exception | None = None
         self.ended = False
@@ -79,10 +88,17 @@ async def parse_upload_form(
         st.headers[st.header_field.lower()] = st.header_value
         st.header_field = st.header_value = b""
 
+    def on_part_begin() -> None:
+        st.started = True
+
     def on_headers_finished() -> None:
         disposition, params = parse_options_header(st.headers.get(b"content-disposition", b""))
         if disposition != b"form-data" or b"name" not in params:
             st.error = InvalidInput("Every form part needs a Content-Disposition with a name.")
+            return
+        st.parts += 1
+        if st.parts > MAX_FIELDS:
+            st.error = InvalidInput(f"Too many form fields (limit {MAX_FIELDS}).")
             return
         st.name = params[b"name"].decode("utf-8", "replace")
         st.is_file = b"filename" in params
@@ -99,8 +115,6 @@ async def parse_upload_form(
         elif st.is_file and st.name not in IGNORED_FILE_FIELDS:
             # PyPI: "<field>: Should not be a tuple." A metadata field sent as a file.
             st.error = InvalidInput(f"{st.name}: Should not be a tuple.")
-        elif len(body.fields) >= MAX_FIELDS:
-            st.error = InvalidInput(f"Too many form fields (limit {MAX_FIELDS}).")
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if st.error:
@@ -108,12 +122,12 @@ async def parse_upload_form(
         if st.name == FILE_FIELD:
             st.file_chunks.append(bytes(data[start:end]))
             return
-        if st.is_file:
-            return  # an ignored file part (gpg_signature)
-        st.buffer += data[start:end]
+        st.part_bytes += end - start
         st.total_field_bytes += end - start
-        if len(st.buffer) > MAX_FIELD_BYTES or st.total_field_bytes > MAX_FIELDS_TOTAL:
+        if st.part_bytes > MAX_FIELD_BYTES or st.total_field_bytes > MAX_FIELDS_TOTAL:
             st.error = TooLarge(f"Form field '{st.name}' is too large.")
+        elif not st.is_file:  # an ignored file part (gpg_signature) is counted, not kept
+            st.buffer += data[start:end]
 
     def on_part_end() -> None:
         if st.error is None and st.name and st.name != FILE_FIELD and not st.is_file:
@@ -124,6 +138,7 @@ async def parse_upload_form(
                 return
             body.fields.setdefault(st.name, []).append(value)
         st.buffer = bytearray()
+        st.part_bytes = 0
         st.headers = {}
         st.name = None
         st.is_file = False
@@ -139,18 +154,29 @@ async def parse_upload_form(
             "on_header_value": on_header_value,
             "on_header_end": on_header_end,
             "on_headers_finished": on_headers_finished,
+            "on_part_begin": on_part_begin,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
         },
     )
+    preamble = epilogue = 0
     try:
         async for chunk in stream:
+            if st.ended:
+                epilogue += len(chunk)
+                if epilogue > MAX_FRAMING_BYTES:
+                    raise InvalidInput("Unexpected data after the end of the form.")
+                continue
             try:
                 parser.write(chunk)
             except Exception as exc:  # python-multipart raises its own error types
                 raise InvalidInput(f"Malformed multipart body: {exc}") from exc
             if st.error:
                 raise st.error
+            if not st.started:
+                preamble += len(chunk)
+                if preamble > MAX_FRAMING_BYTES:
+                    raise InvalidInput("Malformed multipart body: no part after the preamble.")
             if st.file_chunks and body.spool is not None:
                 for piece in st.file_chunks:
                     await body.spool.write(piece)

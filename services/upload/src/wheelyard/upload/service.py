@@ -32,7 +32,7 @@ from wheelyard.shared.config import Settings
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import AuditEvent, File, Project, Release, utcnow
 from wheelyard.shared.db.registry import RepositoryDirectory, RepositoryView
-from wheelyard.shared.errors import Conflict, Forbidden, InvalidInput, NotFound
+from wheelyard.shared.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
 from wheelyard.shared.hosted import list_scope, project_scope, repository_serial
 from wheelyard.shared.packaging.archive import CoreMetadataBytes, read_core_metadata
 from wheelyard.shared.packaging.filenames import DistFile, check_matches, parse_dist_filename
@@ -117,7 +117,12 @@ def validate_upload(
         raise InvalidInput(
             f"The use of local versions in {str(dist.version)!r} is not allowed here."
         )
-    raw = read_core_metadata(spool.path, dist)
+    try:
+        raw = read_core_metadata(spool.path, dist)
+    except TooLarge as exc:
+        # The body was within the upload limit; what the archive holds (a bomb, too many
+        # members) makes it an invalid distribution: 400, as PyPI answers (digest §10 item 47).
+        raise InvalidInput(exc.message) from None
     metadata = parse_core_metadata(raw.data)
     check_matches(dist, name=metadata.name, version=metadata.version, source="metadata")
     return Validated(dist, metadata, raw)

@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 from wheelyard.shared.errors import ConfigurationError
 from wheelyard.shared.storage.base import (
     CHUNK_SIZE,
+    MAX_READ_CHUNK,
     BlobInfo,
     BlobNotFound,
     BlobStore,
@@ -22,6 +23,7 @@ from wheelyard.shared.storage.s3 import S3BlobStore, S3Options
 
 __all__ = [
     "CHUNK_SIZE",
+    "MAX_READ_CHUNK",
     "BlobInfo",
     "BlobNotFound",
     "BlobStore",

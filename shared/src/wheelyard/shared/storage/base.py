@@ -16,6 +16,9 @@ from typing import Protocol, runtime_checkable
 #: Chunk size used when reading and writing blobs: large enough for throughput, small enough
 #: that memory stays bounded whatever the blob size.
 CHUNK_SIZE = 1024 * 1024
+#: The largest chunk `open()` yields: reads may use bigger chunks than writes (fewer thread hops
+#: and socket writes per byte on the download path), still bounded.
+MAX_READ_CHUNK = 4 * CHUNK_SIZE
 
 
 def blob_key_for(sha256_hex: str) -> str:
@@ -105,7 +108,7 @@ class BlobStore(Protocol):
       temporary data is removed.
     - If `expected_sha256` is given and the bytes differ, exit raises `IntegrityFailure` and
       nothing is committed; if `expected_size` is given likewise.
-    - `open()` yields chunks of at most CHUNK_SIZE from `offset` (and at most `length` bytes;
+    - `open()` yields chunks of at most MAX_READ_CHUNK from `offset` (and at most `length` bytes;
       nothing when `offset` is at or past the end); raises `BlobNotFound`. Closing the iterator
       early (`aclose()`) releases its file or connection at once.
     - Keys are only ever strings `blob_key_for` returns: any other string names no blob
