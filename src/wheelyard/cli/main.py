@@ -12,12 +12,17 @@ from typing import Annotated
 
 import typer
 
+from wheelyard.cli.operators import grant, repo_app, token_app, user_app
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.errors import ConfigurationError
 
 app = typer.Typer(help="Wheelyard: a private Python package registry.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(repo_app, name="repo")
+app.add_typer(token_app, name="token")
+app.command("grant")(grant)
 
 
 class Service(enum.StrEnum):

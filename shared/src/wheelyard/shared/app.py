@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from wheelyard.shared.auth.internal_jwt import Verifier, keys_from_settings
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.db.registry import RepositoryDirectory
@@ -65,6 +66,7 @@ def build_service_app(
         app.state.settings = current.settings
         app.state.directory = RepositoryDirectory(current.sessions)
         app.state.pages = PageCache(current.cache)
+        app.state.verifier = Verifier(keys_from_settings(current.settings, signing=False))
         try:
             if on_start is not None:
                 await on_start(app, current)

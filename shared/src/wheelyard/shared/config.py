@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     s3_secret_key: str | None = None
     s3_secure: bool = True
     s3_region: str | None = None
+    blob_redirect: bool = False
     cache_url: str = "memory://"
     public_url: str | None = None
     trust_proxy_headers: bool = False
@@ -87,9 +88,14 @@ class Settings(BaseSettings):
     pypi_proxy_auth: str | None = None
     pypi_proxy_timeout: float = Field(default=30.0, gt=0)
     pypi_proxy_ttl: int = Field(default=600, ge=0)
+    allow_private_upstreams: bool = False
     max_upload_size: int = Field(default=1024**3, gt=0)
     allow_local_versions: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The gateway signs internal tokens with this Ed25519 key (PEM text or a file path);
+    # services verify with the public key. Embedded mode generates a pair in the data dir.
+    internal_jwt_private_key: str | None = None
+    internal_jwt_public_key: str | None = None
     # Split mode: where the gateway forwards to. Unset means embedded (apps mounted in-process).
     index_url: str | None = None
     upload_url: str | None = None

@@ -12,7 +12,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from wheelyard.shared.auth.credentials import Principal, authenticate
+from wheelyard.shared.auth.internal_jwt import HEADER, Verifier
+from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.cache import Cache
 from wheelyard.shared.config import Settings
@@ -63,10 +64,10 @@ async def get_base_url(request: Request) -> str:
     return base_url(request, request.app.state.backends.settings)
 
 
-async def get_principal(request: Request, session: SessionDep) -> Principal:
-    """The verified caller of this request (anonymous when no credentials were sent)."""
-    backends = request.app.state.backends
-    return await authenticate(session, backends.cache, request.headers.get("authorization"))
+async def get_principal(request: Request) -> Principal:
+    """The caller of this request, from the gateway's internal token (401 without one)."""
+    verifier: Verifier = request.app.state.verifier
+    return verifier.principal(request.headers.get(HEADER))
 
 
 BackendsDep = Annotated[Backends, Depends(get_backends)]

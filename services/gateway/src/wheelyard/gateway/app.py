@@ -16,11 +16,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wheelyard.gateway.dispatch import Dispatcher, Targets, kinds_from
+from wheelyard.gateway.management import router as management_router
+from wheelyard.gateway.middleware import GatewayMiddleware, GatewayState
 from wheelyard.gateway.targets import Forwarder
 from wheelyard.shared.app import health_router
+from wheelyard.shared.auth.authenticator import Authenticator
+from wheelyard.shared.auth.internal_jwt import Minter, keys_from_settings
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.bootstrap import bootstrap
 from wheelyard.shared.config import Settings, load_settings
@@ -33,21 +36,6 @@ log = logging.getLogger(__name__)
 
 #: Builds (index, upload, proxy_cache) apps on shared backends: embedded mode.
 ServiceFactory = Callable[[Backends], tuple[FastAPI, FastAPI, FastAPI]]
-
-
-class DispatchMiddleware:
-    """Outermost ASGI layer: hands each request to the service the dispatcher picks."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        dispatcher: Dispatcher | None = getattr(scope["app"].state, "dispatcher", None)
-        if scope["type"] != "http" or dispatcher is None:
-            await self.app(scope, receive, send)
-            return
-        scope, target = await dispatcher.route(scope)
-        await (target or self.app)(scope, receive, send)
 
 
 def create_app(
@@ -68,9 +56,17 @@ def create_app(
             app.state.backends = current
             app.state.settings = current.settings
             await prepare_database(current)
+            # The key pair first: in embedded mode the services read its public half.
+            keys = keys_from_settings(current.settings, signing=True)
             targets = await _targets(stack, current, services)
-            app.state.dispatcher = Dispatcher(
-                targets, kinds_from(RepositoryDirectory(current.sessions))
+            directory = RepositoryDirectory(current.sessions)
+            app.state.directory = directory
+            app.state.authenticator = Authenticator(current.sessions, current.cache, keys)
+            app.state.gateway = GatewayState(
+                authenticator=app.state.authenticator,
+                minter=Minter(keys),
+                dispatcher=Dispatcher(targets, kinds_from(directory)),
+                trust_proxy_headers=current.settings.trust_proxy_headers,
             )
             yield
 
@@ -83,7 +79,8 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(health_router())
-    app.add_middleware(DispatchMiddleware)
+    app.include_router(management_router)
+    app.add_middleware(GatewayMiddleware)
     return app
 
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from wheelyard.index import handlers, service
 from wheelyard.shared.auth.access import require_read
-from wheelyard.shared.auth.credentials import Principal
+from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.db.registry import RepositoryView
 from wheelyard.shared.deps import BaseUrlDep, DirectoryDep, PrincipalDep, SessionDep
 from wheelyard.shared.errors import NotFound

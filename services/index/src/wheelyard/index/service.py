@@ -15,7 +15,7 @@ from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.auth.access import can_read
-from wheelyard.shared.auth.credentials import Principal
+from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.db.models import File, Project, Release
 from wheelyard.shared.db.registry import RepositoryView, list_repositories
 from wheelyard.shared.errors import NotFound

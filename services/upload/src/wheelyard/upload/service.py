@@ -26,8 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from wheelyard.shared.auth.access import require_write
-from wheelyard.shared.auth.credentials import Principal
+from wheelyard.shared.auth.access import require_admin, require_write
+from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.config import Settings
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import AuditEvent, File, Project, Release, utcnow
@@ -390,14 +390,12 @@ async def delete_files(
     filename: str | None,
     source_ip: str | None,
 ) -> list[str]:
-    """Delete one file of a release, or all of them (admin only).
+    """Delete one file of a release, or all of them (the repository's admins).
 
     The rows stay, marked deleted, so a deleted filename can never be uploaded again with
     other bytes (pypicloud #259). The blobs stay too: content-addressed, possibly shared.
     """
-    require_write(principal, repo)
-    if not principal.is_admin:
-        raise Forbidden("Only administrators may delete files.")
+    require_admin(principal, repo)
     await begin_write(session)
     proj, release = await _release(session, repo, project, version)
     stmt = select(File).where(File.release_id == release.id, col(File.deleted_at).is_(None))

@@ -1,0 +1,90 @@
+"""The gateway's outermost layer: authenticate, attach the internal token, dispatch.
+
+Every request is authenticated here once (anonymous when it carries no credentials; 401 when
+its credentials do not verify, never a silent downgrade). Identity headers a client sent are
+dropped, whatever their name, so nothing behind the gateway can be fooled by them; the only
+identity services see is the signed internal token added here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from wheelyard.gateway.dispatch import Dispatcher
+from wheelyard.shared.auth.authenticator import Authenticator
+from wheelyard.shared.auth.internal_jwt import HEADER, Minter
+from wheelyard.shared.http import response_for_exception
+
+# Headers that some proxies use to pass an identity along (oauth2-proxy, Apache, nginx
+# auth_request...): a client could send them too (reliability doc §1.2), so they never pass.
+IDENTITY_HEADERS = frozenset(
+    h.encode()
+    for h in (
+        HEADER,
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-preferred-username",
+        "x-forwarded-groups",
+        "x-user",
+        "x-user-id",
+        "x-username",
+        "x-remote-user",
+        "remote-user",
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-wheelyard-user",
+    )
+)
+
+
+@dataclass
+class GatewayState:
+    """What the middleware needs, set on `app.state.gateway` by the lifespan."""
+
+    authenticator: Authenticator
+    minter: Minter
+    dispatcher: Dispatcher
+    trust_proxy_headers: bool
+
+
+class GatewayMiddleware:
+    """Authenticates, attaches the internal token and hands the request to its service."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state: GatewayState | None = getattr(scope["app"].state, "gateway", None)
+        if scope["type"] != "http" or state is None:
+            await self.app(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k not in IDENTITY_HEADERS]
+        authorization = next((v for k, v in headers if k == b"authorization"), None)
+        try:
+            principal = await state.authenticator.authenticate(
+                authorization.decode("latin-1") if authorization else None,
+                _client_address(scope, state.trust_proxy_headers),
+            )
+        except Exception as exc:
+            response = response_for_exception(exc)
+            if response is None:
+                raise
+            await response(scope, receive, send)
+            return
+        headers.append((HEADER.encode(), state.minter.token_for(principal).encode()))
+        scope = dict(scope)
+        scope["headers"] = headers
+        scope["state"] = {**scope.get("state", {}), "principal": principal}
+        scope, target = await state.dispatcher.route(scope)
+        await (target or self.app)(scope, receive, send)
+
+
+def _client_address(scope: Scope, trust_proxy_headers: bool) -> str | None:
+    if trust_proxy_headers:
+        for key, value in scope["headers"]:
+            if key == b"x-forwarded-for":
+                return value.decode("latin-1").split(",")[0].strip() or None
+    client = scope.get("client")
+    return client[0] if client else None

@@ -1,0 +1,311 @@
+"""The gateway's authentication: from an Authorization header to a Principal.
+
+Accepted: HTTP Basic with a username and password, Basic with `__token__` and an API token,
+`Bearer <API token>`, and `Bearer <access JWT>` from `POST /api/v1/auth/token`. Credentials that
+do not verify are refused with 401, never downgraded to anonymous.
+
+Cost per request: pip sends Basic credentials with every request, so verified work is cached:
+user and token records for RECORD_TTL seconds (dropped at once by `forget_user`/`forget_token`
+when the management API changes them), and successful argon2 checks under a hash of (stored
+hash, password), so a changed password misses that cache by construction.
+
+Failed logins are counted per username and per client address in the cache; past the limits
+the gateway answers 429 with Retry-After until the window passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import anyio
+import jwt
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from wheelyard.shared.auth.credentials import parse_basic
+from wheelyard.shared.auth.internal_jwt import ALGORITHM, KeyPair
+from wheelyard.shared.auth.passwords import verify_password
+from wheelyard.shared.auth.principal import ANONYMOUS, Principal
+from wheelyard.shared.auth.tokens import looks_like_token, secret_matches, split_token
+from wheelyard.shared.cache import Cache
+from wheelyard.shared.db.models import ApiToken, Permission, Repository, Storage, User
+from wheelyard.shared.errors import RateLimited, Unauthenticated
+
+RECORD_TTL = 10.0
+VERIFIED_TTL = 300.0
+ACCESS_TOKEN_LIFETIME = 900
+ACCESS_ISSUER = "wheelyard"
+ACCESS_AUDIENCE = "wheelyard-api"
+FAILURE_WINDOW = 300.0
+MAX_FAILURES_PER_USER = 10
+MAX_FAILURES_PER_ADDRESS = 50
+TOKEN_USERNAME = "__token__"  # noqa: S105  (the username clients send with a token)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """What authentication needs to know about a user (cached, never holds a secret in clear)."""
+
+    id: int
+    username: str
+    password_hash: str
+    is_admin: bool
+    is_active: bool
+    password_changed: int
+    permissions: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """What authentication needs to know about an API token (only the secret's hash)."""
+
+    id: int
+    public_id: str
+    user_id: int
+    username: str
+    secret_hash: str
+    scope: str
+    repositories: tuple[str, ...]
+    expires_at: float | None
+    revoked: bool
+
+
+def _user_key(username: str) -> str:
+    return "auth:user:" + hashlib.blake2b(username.encode(), digest_size=16).hexdigest()
+
+
+def _token_key(public_id: str) -> str:
+    return f"auth:token:{public_id}"
+
+
+async def forget_user(cache: Cache, username: str) -> None:
+    """Drop the cached record of `username` (after a password, permission or state change)."""
+    await cache.delete(_user_key(username))
+
+
+async def forget_token(cache: Cache, public_id: str) -> None:
+    """Drop the cached record of a token (after revocation)."""
+    await cache.delete(_token_key(public_id))
+
+
+async def load_user_record(session: AsyncSession, username: str) -> UserRecord | None:
+    """The user's record with their per-repository permissions, from the database."""
+    user = (await session.exec(select(User).where(User.username == username))).first()
+    if user is None or user.id is None:
+        return None
+    rows = await session.exec(
+        select(Storage.name, Repository.name, Permission.level)
+        .join(Repository, col(Repository.id) == col(Permission.repository_id))
+        .join(Storage, col(Storage.id) == col(Repository.storage_id))
+        .where(Permission.user_id == user.id)
+    )
+    perms = tuple(sorted((f"{s}/{r}", level) for s, r, level in rows.all()))
+    return UserRecord(
+        id=user.id,
+        username=user.username,
+        password_hash=user.password_hash,
+        is_admin=user.is_admin,
+        is_active=user.is_active,
+        password_changed=int(user.password_changed_at.timestamp()),
+        permissions=perms,
+    )
+
+
+class Authenticator:
+    """Turns Authorization headers into Principals; see the module docstring."""
+
+    def __init__(self, sessions: Any, cache: Cache, keys: KeyPair) -> None:
+        self._sessions = sessions
+        self._cache = cache
+        self._keys = keys
+
+    async def authenticate(self, authorization: str | None, client: str | None) -> Principal:
+        """The caller named by `authorization` (ANONYMOUS when there is none)."""
+        if not authorization:
+            return ANONYMOUS
+        scheme, _, value = authorization.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic":
+            username, password = parse_basic(authorization)
+            if username == TOKEN_USERNAME:
+                return await self._by_token(password, client)
+            return await self.by_password(username, password, client)
+        if scheme == "bearer":
+            value = value.strip()
+            if looks_like_token(value):
+                return await self._by_token(value, client)
+            return await self._by_access_token(value)
+        raise Unauthenticated("Unsupported authorization scheme; use Basic or Bearer.")
+
+    async def by_password(self, username: str, password: str, client: str | None) -> Principal:
+        """The user `username` if `password` is theirs; counts and limits failures."""
+        await self._check_not_limited(username, client)
+        record = await self._user(username)
+        ok = record is not None and record.is_active and await self._password_ok(record, password)
+        if not ok or record is None:
+            await self._count_failure(username, client)
+            raise Unauthenticated("Invalid username or password.")
+        return _principal(record)
+
+    def issue_access_token(self, principal: Principal, password_changed: int) -> tuple[str, int]:
+        """A short-lived access JWT for a user who just proved their password."""
+        assert self._keys.private is not None and principal.username is not None
+        now = int(time.time())
+        claims = {
+            "sub": principal.username,
+            "iss": ACCESS_ISSUER,
+            "aud": ACCESS_AUDIENCE,
+            "iat": now,
+            "exp": now + ACCESS_TOKEN_LIFETIME,
+            "pv": password_changed,
+        }
+        return jwt.encode(claims, self._keys.private, algorithm=ALGORITHM), ACCESS_TOKEN_LIFETIME
+
+    async def user_record(self, username: str) -> UserRecord | None:
+        """The (cached) record of `username`."""
+        return await self._user(username)
+
+    async def _by_access_token(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._keys.public,
+                algorithms=[ALGORITHM],
+                audience=ACCESS_AUDIENCE,
+                issuer=ACCESS_ISSUER,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("Invalid or expired access token.") from exc
+        record = await self._user(str(claims["sub"]))
+        # A password change ends the sessions started with the old password.
+        if record is None or not record.is_active or claims.get("pv") != record.password_changed:
+            raise Unauthenticated("Invalid or expired access token.")
+        return _principal(record)
+
+    async def _by_token(self, value: str, client: str | None) -> Principal:
+        await self._check_not_limited(None, client)
+        parts = split_token(value)
+        record = await self._token(parts[0]) if parts else None
+        secret = parts[1] if parts else value
+        if not secret_matches(secret, record.secret_hash if record else None) or record is None:
+            await self._count_failure(None, client)
+            raise Unauthenticated("Invalid API token.")
+        if record.revoked:
+            raise Unauthenticated("This API token has been revoked.")
+        if record.expires_at is not None and record.expires_at <= time.time():
+            raise Unauthenticated("This API token has expired.")
+        owner = await self._user(record.username)
+        if owner is None or not owner.is_active:
+            raise Unauthenticated("The owner of this API token is not active.")
+        return Principal(
+            username=owner.username,
+            user_id=owner.id,
+            is_admin=owner.is_admin,
+            permissions=owner.permissions,
+            token_id=record.id,
+            token_scope=record.scope,
+            token_repositories=frozenset(record.repositories),
+        )
+
+    async def _password_ok(self, record: UserRecord, password: str) -> bool:
+        key = (
+            "cred:"
+            + hashlib.blake2b(
+                f"{record.password_hash}\0{password}".encode(), digest_size=32
+            ).hexdigest()
+        )
+        if await self._cache.get(key) is not None:
+            return True
+        ok = await anyio.to_thread.run_sync(verify_password, record.password_hash, password)
+        if ok:
+            await self._cache.set(key, b"1", ttl=VERIFIED_TTL)
+        return ok
+
+    async def _user(self, username: str) -> UserRecord | None:
+        raw = await self._cache.get(_user_key(username))
+        if raw is not None:
+            data = json.loads(raw)
+            return None if data is None else _user_from(data)
+        async with self._sessions() as session:
+            record = await load_user_record(session, username)
+        payload = None if record is None else asdict(record)
+        await self._cache.set(_user_key(username), json.dumps(payload).encode(), ttl=RECORD_TTL)
+        return record
+
+    async def _token(self, public_id: str) -> TokenRecord | None:
+        raw = await self._cache.get(_token_key(public_id))
+        if raw is not None:
+            data = json.loads(raw)
+            return None if data is None else _token_from(data)
+        async with self._sessions() as session:
+            row = (
+                await session.exec(
+                    select(ApiToken, User.username)
+                    .join(User, col(User.id) == col(ApiToken.user_id))
+                    .where(ApiToken.public_id == public_id)
+                )
+            ).first()
+        record = None
+        if row is not None:
+            token, username = row
+            assert token.id is not None
+            record = TokenRecord(
+                id=token.id,
+                public_id=token.public_id,
+                user_id=token.user_id,
+                username=username,
+                secret_hash=token.secret_hash,
+                scope=token.scope,
+                repositories=tuple(token.repositories),
+                expires_at=token.expires_at.timestamp() if token.expires_at else None,
+                revoked=token.revoked_at is not None,
+            )
+        payload = None if record is None else asdict(record)
+        await self._cache.set(_token_key(public_id), json.dumps(payload).encode(), ttl=RECORD_TTL)
+        return record
+
+    async def _check_not_limited(self, username: str | None, client: str | None) -> None:
+        for key, limit in _limit_keys(username, client):
+            raw = await self._cache.get(key)
+            if raw is not None and int(raw) >= limit:
+                raise RateLimited(
+                    "Too many failed login attempts; try again later.", int(FAILURE_WINDOW)
+                )
+
+    async def _count_failure(self, username: str | None, client: str | None) -> None:
+        for key, _limit in _limit_keys(username, client):
+            await self._cache.incr(key, ttl=FAILURE_WINDOW)
+
+
+def _limit_keys(username: str | None, client: str | None) -> list[tuple[str, int]]:
+    keys = []
+    if username:
+        digest = hashlib.blake2b(username.lower().encode(), digest_size=16).hexdigest()
+        keys.append((f"ratelimit:login:user:{digest}", MAX_FAILURES_PER_USER))
+    if client:
+        keys.append((f"ratelimit:login:addr:{client}", MAX_FAILURES_PER_ADDRESS))
+    return keys
+
+
+def _principal(record: UserRecord) -> Principal:
+    return Principal(
+        username=record.username,
+        user_id=record.id,
+        is_admin=record.is_admin,
+        permissions=record.permissions,
+    )
+
+
+def _user_from(data: dict[str, Any]) -> UserRecord:
+    data["permissions"] = tuple(tuple(p) for p in data["permissions"])
+    return UserRecord(**data)
+
+
+def _token_from(data: dict[str, Any]) -> TokenRecord:
+    data["repositories"] = tuple(data["repositories"])
+    return TokenRecord(**data)

@@ -1,0 +1,220 @@
+"""Operator commands acting on the database directly (no server needed): users, repositories,
+permissions, API tokens. They use the same functions as the management API and write the same
+audit events (actor `cli`). With a Redis cache configured, cached credentials are dropped at
+once; with the embedded memory cache a running server notices within 10 seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from wheelyard.shared import accounts
+from wheelyard.shared.auth.authenticator import forget_token, forget_user
+from wheelyard.shared.backends import Backends
+from wheelyard.shared.config import RepositoryConfig, UpstreamConfig, load_settings
+from wheelyard.shared.db.engine import begin_write
+from wheelyard.shared.db.migrate import upgrade_database_async
+from wheelyard.shared.db.registry import apply_repository, list_repositories
+from wheelyard.shared.errors import WheelyardError
+
+user_app = typer.Typer(help="Users.", no_args_is_help=True)
+repo_app = typer.Typer(help="Repositories.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+T = TypeVar("T")
+ACTOR = "cli"
+
+
+def _run(work: Callable[[Backends, AsyncSession], Awaitable[T]]) -> T:
+    async def main() -> T:
+        backends = await Backends.open(load_settings())
+        try:
+            await upgrade_database_async(backends.settings.effective_database_url)
+            async with backends.sessions() as session:
+                await begin_write(session)
+                result = await work(backends, session)
+                await session.commit()
+                return result
+        finally:
+            await backends.close()
+
+    try:
+        return asyncio.run(main())
+    except WheelyardError as exc:
+        typer.echo(f"wheelyard: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _password(given: str | None) -> str:
+    if given:
+        return given
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat: "):
+        typer.echo("wheelyard: the passwords differ", err=True)
+        raise typer.Exit(1)
+    return first
+
+
+PasswordOpt = Annotated[str | None, typer.Option(help="The password (prompted for when omitted).")]
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    password: PasswordOpt = None,
+    admin: Annotated[bool, typer.Option(help="Make the user an administrator.")] = False,
+) -> None:
+    """Create a user."""
+    secret = _password(password)
+
+    async def work(_b: Backends, s: AsyncSession) -> None:
+        await accounts.create_user(s, username, secret, is_admin=admin)
+        accounts.record(s, actor=ACTOR, action="user.create", target=username)
+
+    _run(work)
+    typer.echo(f"created user {username}")
+
+
+@user_app.command("passwd")
+def user_passwd(username: str, password: PasswordOpt = None) -> None:
+    """Set a user's password."""
+    secret = _password(password)
+
+    async def work(b: Backends, s: AsyncSession) -> None:
+        await accounts.update_user(s, username, password=secret)
+        accounts.record(
+            s, actor=ACTOR, action="user.update", target=username, detail={"changed": ["password"]}
+        )
+        await forget_user(b.cache, username)
+
+    _run(work)
+    typer.echo(f"password of {username} changed")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users."""
+
+    async def work(_b: Backends, s: AsyncSession) -> list[Any]:
+        return await accounts.list_users(s)
+
+    for user in _run(work):
+        flags = ["admin"] if user.is_admin else []
+        if not user.is_active:
+            flags.append("inactive")
+        typer.echo(f"{user.username}\t{','.join(flags)}")
+
+
+@repo_app.command("add")
+def repo_add(
+    name: Annotated[str, typer.Argument(help="`repo` or `storage/repo`.")],
+    type_: Annotated[str, typer.Option("--type", help="hosted, proxy or group.")] = "hosted",
+    visibility: Annotated[str, typer.Option(help="public or private.")] = "public",
+    upstream: Annotated[list[str] | None, typer.Option(help="Upstream URL (proxy).")] = None,
+    member: Annotated[list[str] | None, typer.Option(help="Member repository (group).")] = None,
+) -> None:
+    """Create (or update) a repository."""
+    storage, _, repo = name.rpartition("/")
+    try:
+        spec = RepositoryConfig(
+            storage=storage or "default",
+            name=repo,
+            type=type_,  # type: ignore[arg-type]
+            visibility=visibility,  # type: ignore[arg-type]
+            upstreams=[UpstreamConfig(url=u) for u in upstream or []],
+            members=member or [],
+        )
+    except ValueError as exc:
+        typer.echo(f"wheelyard: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+    async def work(_b: Backends, s: AsyncSession) -> None:
+        view = await apply_repository(s, spec)
+        accounts.record(s, actor=ACTOR, action="repository.create", target=view.path)
+
+    _run(work)
+    typer.echo(f"repository {spec.storage}/{spec.name} is {spec.type}, {spec.visibility}")
+
+
+@repo_app.command("list")
+def repo_list() -> None:
+    """List repositories."""
+
+    async def work(_b: Backends, s: AsyncSession) -> list[Any]:
+        return await list_repositories(s)
+
+    for view in _run(work):
+        extra = ",".join(view.members) or ",".join(u.url for u in view.upstreams)
+        typer.echo(f"{view.path}\t{view.type}\t{view.visibility}\t{extra}")
+
+
+def grant(
+    username: str,
+    repository: Annotated[str, typer.Argument(help="`storage/repo`.")],
+    level: Annotated[str, typer.Argument(help="read, write, admin, or none to remove.")],
+) -> None:
+    """Give a user a level on a repository."""
+    storage, _, repo = repository.partition("/")
+
+    async def work(b: Backends, s: AsyncSession) -> None:
+        await accounts.grant(s, username, storage, repo, None if level == "none" else level)
+        accounts.record(
+            s,
+            actor=ACTOR,
+            action="permission.set",
+            target=repository,
+            detail={"user": username, "level": level},
+        )
+        await forget_user(b.cache, username)
+
+    _run(work)
+    typer.echo(f"{username}: {level} on {repository}")
+
+
+@token_app.command("create")
+def token_create(
+    username: str,
+    repository: Annotated[list[str], typer.Option(help="`storage/repo` the token opens.")],
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
+    scope: Annotated[str, typer.Option(help="read or write.")] = "read",
+    days: Annotated[int | None, typer.Option(help="Expire after this many days.")] = None,
+) -> None:
+    """Create an API token for a user; prints it once."""
+    expires = datetime.now(UTC) + timedelta(days=days) if days else None
+
+    async def work(_b: Backends, s: AsyncSession) -> accounts.CreatedToken:
+        owner = await accounts.get_user(s, username)
+        created = await accounts.create_token(
+            s, owner, name=name, repositories=repository, scope=scope, expires_at=expires
+        )
+        accounts.record(
+            s,
+            actor=ACTOR,
+            action="token.create",
+            target=f"token:{created.row.id}",
+            detail={"owner": username, "scope": scope, "repositories": repository},
+        )
+        return created
+
+    created = _run(work)
+    typer.echo(f"token {created.row.id} ({scope}): {created.value}")
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int) -> None:
+    """Revoke an API token."""
+
+    async def work(b: Backends, s: AsyncSession) -> None:
+        token = await accounts.get_token(s, token_id)
+        await accounts.revoke_token(s, token)
+        accounts.record(s, actor=ACTOR, action="token.revoke", target=f"token:{token_id}")
+        await forget_token(b.cache, token.public_id)
+
+    _run(work)
+    typer.echo(f"token {token_id} revoked")
