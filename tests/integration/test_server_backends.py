@@ -10,14 +10,13 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
 
 from wheelyard.shared.db.engine import create_engine, session_factory
 from wheelyard.shared.db.registry import list_repositories
 from wheelyard.shared.storage.s3 import S3Options
-from wheelyard.shared.testing.db_fixtures import postgres_test_url
+from wheelyard.shared.testing.db_fixtures import create_database, drop_database
 from wheelyard.shared.testing.server import ServerProcess, clean_env
 from wheelyard.shared.testing.tcp_proxy import TcpProxy
 
@@ -108,25 +107,6 @@ def test_a_bad_value_stops_the_start_naming_the_key(tmp_path: Path, key: str, va
     assert expected in result.stderr, result.stderr
 
 
-async def _create_database() -> tuple[str, str]:
-    url = postgres_test_url()
-    name = "wy_it_" + uuid.uuid4().hex[:10]
-    conn = await asyncpg.connect("postgresql://" + url.split("://", 1)[1], timeout=5)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return url, name
-
-
-async def _drop_database(url: str, name: str) -> None:
-    conn = await asyncpg.connect("postgresql://" + url.split("://", 1)[1], timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 def _wait_readiness(url: str, *, ok: bool, failing: str | None = None, timeout: float = 30) -> dict:
     deadline = time.monotonic() + timeout
     body: dict = {}
@@ -144,7 +124,7 @@ def _wait_readiness(url: str, *, ok: bool, failing: str | None = None, timeout: 
 def test_production_backends_readiness_names_the_part_that_is_down(
     tmp_path: Path, seaweedfs_s3: S3Options, redis_url: str
 ) -> None:
-    pg_url, dbname = asyncio.run(_create_database())
+    pg_url, dbname = asyncio.run(create_database())
     pg = urlsplit(pg_url)
     s3_host, s3_port = seaweedfs_s3.endpoint.rsplit(":", 1)
     redis = urlsplit(redis_url)
@@ -182,4 +162,4 @@ def test_production_backends_readiness_names_the_part_that_is_down(
     finally:
         for proxy in proxies.values():
             proxy.stop()
-        asyncio.run(_drop_database(pg_url, dbname))
+        asyncio.run(drop_database(pg_url, dbname))

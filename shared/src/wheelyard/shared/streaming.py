@@ -8,10 +8,12 @@ Content-Length, so uv can read a wheel's central directory with Range requests.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 from starlette.responses import Response, StreamingResponse
 
-from wheelyard.shared.storage import BlobStore
+from wheelyard.shared.errors import NotFound
+from wheelyard.shared.storage import BlobNotFound, BlobStore
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -68,3 +70,44 @@ def blob_response(
         headers=base,
         media_type=media_type,
     )
+
+
+async def serve_blob(
+    blobs: BlobStore,
+    key: str,
+    *,
+    size: int,
+    method: str,
+    range_header: str | None = None,
+    media_type: str = "application/octet-stream",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Like `blob_response`, but reads the first chunk before answering, so a storage outage
+    or a missing blob becomes a 503/404 instead of a 200 whose body breaks off."""
+    response = blob_response(
+        blobs,
+        key,
+        size=size,
+        method=method,
+        range_header=range_header,
+        media_type=media_type,
+        headers=headers,
+    )
+    if not isinstance(response, StreamingResponse):
+        return response
+    iterator = response.body_iterator
+    try:
+        first = await anext(iterator)  # type: ignore[call-overload]
+    except StopAsyncIteration:
+        first = b""
+    except BlobNotFound as exc:
+        raise NotFound("The file's bytes are missing from storage.") from exc
+    response.body_iterator = _prepended(first, iterator)  # type: ignore[arg-type]
+    return response
+
+
+async def _prepended(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk

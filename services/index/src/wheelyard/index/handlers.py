@@ -18,7 +18,7 @@ from wheelyard.shared.errors import InvalidInput, NotFound
 from wheelyard.shared.packaging.names import validate_project_name
 from wheelyard.shared.packaging.simple import content_type_for, if_none_match_matches, negotiate
 from wheelyard.shared.pagecache import CachedPage
-from wheelyard.shared.streaming import blob_response
+from wheelyard.shared.streaming import serve_blob
 
 
 async def readable(ctx: RequestContext, storage: str, repo: str) -> RepositoryView:
@@ -115,7 +115,7 @@ async def download(
         url = await ctx.backends.blobs.url_for(stored.blob_key, expires_seconds=300)
         if url:
             return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
-    return blob_response(
+    return await serve_blob(
         ctx.backends.blobs,
         stored.blob_key,
         size=stored.size,

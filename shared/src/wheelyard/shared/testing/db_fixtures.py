@@ -59,6 +59,27 @@ async def drop_schema(url: str, schema: str) -> None:
         await conn.close()
 
 
+async def create_database() -> tuple[str, str]:
+    """Create a fresh Postgres database next to the test one: (server URL, database name)."""
+    url = postgres_test_url()
+    name = "wy_it_" + uuid.uuid4().hex[:10]
+    conn = await asyncpg.connect(_libpq_dsn(url), timeout=5)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return url, name
+
+
+async def drop_database(url: str, name: str) -> None:
+    """Drop a database made by `create_database`, even with connections still open."""
+    conn = await asyncpg.connect(_libpq_dsn(url), timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 @dataclass
 class Database:
     """A migrated, empty database for one test."""
