@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.types import Receive, Scope, Send
 
-# Hop-by-hop headers (RFC 9110 §7.6.1) are never forwarded.
+# Hop-by-hop headers (RFC 9110 §7.6.1) are never forwarded. Host is: services build the links
+# in their pages from it, and those must point at the gateway, not at the service.
 _HOP_BY_HOP = {
     b"connection",
     b"keep-alive",
@@ -21,8 +22,9 @@ _HOP_BY_HOP = {
     b"trailer",
     b"transfer-encoding",
     b"upgrade",
-    b"host",
 }
+# The gateway's own server adds these to every response; the service's copies would double them.
+_RESPONSE_OWN = {b"date", b"server"}
 
 
 class Forwarder:
@@ -60,7 +62,9 @@ class Forwarder:
                     "type": "http.response.start",
                     "status": response.status_code,
                     "headers": [
-                        (k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP
+                        (k, v)
+                        for k, v in response.headers.raw
+                        if k.lower() not in _HOP_BY_HOP and k.lower() not in _RESPONSE_OWN
                     ],
                 }
             )

@@ -32,13 +32,21 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 class ServerProcess:
-    """`wheelyard serve` in a subprocess, on a free port, its output in `log_path`."""
+    """`wheelyard serve` (or another `command`, e.g. `service index`) in a subprocess, on a free
+    port, its output in `log_path`."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        command: tuple[str, ...] = ("serve",),
+        log_name: str = "server.log",
+    ) -> None:
         self.data_dir = data_dir
+        self.command = command
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
+        self.log_path = data_dir / log_name
         self._env = clean_env(WHEELYARD_DATA_DIR=str(data_dir), **(env or {}))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -47,7 +55,7 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "wheelyard.cli", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "wheelyard.cli", *self.command, "--port", str(self.port)],
                 env=self._env,
                 cwd=self.data_dir,
                 stdout=log,

@@ -1,0 +1,98 @@
+"""Split mode: the gateway and each service in its own process, on Postgres, Redis and shared
+blob storage, as in production; the gateway forwards with its streaming client."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from wheelyard.shared.auth.internal_jwt import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, generate_key_files
+from wheelyard.shared.testing.db_fixtures import create_database, drop_database
+from wheelyard.shared.testing.dist_factory import make_wheel
+from wheelyard.shared.testing.server import ServerProcess
+from wheelyard.shared.testing.server_fixtures import ADMIN_PASSWORD
+
+
+@pytest.fixture(scope="module")
+def split(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[dict[str, ServerProcess]]:
+    root = tmp_path_factory.mktemp("split")
+    keys = root / "keys"
+    generate_key_files(keys)
+    pg_url, dbname = asyncio.run(create_database())
+    common = {
+        "WHEELYARD_DATABASE_URL": pg_url.rsplit("/", 1)[0] + "/" + dbname,
+        "WHEELYARD_BLOB_URL": f"file://{root}/blobs",
+        "WHEELYARD_CACHE_URL": redis_url,
+        "WHEELYARD_INTERNAL_JWT_PUBLIC_KEY": str(keys / PUBLIC_KEY_FILE),
+        "WHEELYARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
+    procs: dict[str, ServerProcess] = {}
+    try:
+        # Each process gets its own data dir: nothing is shared but the stores.
+        for name in ("index", "upload", "proxy-cache"):
+            procs[name] = ServerProcess(
+                root / name, common, command=("service", name), log_name="service.log"
+            )
+        gateway_env = common | {
+            "WHEELYARD_INTERNAL_JWT_PRIVATE_KEY": str(keys / PRIVATE_KEY_FILE),
+            "WHEELYARD_INDEX_URL": procs["index"].url,
+            "WHEELYARD_UPLOAD_URL": procs["upload"].url,
+            "WHEELYARD_PROXY_CACHE_URL": procs["proxy-cache"].url,
+        }
+        # The gateway migrates and bootstraps, so it starts first.
+        procs["gateway"] = ServerProcess(
+            root / "gateway", gateway_env, command=("service", "gateway"), log_name="service.log"
+        ).start()
+        for name in ("index", "upload", "proxy-cache"):
+            procs[name].start()
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        asyncio.run(drop_database(pg_url, dbname))
+
+
+def test_upload_and_read_through_the_gateway(
+    split: dict[str, ServerProcess], tmp_path: Path
+) -> None:
+    gateway = split["gateway"].url
+    wheel = make_wheel(tmp_path, "split-demo", "1.0")
+    data = wheel.read_bytes()
+    put = httpx.put(
+        f"{gateway}/repositories/default/local/split-demo/1.0/{wheel.name}",
+        content=data,
+        auth=("admin", ADMIN_PASSWORD),
+        timeout=30,
+    )
+    assert put.status_code == 201, put.text
+    page = httpx.get(
+        f"{gateway}/repositories/default/local/simple/split-demo/",
+        headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+    )
+    assert page.status_code == 200, page.text
+    (entry,) = page.json()["files"]
+    assert entry["hashes"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert entry["url"].startswith(gateway)
+    assert httpx.get(entry["url"]).content == data
+    assert httpx.get(f"{gateway}/readyz").status_code == 200
+
+
+def test_services_refuse_requests_that_bypass_the_gateway(split: dict[str, ServerProcess]) -> None:
+    requests = {
+        "index": ("GET", "/repositories/default/local/simple/split-demo/"),
+        "upload": ("PUT", "/repositories/default/local/split-demo/1.1/split_demo-1.1.tar.gz"),
+        "proxy-cache": ("GET", "/repositories/default/all/simple/split-demo/"),
+    }
+    for name, (method, path) in requests.items():
+        url = split[name].url + path
+        for headers in ({}, {"X-Forwarded-User": "admin"}, {"X-Wheelyard-Internal": "forged"}):
+            response = httpx.request(method, url, headers=headers, content=b"x")
+            assert response.status_code == 401, (name, headers, response.text)
+        assert httpx.get(split[name].url + "/healthz").status_code == 200
