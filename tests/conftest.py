@@ -17,6 +17,8 @@ pytest_plugins = [
     "wheelyard.shared.testing.cache_fixtures",
     "wheelyard.shared.testing.db_fixtures",
     "wheelyard.shared.testing.server_fixtures",
+    "wheelyard.shared.testing.upstream",
+    "wheelyard.shared.testing.proxy_env",
 ]
 
 FOLDER_MARKERS = ("unit", "contract", "integration", "e2e")

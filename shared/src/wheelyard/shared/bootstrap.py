@@ -1,7 +1,9 @@
 """First-start bootstrap: the admin account, the default repositories, declared repositories.
 
 Idempotent: run at every start. Defaults are created only when missing (an operator's later
-changes are kept); repositories declared in the TOML file are created or updated to match.
+changes are kept), except that `default/pypi`, while it is still a proxy, follows the
+WHEELYARD_PYPI_PROXY* settings (upstream URL, credentials, timeout, TTL) at every start;
+repositories declared in the TOML file are created or updated to match.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from wheelyard.shared.auth.passwords import generate_password, hash_password
 from wheelyard.shared.config import RepositoryConfig, Settings
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import User
-from wheelyard.shared.db.registry import apply_repository
+from wheelyard.shared.db.registry import RepositoryView, apply_repository
 
 log = logging.getLogger(__name__)
 
 ADMIN_USERNAME = "admin"
+#: The default proxy repository configured by WHEELYARD_PYPI_PROXY*.
+PYPI_REPOSITORY = "pypi"
 
 
 def default_repositories(settings: Settings) -> list[RepositoryConfig]:
@@ -45,11 +49,21 @@ async def bootstrap(session: AsyncSession, settings: Settings) -> str | None:
     await begin_write(session)
     generated = await _ensure_admin(session, settings)
     for spec in default_repositories(settings):
-        await apply_repository(session, spec, create_only=True)
+        view = await apply_repository(session, spec, create_only=True)
+        if spec.name == PYPI_REPOSITORY and view.type == "proxy" and _differs(view, spec):
+            # The environment is where operators point the default proxy (an internal mirror,
+            # credentials, a test upstream): it must win over what an earlier start stored.
+            # Visibility and type stay as the operator left them.
+            spec = spec.model_copy(update={"visibility": view.visibility})
+            await apply_repository(session, spec)
     for spec in settings.repositories:
         await apply_repository(session, spec)
     await session.commit()
     return generated
+
+
+def _differs(view: RepositoryView, spec: RepositoryConfig) -> bool:
+    return tuple(view.upstreams) != tuple(spec.upstreams) or view.ttl != spec.ttl
 
 
 async def _ensure_admin(session: AsyncSession, settings: Settings) -> str | None:

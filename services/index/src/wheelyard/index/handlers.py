@@ -7,17 +7,15 @@ Plain functions of (Request, path parameters) -> Response, called both by the Fa
 from __future__ import annotations
 
 from fastapi.responses import RedirectResponse, Response
-from packaging.utils import canonicalize_name
 from starlette.requests import Request
 
 from wheelyard.index import service
 from wheelyard.shared.auth.access import require_read
 from wheelyard.shared.context import RequestContext
 from wheelyard.shared.db.registry import RepositoryView
-from wheelyard.shared.errors import InvalidInput, NotFound
-from wheelyard.shared.packaging.names import validate_project_name
-from wheelyard.shared.packaging.simple import content_type_for, if_none_match_matches, negotiate
-from wheelyard.shared.pagecache import CachedPage
+from wheelyard.shared.errors import NotFound
+from wheelyard.shared.packaging.simple import if_none_match_matches
+from wheelyard.shared.pages import cache_control, media_of, page_response, project_name
 from wheelyard.shared.streaming import serve_blob
 
 
@@ -28,49 +26,6 @@ async def readable(ctx: RequestContext, storage: str, repo: str) -> RepositoryVi
         raise NotFound(f"Repository '{storage}/{repo}' does not exist.")
     require_read(await ctx.principal(), view)
     return view
-
-
-def cache_control(request: Request, repo: RepositoryView, *, immutable: bool = False) -> str:
-    """Cache-Control for a response from `repo`."""
-    # Anything fetched with credentials, or from a private repository, must never be stored by
-    # a shared cache (reliability doc §3.4, artifact-keeper PR #3414).
-    private = repo.visibility == "private" or "authorization" in request.headers
-    if immutable:
-        return ("private" if private else "public") + ", max-age=31536000, immutable"
-    return "private, no-cache" if private else "public, max-age=0, must-revalidate"
-
-
-def page_response(request: Request, repo: RepositoryView, page: CachedPage, media: str) -> Response:
-    """A simple page with ETag, Vary and 304 handling."""
-    headers = {
-        "ETag": page.etag,
-        "Vary": "Accept, Authorization",
-        "Cache-Control": cache_control(request, repo),
-    }
-    if if_none_match_matches(request.headers.get("if-none-match"), page.etag):
-        return Response(status_code=304, headers=headers)
-    return Response(page.body, headers=headers, media_type=content_type_for(media))
-
-
-def project_name(project: str) -> str:
-    """The PEP 503 form of a project path segment; NotFound if no project can have that name.
-
-    Only a name that would be redirected is validated (the hot path stays cheap): a hostile
-    segment (`%0d%0aSet-Cookie:...`, markup) gets a 404, never a redirect that echoes it
-    (reliability.md §4 A.15). A normalized unknown name is a plain 404 further on.
-    """
-    name = canonicalize_name(project)
-    if name != project:
-        try:
-            validate_project_name(project)
-        except InvalidInput:
-            raise NotFound("No project can have that name.") from None
-    return name
-
-
-def media_of(request: Request) -> str:
-    """The negotiated media type (PEP 691)."""
-    return negotiate(request.headers.get("accept"), request.query_params.get("format"))
 
 
 async def simple_root(request: Request, storage: str, repo: str) -> Response:

@@ -19,6 +19,7 @@ from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.db.registry import RepositoryView
 from wheelyard.shared.deps import BaseUrlDep, DirectoryDep, PrincipalDep, SessionDep
 from wheelyard.shared.errors import NotFound
+from wheelyard.shared.pages import cache_control, project_name
 
 router = APIRouter()
 READ = ["GET", "HEAD"]
@@ -50,7 +51,7 @@ async def simple_root(request: Request, storage: str, repo: str) -> Response:
 @router.api_route(REPO + "/simple/{project}", methods=READ, include_in_schema=False)
 async def simple_project_without_slash(project: str) -> Response:
     """Redirect to the normalized, slash-terminated project URL."""
-    return RedirectResponse(f"{handlers.project_name(project)}/", status_code=301)
+    return RedirectResponse(f"{project_name(project)}/", status_code=301)
 
 
 @router.api_route(REPO + "/simple/{project}/", methods=READ, summary="Simple index: project")
@@ -71,7 +72,7 @@ async def _pypi_json(
     base: str,
 ) -> Response:
     view = await _readable(session, directory, principal, storage, repo)
-    name = handlers.project_name(project)
+    name = project_name(project)
     if name != project:
         # Relative, so the prefix the client used is kept; one more level up when the
         # request ended in a slash (`.../json/` is a directory to URL resolution).
@@ -85,7 +86,7 @@ async def _pypi_json(
     return Response(
         body,
         media_type="application/json",
-        headers={"Cache-Control": handlers.cache_control(request, view), "Vary": "Authorization"},
+        headers={"Cache-Control": cache_control(request, view), "Vary": "Authorization"},
     )
 
 
@@ -150,7 +151,7 @@ async def project_details(
     """Versions, files and metadata (summary, description, license, classifiers, ...)."""
     view = await _readable(session, directory, principal, storage, repo)
     details = await service.project_details(session, repo=view, name=project, base=base)
-    return JSONResponse(details, headers={"Cache-Control": handlers.cache_control(request, view)})
+    return JSONResponse(details, headers={"Cache-Control": cache_control(request, view)})
 
 
 @router.get("/api/v1/search", summary="Search projects")

@@ -218,3 +218,24 @@ class AuditEvent(SQLModel, table=True):
     target: str | None = Field(default=None, max_length=512)
     source_ip: str | None = Field(default=None, max_length=64)
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+
+
+class ProxyPage(SQLModel, table=True):
+    """The last good upstream page of one project in a proxy repository (or a negative entry).
+
+    `data` is the parsed, sanitised page (never upstream markup): files with their upstream
+    URL, sha256, size, upload time, requires-python, yank state and core-metadata hash, the
+    versions and the PEP 792 status. Kept so pages survive restarts and can be served stale
+    while the upstream is down. `missing` marks a recent upstream 404 (a negative entry).
+    """
+
+    __tablename__ = "proxy_pages"
+    __table_args__ = (sa.UniqueConstraint("repository_id", "project", name="uq_proxy_page"),)
+    id: int | None = Field(default=None, primary_key=True)
+    repository_id: int = _fk("repositories.id")
+    project: str = Field(max_length=255)  # normalized
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    etag: str | None = Field(default=None, max_length=1024)
+    last_modified: str | None = Field(default=None, max_length=128)
+    fetched_at: datetime = _created()
+    missing: bool = False

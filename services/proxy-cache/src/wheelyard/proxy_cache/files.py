@@ -1,0 +1,346 @@
+"""Proxy files: served from the blob store when cached, fetched from the upstream exactly once
+when not, and never stored or handed out complete unless their sha256 matches.
+
+A cold file is fetched by one background task per process (`FileFetch`), never by a request:
+the task holds a cache lock on the file's sha256 (so replicas wait instead of fetching too),
+streams the upstream body into the blob store's writer (which commits only when the expected
+sha256 and size match) and into a local spool file. Requests in the same process follow the
+spool as it grows, so every concurrent cold request is streamed the bytes while the upstream is
+asked once; a request that goes away does not stop the task, so the file is still cached.
+
+What a client can never get is a complete-looking bad file: the response carries the expected
+Content-Length, and the last byte is held back until the blob has been verified and committed;
+on a mismatch or a truncated upstream body the stream is aborted (the client sees a short read),
+or, when the failure is known before the first byte, a 502 is returned. Other replicas wait on
+the lock, then serve the committed blob.
+
+Files the upstream lists without a sha256 cannot be verified, so they are streamed through
+and not cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+import httpx
+from anyio import to_thread
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout
+from wheelyard.shared.cache import Cache, Lock, LockTimeout
+from wheelyard.shared.config import UpstreamConfig
+from wheelyard.shared.errors import IntegrityFailure, UpstreamError
+from wheelyard.shared.storage import BlobStore, blob_key_for
+from wheelyard.shared.streaming import serve_blob
+
+log = logging.getLogger(__name__)
+
+#: The cross-process lock on one file's fetch: its lifetime, renewed while bytes flow.
+LOCK_TTL = 30.0
+#: How long a replica waits for another's fetch before fetching itself (duplicates are safe).
+LOCK_WAIT = 120.0
+#: Spool reads per step.
+READ_STEP = 1024 * 1024
+
+
+class FileFetch:
+    """One in-flight fetch of a file into the blob store, followed by local readers.
+
+    The spool is an anonymous file (created, then unlinked at once): nothing is left behind
+    whatever happens to the process, and it lives as long as a descriptor on it is open.
+    """
+
+    def __init__(self, sha256: str, size: int | None, spool_dir: Path) -> None:
+        self.sha256 = sha256
+        self.size = size
+        self.written = 0
+        self.length: int | None = size  # what the client is told, once known
+        self.started = asyncio.Event()  # upstream headers accepted (or finished)
+        self.finished = asyncio.Event()
+        self.error: BaseException | None = None
+        self.from_store = False  # the blob was already there (another replica stored it)
+        self._changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        self._fd, name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=spool_dir)
+        os.unlink(name)
+
+    def append(self, chunk: bytes) -> None:
+        """Add `chunk` to the spool (blocking: call it in a worker thread)."""
+        os.pwrite(self._fd, chunk, self.written)
+
+    def reader_fd(self) -> int:
+        """A new descriptor on the spool for one reader (the caller closes it)."""
+        return os.dup(self._fd)
+
+    def progress(self) -> None:
+        """Wake every reader."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_progress(self) -> None:
+        await self._changed.wait()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+class ProxyFiles:
+    """Serving proxy files (see the module docstring). One per process."""
+
+    def __init__(
+        self,
+        *,
+        blobs: BlobStore,
+        cache: Cache,
+        client: UpstreamClient,
+        spool_dir: Path,
+        redirect: bool = False,
+    ) -> None:
+        self.blobs = blobs
+        self.redirect = redirect
+        self.cache = cache
+        self.client = client
+        self.spool_dir = spool_dir
+        self._fetches: dict[str, FileFetch] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def aclose(self) -> None:
+        """Cancel fetches still running (shutdown)."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+
+    async def response(
+        self,
+        *,
+        url: str,
+        upstream: UpstreamConfig,
+        sha256: str | None,
+        size: int | None,
+        method: str,
+        range_header: str | None,
+        headers: dict[str, str],
+    ) -> Response:
+        """The response for a file whose upstream `url`, sha256 and size the page gave."""
+        if sha256 is None:
+            return await self._pass_through(url, upstream, method, headers)
+        key = blob_key_for(sha256)
+        info = await self.blobs.stat(key)
+        if info is not None:
+            return await self.from_store(key, info.size, method, range_header, headers)
+        if method == "HEAD" and size is not None:
+            # Everything a HEAD needs is on the page; no reason to fetch the file for it.
+            return Response(
+                headers={**headers, "Accept-Ranges": "bytes", "Content-Length": str(size)},
+                media_type="application/octet-stream",
+            )
+        fetch = self._join(url, upstream, sha256, size)
+        if method == "HEAD" or range_header:
+            # A range of a file we do not hold yet: cache it whole, then answer from the blob.
+            await fetch.finished.wait()
+            if fetch.error is not None:
+                raise _client_error(fetch.error)
+            info = await self.blobs.stat(key)
+            if info is None:
+                raise UpstreamError("The file could not be stored.")
+            return await self.from_store(key, info.size, method, range_header, headers)
+        await _first_of(fetch.started, fetch.finished)
+        if fetch.error is not None:
+            raise _client_error(fetch.error)
+        if fetch.from_store:
+            info = await self.blobs.stat(key)
+            if info is None:
+                raise UpstreamError("The file could not be stored.")
+            return await self.from_store(key, info.size, method, range_header, headers)
+        out = {**headers}
+        if fetch.length is not None:
+            out["Content-Length"] = str(fetch.length)
+        return StreamingResponse(
+            _follow(fetch, self.blobs, key), headers=out, media_type="application/octet-stream"
+        )
+
+    async def from_store(
+        self, key: str, size: int, method: str, range_header: str | None, headers: dict[str, str]
+    ) -> Response:
+        """A committed blob: a presigned redirect when configured (WHEELYARD_BLOB_REDIRECT),
+        else streamed (a storage outage is a 503 before the first byte, not a cut body)."""
+        if method == "GET" and self.redirect:
+            # Presigned URLs need no credentials, which clients drop on a cross-host redirect
+            # anyway (standards digest §8).
+            url = await self.blobs.url_for(key, expires_seconds=300)
+            if url:
+                return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+        return await serve_blob(
+            self.blobs, key, size=size, method=method, range_header=range_header, headers=headers
+        )
+
+    def _join(self, url: str, upstream: UpstreamConfig, sha256: str, size: int | None) -> FileFetch:
+        """The running fetch of `sha256` in this process, or a new one."""
+        fetch = self._fetches.get(sha256)
+        if fetch is not None:
+            return fetch
+        fetch = FileFetch(sha256, size, self.spool_dir)
+        self._fetches[sha256] = fetch
+        task = asyncio.get_running_loop().create_task(self._run(fetch, url, upstream))
+        fetch.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return fetch
+
+    async def _run(self, fetch: FileFetch, url: str, upstream: UpstreamConfig) -> None:
+        key = blob_key_for(fetch.sha256)
+        lock_cm: AbstractAsyncContextManager[Lock] | None = None
+        try:
+            lock_cm = self.cache.lock(f"proxy-file:{fetch.sha256}", ttl=LOCK_TTL, wait=LOCK_WAIT)
+            try:
+                lock: Lock | None = await lock_cm.__aenter__()
+            except LockTimeout:
+                lock, lock_cm = None, None  # the other replica is slow: fetch as well
+            if await self.blobs.stat(key) is not None:
+                fetch.from_store = True
+                return
+            await self._download(fetch, url, upstream, lock)
+        except asyncio.CancelledError:
+            fetch.error = UpstreamError("The server is shutting down.")
+            raise
+        except Exception as exc:
+            fetch.error = exc
+            if isinstance(exc, IntegrityFailure):
+                # Wrong bytes from the upstream: never stored, never served complete.
+                log.error("upstream sent wrong bytes for %s (%s): %s", url, fetch.sha256, exc)
+            else:
+                log.warning("fetching %s failed: %s", url, exc)
+        finally:
+            if lock_cm is not None:
+                with contextlib.suppress(Exception):
+                    await lock_cm.__aexit__(None, None, None)
+            self._fetches.pop(fetch.sha256, None)
+            fetch.finished.set()
+            fetch.started.set()
+            fetch.progress()
+            fetch.close()
+
+    async def _download(
+        self, fetch: FileFetch, url: str, upstream: UpstreamConfig, lock: Lock | None
+    ) -> None:
+        response = await self.client.open_file(url, upstream)
+        try:
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit():
+                if fetch.size is not None and int(declared) != fetch.size:
+                    raise IntegrityFailure(
+                        f"the upstream announced {declared} bytes, its page says {fetch.size}"
+                    )
+                if fetch.length is None:
+                    fetch.length = int(declared)
+            fetch.started.set()
+            loop = asyncio.get_running_loop()
+            renew_at = loop.time() + LOCK_TTL / 3
+            async with self.blobs.writer(
+                expected_sha256=fetch.sha256, expected_size=fetch.size
+            ) as writer:
+                try:
+                    async for chunk in response.aiter_bytes():
+                        await writer.write(chunk)
+                        await to_thread.run_sync(fetch.append, chunk)
+                        fetch.written += len(chunk)
+                        if fetch.size is not None and fetch.written > fetch.size:
+                            raise IntegrityFailure("the upstream sent more bytes than listed")
+                        fetch.progress()
+                        if lock is not None and loop.time() > renew_at:
+                            await lock.extend(LOCK_TTL)
+                            renew_at = loop.time() + LOCK_TTL / 3
+                except httpx.TimeoutException as exc:
+                    raise UpstreamTimeout("the upstream stalled while sending a file") from exc
+                except httpx.HTTPError as exc:
+                    raise UpstreamError(
+                        f"the upstream connection broke mid-file: {type(exc).__name__}"
+                    ) from exc
+        finally:
+            await response.aclose()
+
+    async def _pass_through(
+        self, url: str, upstream: UpstreamConfig, method: str, headers: dict[str, str]
+    ) -> Response:
+        response = await self.client.open_file(url, upstream)
+        out = dict(headers)
+        out["Cache-Control"] = "private, no-cache"  # unverified bytes: nobody may keep them
+        length = response.headers.get("content-length")
+        if length is not None and length.isdigit():
+            out["Content-Length"] = length
+        if method == "HEAD":
+            await response.aclose()
+            return Response(headers=out, media_type="application/octet-stream")
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+            except httpx.HTTPError as exc:
+                raise UpstreamError("the upstream connection broke mid-file") from exc
+            finally:
+                await response.aclose()
+
+        return StreamingResponse(body(), headers=out, media_type="application/octet-stream")
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+def _client_error(error: BaseException) -> Exception:
+    if isinstance(error, UpstreamError):
+        return error
+    if isinstance(error, IntegrityFailure):
+        return UpstreamError("The upstream sent a file that does not match its published sha256.")
+    return UpstreamError("The file could not be fetched from the upstream.")
+
+
+async def _follow(fetch: FileFetch, blobs: BlobStore, key: str) -> AsyncIterator[bytes]:
+    """The bytes of `fetch` as they arrive, from the spool; the last byte only once the blob
+    is verified and committed, and an exception (an aborted response) if it never is."""
+    if fetch.finished.is_set():
+        # The fetch ended before this body started: the blob is complete, or there is none.
+        if fetch.error is not None:
+            raise _client_error(fetch.error)
+        async for chunk in blobs.open(key):
+            yield chunk
+        return
+    fd = fetch.reader_fd()  # the spool is still open while the fetch runs
+    position = 0
+    try:
+        while True:
+            done = fetch.finished.is_set()
+            ok = done and fetch.error is None
+            if done and not ok:
+                raise _client_error(fetch.error or UpstreamError("fetch failed"))
+            # Hold back one byte until verified: a failure then always leaves the body short.
+            limit = fetch.written if ok else fetch.written - 1
+            if position < limit:
+                want = min(READ_STEP, limit - position)
+                data: bytes = await to_thread.run_sync(os.pread, fd, want, position)
+                if not data:
+                    raise UpstreamError("The spool file ended early.")
+                position += len(data)
+                yield data
+                continue
+            if ok:
+                return
+            await fetch.wait_progress()
+    finally:
+        os.close(fd)

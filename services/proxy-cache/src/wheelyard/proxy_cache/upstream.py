@@ -1,0 +1,378 @@
+"""Talking to upstream indexes: page fetches, file streams, redirect checks, circuit breakers.
+
+Every request to an upstream goes through `UpstreamClient`, which
+
+- fetches project pages preferring PEP 691 JSON (HTML still accepted), conditionally (ETag /
+  Last-Modified), within the upstream's timeout as a total deadline, with a hard body cap;
+- opens file streams, following at most `MAX_REDIRECTS` redirects by hand, each hop checked
+  by `check_target` (SSRF, reliability.md §1.7) before anything is connected to;
+- sends the upstream's credentials only to the upstream's own host (like requests and uv,
+  which strip Authorization on a cross-host redirect, standards.md §8);
+- keeps one `CircuitBreaker` per upstream, so that while an upstream is down requests fail
+  (or are served stale) at once instead of each waiting the full timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from wheelyard.shared.config import UpstreamConfig
+from wheelyard.shared.errors import UpstreamError
+
+#: Redirect hops followed for one request (files.pythonhosted.org needs none; CDNs use one).
+MAX_REDIRECTS = 3
+#: The largest project page accepted from an upstream (PyPI's biggest are tens of MB of JSON).
+MAX_PAGE_BYTES = 64 * 1024 * 1024
+#: What we ask upstreams for: JSON first, HTML as the fallback (standards.md §9).
+PAGE_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+    "text/html;q=0.01"
+)
+USER_AGENT = "wheelyard-proxy/0.1"
+#: Consecutive failures that open an upstream's circuit, and how long it stays open.
+BREAKER_FAILURES = 3
+BREAKER_OPEN_SECONDS = 30.0
+#: How long an address check of a host name is remembered.
+_RESOLVE_TTL = 60.0
+
+# Never reachable through an upstream, whatever the configuration: cloud metadata services
+# (AWS/GCP/Azure 169.254.169.254 and fd00:ec2::254, Alibaba 100.100.100.200, Oracle
+# 192.0.0.192) and all of link-local (artifact-keeper PR #881, envoy PR #45360).
+_ALWAYS_BLOCKED = [
+    ipaddress.ip_network(n)
+    for n in (
+        "169.254.0.0/16",
+        "fe80::/10",
+        "fd00:ec2::254/128",
+        "100.100.100.200/32",
+        "192.0.0.192/32",
+        "0.0.0.0/8",
+        "224.0.0.0/4",
+        "ff00::/8",
+        "::/128",
+    )
+]
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not answer within its timeout (answered 504 Gateway Timeout)."""
+
+
+class UpstreamRefused(UpstreamError):
+    """A URL or redirect that must not be followed (SSRF guard); answered 502."""
+
+
+def _internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return ip.is_private or ip.is_loopback or ip.is_reserved or ip in _CGNAT
+
+
+def _plain_ip(
+    value: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    # ::ffff:127.0.0.1 is 127.0.0.1 to the kernel; judge it as such.
+    if isinstance(value, ipaddress.IPv6Address) and value.ipv4_mapped is not None:
+        return value.ipv4_mapped
+    return value
+
+
+def address_allowed(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_internal: bool
+) -> bool:
+    """May an upstream request connect to `ip`? Metadata and link-local never; loopback and
+    private ranges only when the configured upstream itself lives there."""
+    ip = _plain_ip(ip)
+    if any(ip in net for net in _ALWAYS_BLOCKED):
+        return False
+    return allow_internal or not _internal(ip)
+
+
+class AddressGuard:
+    """Checks the hosts upstream requests go to (configured URL, page links, redirects)."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, bool], tuple[float, bool]] = {}
+        self._internal: dict[str, tuple[float, bool]] = {}
+
+    async def addresses(
+        self, host: str, port: int
+    ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        """Every address `host` resolves to (an IP literal is itself)."""
+        try:
+            return [ipaddress.ip_address(host.strip("[]"))]
+        except ValueError:
+            pass
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise UpstreamError(f"upstream host {host!r} does not resolve: {exc}") from exc
+        return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+    async def is_internal(self, url: str) -> bool:
+        """True when the configured upstream `url` resolves to loopback or private addresses
+        (then its links and redirects may point there too: a mirror on the same network)."""
+        parts = urlsplit(url)
+        key = f"{parts.hostname}:{parts.port}"
+        now = time.monotonic()
+        known = self._internal.get(key)
+        if known is not None and known[0] > now:
+            return known[1]
+        ips = await self.addresses(parts.hostname or "", parts.port or 443)
+        internal = any(_internal(_plain_ip(ip)) for ip in ips)
+        if len(self._internal) > 1024:
+            self._internal.clear()
+        self._internal[key] = (now + _RESOLVE_TTL, internal)
+        return internal
+
+    async def check(self, url: str, *, allow_internal: bool) -> None:
+        """Raise `UpstreamRefused` unless `url` is http(s) to an allowed address.
+
+        TODO: the address is checked here and resolved again by the HTTP client when it
+        connects; a DNS answer that changes in between (rebinding) is not caught.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UpstreamRefused(f"refusing to fetch a non-http(s) URL from the upstream: {url!r}")
+        host = parts.hostname
+        key = (f"{host}:{parts.port}", allow_internal)
+        now = time.monotonic()
+        known = self._known.get(key)
+        if known is not None and known[0] > now:
+            allowed = known[1]
+        else:
+            ips = await self.addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
+            allowed = bool(ips) and all(
+                address_allowed(ip, allow_internal=allow_internal) for ip in ips
+            )
+            if len(self._known) > 4096:
+                self._known.clear()
+            self._known[key] = (now + _RESOLVE_TTL, allowed)
+        if not allowed:
+            raise UpstreamRefused(
+                f"refusing to fetch {parts.scheme}://{host}/...: the address is internal or "
+                "reserved (SSRF guard)"
+            )
+
+
+class CircuitBreaker:
+    """Per-key consecutive-failure breaker: after `failures` failures in a row the circuit is
+    open for `open_seconds` (requests are refused at once); then one probe is let through,
+    whose outcome closes or re-opens it. In-process state: every replica learns on its own."""
+
+    def __init__(
+        self, failures: int = BREAKER_FAILURES, open_seconds: float = BREAKER_OPEN_SECONDS
+    ) -> None:
+        self.failures = failures
+        self.open_seconds = open_seconds
+        self._count: dict[object, int] = {}
+        self._open_until: dict[object, float] = {}
+        self._probing: set[object] = set()
+
+    def allow(self, key: object) -> bool:
+        """May a request go to the upstream `key` now? (Takes the probe slot when half-open.)"""
+        until = self._open_until.get(key)
+        if until is None:
+            return True
+        if time.monotonic() < until or key in self._probing:
+            return False
+        self._probing.add(key)
+        return True
+
+    def is_open(self, key: object) -> bool:
+        """True while requests to `key` are refused without trying."""
+        until = self._open_until.get(key)
+        return until is not None and (time.monotonic() < until or key in self._probing)
+
+    def success(self, key: object) -> None:
+        """The upstream answered (any definite answer, 404 included)."""
+        self._count.pop(key, None)
+        self._open_until.pop(key, None)
+        self._probing.discard(key)
+
+    def failure(self, key: object) -> None:
+        """The upstream failed (timeout, connection error, 5xx, garbage)."""
+        count = self._count.get(key, 0) + 1
+        self._count[key] = count
+        self._probing.discard(key)
+        if count >= self.failures:
+            self._open_until[key] = time.monotonic() + self.open_seconds
+
+
+@dataclass(frozen=True)
+class PageFetch:
+    """An upstream's answer for one project page."""
+
+    status: int  # 200, 304 or 404
+    body: bytes = b""
+    content_type: str = ""
+    url: str = ""  # the final URL (relative links resolve against it)
+    etag: str | None = None
+    last_modified: str | None = None
+    serial: int | None = None  # X-PyPI-Last-Serial, when sent
+
+
+def project_url(upstream: UpstreamConfig, name: str) -> str:
+    """`<upstream>/<name>/` for a normalized project name."""
+    return upstream.url.rstrip("/") + "/" + name + "/"
+
+
+def _auth_for(url: str, upstream: UpstreamConfig) -> tuple[str, str] | None:
+    if upstream.username is None:
+        return None
+    a, b = urlsplit(url), urlsplit(upstream.url)
+    same_origin = (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+    return (upstream.username, upstream.password or "") if same_origin else None
+
+
+def _timeout(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=min(seconds, 10.0))
+
+
+class UpstreamClient:
+    """HTTP to upstream indexes (see the module docstring). One per process."""
+
+    def __init__(self) -> None:
+        self.http = httpx.AsyncClient(
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            headers={"User-Agent": USER_AGENT},
+            trust_env=False,
+        )
+        self.guard = AddressGuard()
+        self.breaker = CircuitBreaker()
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self.http.aclose()
+
+    async def fetch_page(
+        self,
+        upstream: UpstreamConfig,
+        name: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> PageFetch:
+        """GET `<upstream>/<name>/` (conditionally when `etag`/`last_modified` are given).
+
+        Returns status 200 (with the body), 304 or 404; raises `UpstreamTimeout` past the
+        upstream's timeout (a total deadline), `UpstreamRefused` for a refused address, and
+        `UpstreamError` for anything else (5xx, connection errors, oversized bodies).
+        """
+        headers = {"Accept": PAGE_ACCEPT, "Accept-Encoding": "gzip, deflate"}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        try:
+            async with asyncio.timeout(upstream.timeout):
+                return await self._page(upstream, project_url(upstream, name), headers)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"the upstream did not answer within {upstream.timeout:g}s"
+            ) from None
+
+    async def _page(self, upstream: UpstreamConfig, url: str, headers: dict[str, str]) -> PageFetch:
+        allow_internal = await self.guard.is_internal(upstream.url)
+        for _hop in range(MAX_REDIRECTS + 1):
+            await self.guard.check(url, allow_internal=allow_internal)
+            request = self.http.build_request(
+                "GET", url, headers=headers, timeout=_timeout(upstream.timeout)
+            )
+            auth = _auth_for(url, upstream)
+            try:
+                response = await self.http.send(
+                    request, stream=True, auth=httpx.BasicAuth(*auth) if auth else None
+                )
+            except httpx.TimeoutException as exc:
+                raise UpstreamTimeout("the upstream did not answer in time") from exc
+            except httpx.HTTPError as exc:
+                raise UpstreamError(
+                    f"the upstream could not be reached: {type(exc).__name__}"
+                ) from exc
+            try:
+                if response.is_redirect and "location" in response.headers:
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                if response.status_code == 304:
+                    return PageFetch(304, url=url)
+                if response.status_code in (404, 410):
+                    return PageFetch(404, url=url)
+                if response.status_code != 200:
+                    raise UpstreamError(f"the upstream answered {response.status_code}")
+                body = await _read_capped(response, MAX_PAGE_BYTES)
+                serial = response.headers.get("x-pypi-last-serial")
+                return PageFetch(
+                    200,
+                    body=body,
+                    content_type=response.headers.get("content-type", ""),
+                    url=url,
+                    etag=response.headers.get("etag"),
+                    last_modified=response.headers.get("last-modified"),
+                    serial=int(serial) if serial and serial.isdigit() else None,
+                )
+            finally:
+                await response.aclose()
+        raise UpstreamError(f"the upstream redirected more than {MAX_REDIRECTS} times")
+
+    async def open_file(self, url: str, upstream: UpstreamConfig) -> httpx.Response:
+        """An open 200 response streaming `url` (a link from `upstream`'s page).
+
+        Redirects are followed by hand (at most `MAX_REDIRECTS`), every hop checked first.
+        The caller must `aclose()` the response. Raises `UpstreamTimeout`, `UpstreamRefused`
+        or `UpstreamError` (any other status).
+        """
+        allow_internal = await self.guard.is_internal(upstream.url)
+        timeout = _timeout(upstream.timeout)
+        for _hop in range(MAX_REDIRECTS + 1):
+            await self.guard.check(url, allow_internal=allow_internal)
+            auth = _auth_for(url, upstream)
+            request = self.http.build_request(
+                "GET", url, headers={"Accept-Encoding": "identity"}, timeout=timeout
+            )
+            try:
+                response = await self.http.send(
+                    request, stream=True, auth=httpx.BasicAuth(*auth) if auth else None
+                )
+            except httpx.TimeoutException as exc:
+                raise UpstreamTimeout("the upstream did not answer in time") from exc
+            except httpx.HTTPError as exc:
+                raise UpstreamError(
+                    f"the upstream could not be reached: {type(exc).__name__}"
+                ) from exc
+            if response.is_redirect and "location" in response.headers:
+                url = urljoin(url, response.headers["location"])
+                await response.aclose()
+                continue
+            if response.status_code != 200:
+                await response.aclose()
+                raise UpstreamError(f"the upstream answered {response.status_code} for a file")
+            return response
+        raise UpstreamError(f"the upstream redirected more than {MAX_REDIRECTS} times")
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise UpstreamError(f"the upstream page is larger than {cap} bytes")
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > cap:
+                raise UpstreamError(f"the upstream page is larger than {cap} bytes")
+            chunks.append(chunk)
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout("the upstream page did not arrive in time") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"the upstream page was cut short: {type(exc).__name__}") from exc
+    return b"".join(chunks)
