@@ -168,10 +168,17 @@ async def test_repositories_with_upstreams_and_ordered_members(database: Databas
             ),
         )
         group = await apply_repository(
-            s, RepositoryConfig(name="all", type="group", members=["pypi", "default/local"])
+            s,
+            RepositoryConfig(
+                name="all",
+                type="group",
+                members=["pypi", "default/local"],
+                allow_upstream=["Foo_Bar"],
+            ),
         )
         await s.commit()
     assert group.members == ("default/pypi", "default/local")
+    assert group.settings["allow_upstream"] == ["foo-bar"]
     async with database.sessions() as s:
         proxy = await load_repository(s, "default", "pypi")
         assert [u.url for u in proxy.upstreams] == [

@@ -50,6 +50,9 @@ class RepositoryConfig(BaseModel):
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
     members: list[str] = Field(default_factory=list)
     ttl: int | None = Field(default=None, ge=0)
+    # Group only: projects whose upstream files are merged even when a hosted member has them
+    # (an explicit opt-out of the dependency-confusion protection, per project).
+    allow_upstream: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _kind_fits(self) -> RepositoryConfig:
@@ -59,6 +62,8 @@ class RepositoryConfig(BaseModel):
             raise ValueError(f"only proxy repositories have upstreams ({self.name!r})")
         if self.type != "group" and self.members:
             raise ValueError(f"only group repositories have members ({self.name!r})")
+        if self.type != "group" and self.allow_upstream:
+            raise ValueError(f"only group repositories have allow_upstream ({self.name!r})")
         return self
 
 

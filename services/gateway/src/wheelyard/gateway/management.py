@@ -265,20 +265,11 @@ def _repository_json(view: RepositoryView, *, show_secrets: bool = False) -> dic
     }
 
 
-async def _apply(
-    request: Request,
-    session: SessionDep,
-    spec: RepositoryConfig,
-    allow_upstream: list[str],
-) -> RepositoryView:
+async def _apply(request: Request, session: SessionDep, spec: RepositoryConfig) -> RepositoryView:
     settings = request.app.state.backends.settings
     for upstream in spec.upstreams:
         await check_upstream_url(upstream.url, allow_private=settings.allow_private_upstreams)
     view = await apply_repository(session, spec)
-    repo = await find_repository(session, view.storage, view.name)
-    assert repo is not None
-    repo.settings = {**(repo.settings or {}), "allow_upstream": sorted(set(allow_upstream))}
-    session.add(repo)
     request.app.state.directory.forget()
     return view
 
@@ -301,8 +292,8 @@ async def create_repository(
     await begin_write(session)
     if await find_repository(session, payload.storage, payload.name) is not None:
         raise Conflict(f"Repository '{payload.storage}/{payload.name}' already exists.")
-    spec = _spec(payload.model_dump(exclude={"allow_upstream"}))
-    view = await _apply(request, session, spec, payload.allow_upstream)
+    spec = _spec(payload.model_dump())
+    view = await _apply(request, session, spec)
     accounts.record(
         session,
         actor=admin.username,
@@ -362,19 +353,18 @@ async def change_repository(
         "ttl": view.ttl,
         "members": list(view.members),
         "upstreams": [u.model_dump() for u in view.upstreams],
+        "allow_upstream": list(view.settings.get("allow_upstream", [])),  # type: ignore[call-overload]
     }
-    changes = payload.model_dump(exclude_unset=True, exclude={"allow_upstream"})
+    changes = payload.model_dump(exclude_unset=True)
     if "upstreams" in changes:
         changes["upstreams"] = [UpstreamConfig(**u).model_dump() for u in changes["upstreams"]]
     if changes.get("type") and changes["type"] != "proxy":
         current["upstreams"] = changes.get("upstreams", [])
     if changes.get("type") and changes["type"] != "group":
         current["members"] = changes.get("members", [])
+        current["allow_upstream"] = changes.get("allow_upstream", [])
     spec = _spec(current | changes)
-    allow = payload.allow_upstream
-    if allow is None:
-        allow = list(view.settings.get("allow_upstream", []))  # type: ignore[call-overload]
-    updated = await _apply(request, session, spec, allow)
+    updated = await _apply(request, session, spec)
     accounts.record(
         session,
         actor=principal.username,

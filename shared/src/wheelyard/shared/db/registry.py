@@ -12,7 +12,9 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from packaging.utils import canonicalize_name
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -170,6 +172,7 @@ async def apply_repository(
             type=spec.type,
             visibility=spec.visibility,
             ttl=spec.ttl,
+            settings=_settings_of(spec, {}),
         )
         session.add(repo)
         try:
@@ -180,6 +183,7 @@ async def apply_repository(
         if repo.type != spec.type:
             await _refuse_orphaning(session, repo, spec.type)
         repo.type, repo.visibility, repo.ttl = spec.type, spec.visibility, spec.ttl
+        repo.settings = _settings_of(spec, repo.settings or {})
         session.add(repo)
     await session.exec(delete(Upstream).where(col(Upstream.repository_id) == repo.id))  # type: ignore[call-overload]
     await session.exec(delete(RepositoryMember).where(col(RepositoryMember.group_id) == repo.id))  # type: ignore[call-overload]
@@ -198,6 +202,13 @@ async def apply_repository(
         session.add(RepositoryMember(group_id=repo.id, member_id=member_id, position=pos))
     await session.flush()
     return await view_of(session, repo, spec.storage)
+
+
+def _settings_of(spec: RepositoryConfig, current: dict[str, Any]) -> dict[str, Any]:
+    settings = {k: v for k, v in current.items() if k != "allow_upstream"}
+    if spec.allow_upstream:
+        settings["allow_upstream"] = sorted({canonicalize_name(n) for n in spec.allow_upstream})
+    return settings
 
 
 async def _member_id(session: AsyncSession, spec: RepositoryConfig, member: str) -> int:
