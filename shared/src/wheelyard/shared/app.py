@@ -53,10 +53,12 @@ def build_service_app(
     backends: Backends | None = None,
     settings: Settings | None = None,
     on_start: StartHook | None = None,
+    on_stop: StartHook | None = None,
     docs: bool = False,
 ) -> FastAPI:
     """A FastAPI app with the given routers, health routes, error handlers and a lifespan
-    that provides `app.state.backends` (shared or owned, see module docstring)."""
+    that provides `app.state.backends` (shared or owned, see module docstring) and runs
+    `on_start` after the backends are open and `on_stop` before they close."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,7 +72,11 @@ def build_service_app(
         try:
             if on_start is not None:
                 await on_start(app, current)
-            yield
+            try:
+                yield
+            finally:
+                if on_stop is not None:
+                    await on_stop(app, current)
         finally:
             if owned:
                 await current.close()

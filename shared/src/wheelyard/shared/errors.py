@@ -63,6 +63,10 @@ class UpstreamError(WheelyardError):
     """An upstream index answered badly (5xx, wrong bytes, truncated body, timeout)."""
 
 
+class UpstreamTimeout(UpstreamError):
+    """An upstream did not answer within its timeout (504 Gateway Timeout)."""
+
+
 class IntegrityFailure(WheelyardError):
     """Bytes did not match the digest they were promised to have."""
 

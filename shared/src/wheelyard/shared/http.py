@@ -26,6 +26,7 @@ from wheelyard.shared.errors import (
     TooLarge,
     Unauthenticated,
     UpstreamError,
+    UpstreamTimeout,
     WheelyardError,
 )
 
@@ -41,6 +42,7 @@ _STATUS: list[tuple[type[WheelyardError], int]] = [
     (Gone, 410),
     (RateLimited, 429),
     (BackendUnavailable, 503),
+    (UpstreamTimeout, 504),
     (IntegrityFailure, 502),
     (UpstreamError, 502),
 ]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from wheelyard.index.fastpath import IndexFastPath
+from wheelyard.index import handlers
 from wheelyard.index.routes import router
 from wheelyard.shared.app import build_service_app
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings
+from wheelyard.shared.fastpath import HotPaths
 
 
 def create_app(*, backends: Backends | None = None, settings: Settings | None = None) -> FastAPI:
@@ -19,5 +20,5 @@ def create_app(*, backends: Backends | None = None, settings: Settings | None = 
         backends=backends,
         settings=settings,
     )
-    app.add_middleware(IndexFastPath)
+    app.add_middleware(HotPaths, handlers=handlers)
     return app

@@ -1,7 +1,7 @@
 """Handlers of the hot read routes: simple pages and downloads.
 
 Plain functions of (Request, path parameters) -> Response, called both by the FastAPI routes
-(which document them in OpenAPI) and by the ASGI fast path in `fastpath.py`.
+(which document them in OpenAPI) and by the ASGI fast path `wheelyard.shared.fastpath.HotPaths`.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Redirects use relative Locations so they keep whatever prefix the client used (the root alias
 `/simple/` or `/repositories/default/all/simple/`), as the standards digest (§10, item 2) asks.
-The hottest routes (simple pages, downloads) are answered by `fastpath.IndexFastPath` before
-this router; their routes here document them and serve requests the fast path passes on.
+The hottest routes (simple pages, downloads) are answered before this router by
+`wheelyard.shared.fastpath.HotPaths`; their routes here document them and serve requests the
+fast path passes on.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Handlers of the hot read routes of proxy and group repositories: pages and downloads.
 
 Plain functions of (Request, path parameters) -> Response, called both by the FastAPI routes
-(which document them) and by the ASGI fast path in `fastpath.py`. The caller's right to read
-the repository is checked before anything else, so no upstream is ever contacted for someone
-who may not read it.
+(which document them) and by the ASGI fast path `wheelyard.shared.fastpath.HotPaths`. The
+caller's right to read the repository is checked before anything else, so no upstream is
+ever contacted for someone who may not read it.
 """
 
 from __future__ import annotations

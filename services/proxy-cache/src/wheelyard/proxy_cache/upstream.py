@@ -24,7 +24,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from wheelyard.shared.config import UpstreamConfig
-from wheelyard.shared.errors import UpstreamError
+from wheelyard.shared.errors import UpstreamError, UpstreamTimeout
 
 #: Redirect hops followed for one request (files.pythonhosted.org needs none; CDNs use one).
 MAX_REDIRECTS = 3
@@ -60,10 +60,6 @@ _ALWAYS_BLOCKED = [
     )
 ]
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
-
-
-class UpstreamTimeout(UpstreamError):
-    """The upstream did not answer within its timeout (answered 504 Gateway Timeout)."""
 
 
 class UpstreamRefused(UpstreamError):
