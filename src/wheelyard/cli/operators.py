@@ -31,7 +31,14 @@ T = TypeVar("T")
 ACTOR = "cli"
 
 
-def _run(work: Callable[[Backends, AsyncSession], Awaitable[T]]) -> T:
+def _run(
+    work: Callable[[Backends, AsyncSession], Awaitable[T]],
+    then: Callable[[Backends, T], Awaitable[None]] | None = None,
+) -> T:
+    """Run `work` in one write transaction and commit; then `then` with its result (dropping
+    cached credentials: only after the commit, or a request in between could cache the old
+    state again)."""
+
     async def main() -> T:
         backends = await Backends.open(load_settings())
         try:
@@ -40,7 +47,9 @@ def _run(work: Callable[[Backends, AsyncSession], Awaitable[T]]) -> T:
                 await begin_write(session)
                 result = await work(backends, session)
                 await session.commit()
-                return result
+            if then is not None:
+                await then(backends, result)
+            return result
         finally:
             await backends.close()
 
@@ -77,7 +86,8 @@ def user_add(
         await accounts.create_user(s, username, secret, is_admin=admin)
         accounts.record(s, actor=ACTOR, action="user.create", target=username)
 
-    _run(work)
+    # A failed sign-in with this name may have cached "no such user".
+    _run(work, lambda b, _: forget_user(b.cache, username))
     typer.echo(f"created user {username}")
 
 
@@ -86,14 +96,13 @@ def user_passwd(username: str, password: PasswordOpt = None) -> None:
     """Set a user's password."""
     secret = _password(password)
 
-    async def work(b: Backends, s: AsyncSession) -> None:
+    async def work(_b: Backends, s: AsyncSession) -> None:
         await accounts.update_user(s, username, password=secret)
         accounts.record(
             s, actor=ACTOR, action="user.update", target=username, detail={"changed": ["password"]}
         )
-        await forget_user(b.cache, username)
 
-    _run(work)
+    _run(work, lambda b, _: forget_user(b.cache, username))
     typer.echo(f"password of {username} changed")
 
 
@@ -162,7 +171,7 @@ def grant(
     """Give a user a level on a repository."""
     storage, _, repo = repository.partition("/")
 
-    async def work(b: Backends, s: AsyncSession) -> None:
+    async def work(_b: Backends, s: AsyncSession) -> None:
         await accounts.grant(s, username, storage, repo, None if level == "none" else level)
         accounts.record(
             s,
@@ -171,9 +180,8 @@ def grant(
             target=repository,
             detail={"user": username, "level": level},
         )
-        await forget_user(b.cache, username)
 
-    _run(work)
+    _run(work, lambda b, _: forget_user(b.cache, username))
     typer.echo(f"{username}: {level} on {repository}")
 
 
@@ -210,11 +218,11 @@ def token_create(
 def token_revoke(token_id: int) -> None:
     """Revoke an API token."""
 
-    async def work(b: Backends, s: AsyncSession) -> None:
+    async def work(_b: Backends, s: AsyncSession) -> str:
         token = await accounts.get_token(s, token_id)
         await accounts.revoke_token(s, token)
         accounts.record(s, actor=ACTOR, action="token.revoke", target=f"token:{token_id}")
-        await forget_token(b.cache, token.public_id)
+        return token.public_id
 
-    _run(work)
+    _run(work, lambda b, public_id: forget_token(b.cache, public_id))
     typer.echo(f"token {token_id} revoked")

@@ -4,13 +4,17 @@ Every request is authenticated here once (anonymous when it carries no credentia
 its credentials do not verify, never a silent downgrade). Identity headers a client sent are
 dropped, whatever their name, so nothing behind the gateway can be fooled by them; the only
 identity services see is the signed internal token added here.
+
+Any response to a request that carries credentials is marked `Cache-Control: private` here, in
+one place for every service and route, so that no shared cache keeps what one caller was shown
+(reliability doc §3.4 and §4 B.25).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wheelyard.gateway.dispatch import Dispatcher
 from wheelyard.shared.auth.authenticator import Authenticator
@@ -62,6 +66,8 @@ class GatewayMiddleware:
             return
         headers = [(k, v) for k, v in scope["headers"] if k not in IDENTITY_HEADERS]
         authorization = next((v for k, v in headers if k == b"authorization"), None)
+        if authorization is not None:
+            send = _private_responses(send)
         try:
             principal = await state.authenticator.authenticate(
                 authorization.decode("latin-1") if authorization else None,
@@ -79,6 +85,33 @@ class GatewayMiddleware:
         scope["state"] = {**scope.get("state", {}), "principal": principal}
         scope, target = await state.dispatcher.route(scope)
         await (target or self.app)(scope, receive, send)
+
+
+def _private_responses(send: Send) -> Send:
+    """`send`, with every response start made `private` unless it is `private` or `no-store`
+    already: `public` and `s-maxage` are dropped, the other directives kept, and a response
+    left with none gets `private, no-store`."""
+
+    async def send_private(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            values = [v for k, v in headers if k.lower() == b"cache-control"]
+            directives = [d.strip() for v in values for d in v.split(b",") if d.strip()]
+            names = {d.split(b"=", 1)[0].lower() for d in directives}
+            if b"private" not in names and b"no-store" not in names:
+                kept = [
+                    d for d in directives if d.split(b"=", 1)[0].lower() not in _SHARED_DIRECTIVES
+                ]
+                control = b", ".join([b"private", *kept]) if kept else b"private, no-store"
+                headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+                headers.append((b"cache-control", control))
+                message = {**message, "headers": headers}
+        await send(message)
+
+    return send_private
+
+
+_SHARED_DIRECTIVES = frozenset({b"public", b"s-maxage"})
 
 
 def _client_address(scope: Scope, trust_proxy_headers: bool) -> str | None:

@@ -6,7 +6,8 @@ do not verify are refused with 401, never downgraded to anonymous.
 
 Cost per request: pip sends Basic credentials with every request, so verified work is cached:
 user and token records for RECORD_TTL seconds (dropped at once by `forget_user`/`forget_token`
-when the management API changes them), and successful argon2 checks under a hash of (stored
+when the management API changes them; concurrent misses share one database load, and each
+distinct cached value is decoded once), and successful argon2 checks under a hash of (stored
 hash, password), so a changed password misses that cache by construction.
 
 Failed logins are counted per username and per client address in the cache; past the limits
@@ -15,11 +16,14 @@ the gateway answers 429 with Retry-After until the window passes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import anyio
 import jwt
@@ -44,6 +48,8 @@ FAILURE_WINDOW = 300.0
 MAX_FAILURES_PER_USER = 10
 MAX_FAILURES_PER_ADDRESS = 50
 TOKEN_USERNAME = "__token__"  # noqa: S105  (the username clients send with a token)
+MAX_DECODED_RECORDS = 10_000
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class UserRecord:
     password_hash: str
     is_admin: bool
     is_active: bool
+    #: When the password last changed, in microseconds since the epoch. Access tokens carry
+    #: it (`pv`); whole seconds would let a token issued just before a change outlive it.
     password_changed: int
     permissions: tuple[tuple[str, str], ...]
 
@@ -110,7 +118,7 @@ async def load_user_record(session: AsyncSession, username: str) -> UserRecord |
         password_hash=user.password_hash,
         is_admin=user.is_admin,
         is_active=user.is_active,
-        password_changed=int(user.password_changed_at.timestamp()),
+        password_changed=_microseconds(user.password_changed_at),
         permissions=perms,
     )
 
@@ -122,6 +130,8 @@ class Authenticator:
         self._sessions = sessions
         self._cache = cache
         self._keys = keys
+        self._loading: dict[str, asyncio.Future[bytes]] = {}
+        self._records: dict[bytes, Any] = {}
 
     async def authenticate(self, authorization: str | None, client: str | None) -> Principal:
         """The caller named by `authorization` (ANONYMOUS when there is none)."""
@@ -227,21 +237,27 @@ class Authenticator:
         return ok
 
     async def _user(self, username: str) -> UserRecord | None:
-        raw = await self._cache.get(_user_key(username))
-        if raw is not None:
-            data = json.loads(raw)
-            return None if data is None else _user_from(data)
+        key = _user_key(username)
+        raw = await self._cache.get(key)
+        if raw is None:
+            raw = await self._load_once(key, lambda: self._load_user(key, username))
+        return self._decoded(raw, _user_from)
+
+    async def _load_user(self, key: str, username: str) -> bytes:
         async with self._sessions() as session:
             record = await load_user_record(session, username)
-        payload = None if record is None else asdict(record)
-        await self._cache.set(_user_key(username), json.dumps(payload).encode(), ttl=RECORD_TTL)
-        return record
+        raw = json.dumps(None if record is None else asdict(record)).encode()
+        await self._cache.set(key, raw, ttl=RECORD_TTL)
+        return raw
 
     async def _token(self, public_id: str) -> TokenRecord | None:
-        raw = await self._cache.get(_token_key(public_id))
-        if raw is not None:
-            data = json.loads(raw)
-            return None if data is None else _token_from(data)
+        key = _token_key(public_id)
+        raw = await self._cache.get(key)
+        if raw is None:
+            raw = await self._load_once(key, lambda: self._load_token(key, public_id))
+        return self._decoded(raw, _token_from)
+
+    async def _load_token(self, key: str, public_id: str) -> bytes:
         async with self._sessions() as session:
             row = (
                 await session.exec(
@@ -265,8 +281,38 @@ class Authenticator:
                 expires_at=token.expires_at.timestamp() if token.expires_at else None,
                 revoked=token.revoked_at is not None,
             )
-        payload = None if record is None else asdict(record)
-        await self._cache.set(_token_key(public_id), json.dumps(payload).encode(), ttl=RECORD_TTL)
+        raw = json.dumps(None if record is None else asdict(record)).encode()
+        await self._cache.set(key, raw, ttl=RECORD_TTL)
+        return raw
+
+    async def _load_once(self, key: str, load: Callable[[], Awaitable[bytes]]) -> bytes:
+        # When a record expires, every request in flight for it misses at once (32 clients
+        # of one CI user): one database load serves them all instead of one load each.
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.ensure_future(load())
+            self._loading[key] = task
+            task.add_done_callback(lambda done: self._loaded(key, done))
+        return await asyncio.shield(task)
+
+    def _loaded(self, key: str, task: asyncio.Future[bytes]) -> None:
+        if self._loading.get(key) is task:
+            del self._loading[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: waiters that were cancelled must not warn
+
+    def _decoded(self, raw: bytes, build: Callable[[dict[str, Any]], _R]) -> _R | None:
+        # Records are immutable and keyed by their exact cached bytes, so decoding once per
+        # distinct value is safe; the memo is cleared when it grows past its bound.
+        hit = self._records.get(raw)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        data = json.loads(raw)
+        record = None if data is None else build(data)
+        if record is not None:
+            if len(self._records) >= MAX_DECODED_RECORDS:
+                self._records.clear()
+            self._records[raw] = record
         return record
 
     async def _check_not_limited(self, username: str | None, client: str | None) -> None:
@@ -290,6 +336,14 @@ def _limit_keys(username: str | None, client: str | None) -> list[tuple[str, int
     if client:
         keys.append((f"ratelimit:login:addr:{client}", MAX_FAILURES_PER_ADDRESS))
     return keys
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _microseconds(moment: datetime) -> int:
+    # Exact integer arithmetic: a float timestamp has too few digits for microseconds.
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def _principal(record: UserRecord) -> Principal:

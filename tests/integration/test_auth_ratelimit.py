@@ -1,0 +1,114 @@
+"""Login rate limiting per username and per client address (reliability §4 B.24).
+
+A dedicated server: these tests lock accounts and the test's own address on purpose, which must
+not touch the session's shared server.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from wheelyard.shared.auth.authenticator import (
+    FAILURE_WINDOW,
+    MAX_FAILURES_PER_ADDRESS,
+    MAX_FAILURES_PER_USER,
+)
+from wheelyard.shared.testing.server import ServerProcess
+
+#: httpx with a timeout for a loaded machine (argon2 and SQLite writes queue behind other
+#: work there; httpx's default is 5 s).
+http = SimpleNamespace(
+    **{
+        m: partial(getattr(httpx, m), timeout=30)
+        for m in ("get", "post", "put", "patch", "delete", "request")
+    }
+)
+
+ADMIN = ("admin", "ratelimit-admin-password")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    data: Path = tmp_path_factory.mktemp("ratelimit-server")
+    with ServerProcess(data, {"WHEELYARD_ADMIN_PASSWORD": ADMIN[1]}) as process:
+        yield process
+
+
+def _user(server: ServerProcess) -> tuple[str, str]:
+    name, password = f"rl-{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(18)
+    r = http.post(
+        f"{server.url}/api/v1/users", json={"username": name, "password": password}, auth=ADMIN
+    )
+    assert r.status_code == 201, r.text
+    return name, password
+
+
+def _sign_in(server: ServerProcess, username: str, password: str) -> httpx.Response:
+    return http.post(
+        f"{server.url}/api/v1/auth/token", json={"username": username, "password": password}
+    )
+
+
+def _page(server: ServerProcess, auth: tuple[str, str]) -> httpx.Response:
+    return http.get(f"{server.url}/repositories/default/local/simple/", auth=auth)
+
+
+def _assert_limited(r: httpx.Response) -> None:
+    assert r.status_code == 429, (r.request.url, r.status_code, r.text)
+    retry_after = int(r.headers["retry-after"])
+    assert 0 < retry_after <= FAILURE_WINDOW
+
+
+def test_repeated_wrong_passwords_lock_the_username_even_for_the_right_password(
+    server: ServerProcess,
+) -> None:
+    victim, password = _user(server)
+    bystander = _user(server)
+
+    failures = [_attempt(server, victim, i) for i in range(MAX_FAILURES_PER_USER)]
+
+    assert [r.status_code for r in failures] == [401] * MAX_FAILURES_PER_USER
+    _assert_limited(_sign_in(server, victim, "wrong-password"))
+    # Now the right password is refused too, on every route, until the window passes.
+    _assert_limited(_sign_in(server, victim, password))
+    _assert_limited(_page(server, (victim, password)))
+    # Per username: someone else from the same address still gets in.
+    assert _sign_in(server, *bystander).status_code == 200
+    assert _page(server, bystander).status_code == 200
+
+
+def _attempt(server: ServerProcess, username: str, i: int) -> httpx.Response:
+    """A wrong password, alternately through sign-in and through Basic on a page."""
+    if i % 2:
+        return _sign_in(server, username, f"wrong-{i}")
+    return _page(server, (username, f"wrong-{i}"))
+
+
+def test_many_failures_from_one_address_lock_it_whatever_forwarded_for_says(
+    server: ServerProcess,
+) -> None:
+    # Runs after the per-user test: it locks this address for the rest of the window.
+    user = _user(server)
+    assert _sign_in(server, *user).status_code == 200
+    statuses = []
+    for i in range(MAX_FAILURES_PER_ADDRESS + 1):
+        r = http.post(
+            f"{server.url}/api/v1/auth/token",
+            json={"username": f"nobody-{i}-{uuid.uuid4().hex[:6]}", "password": "x"},
+            # Not trusted (WHEELYARD_TRUST_PROXY_HEADERS is off): must not spread the count.
+            headers={"X-Forwarded-For": f"203.0.113.{i % 250}"},
+        )
+        statuses.append(r.status_code)
+
+    assert set(statuses) <= {401, 429} and statuses[-1] == 429, statuses
+    _assert_limited(_sign_in(server, *user))
+    bogus_token = "wy_" + "C" * 12 + "_" + secrets.token_urlsafe(32)
+    _assert_limited(_page(server, ("__token__", bogus_token)))
