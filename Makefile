@@ -4,7 +4,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench services
+.PHONY: run test lint format bench bench-proxy services
 
 run:
 	$(UV) run wheelyard serve --host $(HOST) --port $(PORT)
@@ -23,3 +23,13 @@ lint:
 format:
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
+
+# Benchmarks print figures (they are not tests). bench-proxy needs the team benchmark's upstream
+# tree: python3 ../shared/bench/make_upstream.py (downloads 102 wheels into /tmp/upstream).
+bench:
+	$(UV) run python bench/hosted_bench.py
+	$(UV) run python bench/auth_bench.py
+	$(UV) run python bench/blob_rss.py
+
+bench-proxy:
+	$(UV) run python bench/proxy_bench.py

@@ -17,8 +17,10 @@ the gateway answers 429 with Retry-After until the window passes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -32,7 +34,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.auth.credentials import parse_basic
 from wheelyard.shared.auth.internal_jwt import ALGORITHM, KeyPair
-from wheelyard.shared.auth.passwords import verify_password
+from wheelyard.shared.auth.passwords import hash_password, verify_password
 from wheelyard.shared.auth.principal import ANONYMOUS, Principal
 from wheelyard.shared.auth.tokens import looks_like_token, secret_matches, split_token
 from wheelyard.shared.cache import Cache
@@ -155,6 +157,10 @@ class Authenticator:
         """The user `username` if `password` is theirs; counts and limits failures."""
         await self._check_not_limited(username, client)
         record = await self._user(username)
+        if record is None or not record.is_active:
+            # Pay for one argon2 check anyway, so the answer's timing does not tell which
+            # usernames exist (failures are rate-limited, so this cannot be used to load us).
+            await anyio.to_thread.run_sync(verify_password, _dummy_hash(), password)
         ok = record is not None and record.is_active and await self._password_ok(record, password)
         if not ok or record is None:
             await self._count_failure(username, client)
@@ -326,6 +332,11 @@ class Authenticator:
     async def _count_failure(self, username: str | None, client: str | None) -> None:
         for key, _limit in _limit_keys(username, client):
             await self._cache.incr(key, ttl=FAILURE_WINDOW)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def _limit_keys(username: str | None, client: str | None) -> list[tuple[str, int]]:
