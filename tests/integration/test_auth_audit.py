@@ -10,25 +10,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
 from wheelyard.shared.testing.dist_factory import make_wheel
+from wheelyard.shared.testing.management import http
 from wheelyard.shared.testing.server_fixtures import RunningServer
-
-#: httpx with a timeout for a loaded machine (argon2 and SQLite writes queue behind other
-#: work there; httpx's default is 5 s).
-http = SimpleNamespace(
-    **{
-        m: partial(getattr(httpx, m), timeout=30)
-        for m in ("get", "post", "put", "patch", "delete", "request")
-    }
-)
 
 
 def _name(prefix: str) -> str:

@@ -21,27 +21,16 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
 from wheelyard.cli.main import app
 from wheelyard.shared.auth.authenticator import RECORD_TTL
+from wheelyard.shared.testing.management import http
 from wheelyard.shared.testing.server import clean_env
 from wheelyard.shared.testing.server_fixtures import RunningServer
-
-#: httpx with a timeout for a loaded machine (argon2 and SQLite writes queue behind other
-#: work there; httpx's default is 5 s).
-http = SimpleNamespace(
-    **{
-        m: partial(getattr(httpx, m), timeout=30)
-        for m in ("get", "post", "put", "patch", "delete", "request")
-    }
-)
 
 Cli = Callable[..., str]
 GRACE = RECORD_TTL + 5  # the documented bound, plus room for a loaded machine

@@ -23,9 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import jwt
@@ -43,18 +41,10 @@ from wheelyard.shared.auth.internal_jwt import (
     load_key_pair,
 )
 from wheelyard.shared.auth.principal import Principal
+from wheelyard.shared.testing.management import http
 from wheelyard.shared.testing.server import clean_env
 from wheelyard.shared.testing.server_fixtures import RunningServer
 from wheelyard.shared.testing.tcp_proxy import free_port
-
-#: httpx with a timeout for a loaded machine (argon2 and SQLite writes queue behind other
-#: work there; httpx's default is 5 s).
-http = SimpleNamespace(
-    **{
-        m: partial(getattr(httpx, m), timeout=30)
-        for m in ("get", "post", "put", "patch", "delete", "request")
-    }
-)
 
 ADMIN = Principal(username="admin", user_id=1, is_admin=True)
 

@@ -20,8 +20,6 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from functools import partial
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -31,58 +29,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from wheelyard.shared.auth.internal_jwt import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE
+from wheelyard.shared.testing.management import ManagementApi as Setup
+from wheelyard.shared.testing.management import http
 from wheelyard.shared.testing.server_fixtures import RunningServer
-
-#: httpx with a timeout for a loaded machine (argon2 and SQLite writes queue behind other
-#: work there; httpx's default is 5 s).
-http = SimpleNamespace(
-    **{
-        m: partial(getattr(httpx, m), timeout=30)
-        for m in ("get", "post", "put", "patch", "delete", "request")
-    }
-)
 
 CHALLENGE = 'Basic realm="wheelyard"'
 
 
 def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-class Setup:
-    """Users, repositories and permissions made through the management API as the admin."""
-
-    def __init__(self, server: RunningServer) -> None:
-        self.server = server
-        self.api = f"{server.url}/api/v1"
-
-    def user(self, prefix: str = "jwt") -> tuple[str, str]:
-        name, password = _name(prefix), secrets.token_urlsafe(18)
-        r = http.post(
-            f"{self.api}/users",
-            json={"username": name, "password": password},
-            auth=self.server.admin,
-        )
-        assert r.status_code == 201, r.text
-        return name, password
-
-    def private_repository(self) -> str:
-        name = _name("jwt-priv")
-        r = http.post(
-            f"{self.api}/repositories",
-            json={"name": name, "type": "hosted", "visibility": "private"},
-            auth=self.server.admin,
-        )
-        assert r.status_code == 201, r.text
-        return f"default/{name}"
-
-    def grant(self, username: str, repository: str, level: str) -> None:
-        r = http.put(
-            f"{self.api}/repositories/{repository}/permissions/{username}",
-            json={"level": level},
-            auth=self.server.admin,
-        )
-        assert r.status_code == 200, r.text
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +47,7 @@ def setup(wheelyard_server: RunningServer) -> Setup:
 
 @pytest.fixture(scope="module")
 def private_repo(setup: Setup) -> str:
-    return setup.private_repository()
+    return setup.repository("private")
 
 
 @pytest.fixture(scope="module")

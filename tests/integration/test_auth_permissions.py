@@ -12,30 +12,20 @@ Reliability §4 B.18 (consistent across HTML, JSON and file routes), B.21, B.25 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
-from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
 from wheelyard.shared.testing.dist_factory import make_wheel
+from wheelyard.shared.testing.management import ManagementApi as Setup
+from wheelyard.shared.testing.management import http
 from wheelyard.shared.testing.server_fixtures import RunningServer
-
-#: httpx with a timeout for a loaded machine (argon2 and SQLite writes queue behind other
-#: work there; httpx's default is 5 s).
-http = SimpleNamespace(
-    **{
-        m: partial(getattr(httpx, m), timeout=30)
-        for m in ("get", "post", "put", "patch", "delete", "request")
-    }
-)
 
 CHALLENGE = 'Basic realm="wheelyard"'
 JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
@@ -44,51 +34,6 @@ HTML_ACCEPT = {"Accept": "text/html"}
 
 def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-class Setup:
-    """Users, repositories, permissions and tokens made through the management API."""
-
-    def __init__(self, server: RunningServer) -> None:
-        self.server = server
-        self.api = f"{server.url}/api/v1"
-
-    def user(self, prefix: str = "perm") -> tuple[str, str]:
-        name, password = _name(prefix), secrets.token_urlsafe(18)
-        r = http.post(
-            f"{self.api}/users",
-            json={"username": name, "password": password},
-            auth=self.server.admin,
-        )
-        assert r.status_code == 201, r.text
-        return name, password
-
-    def repository(self, visibility: str) -> str:
-        name = _name(f"perm-{visibility}")
-        r = http.post(
-            f"{self.api}/repositories",
-            json={"name": name, "type": "hosted", "visibility": visibility},
-            auth=self.server.admin,
-        )
-        assert r.status_code == 201, r.text
-        return f"default/{name}"
-
-    def grant(self, username: str, repository: str, level: str) -> None:
-        r = http.put(
-            f"{self.api}/repositories/{repository}/permissions/{username}",
-            json={"level": level},
-            auth=self.server.admin,
-        )
-        assert r.status_code == 200, r.text
-
-    def token(self, auth: tuple[str, str], repositories: list[str], scope: str) -> dict[str, Any]:
-        r = http.post(
-            f"{self.api}/tokens",
-            json={"name": "t", "repositories": repositories, "scope": scope},
-            auth=auth,
-        )
-        assert r.status_code == 201, r.text
-        return dict(r.json())
 
 
 @pytest.fixture(scope="module")

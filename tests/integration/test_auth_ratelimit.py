@@ -9,9 +9,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -21,16 +19,8 @@ from wheelyard.shared.auth.authenticator import (
     MAX_FAILURES_PER_ADDRESS,
     MAX_FAILURES_PER_USER,
 )
+from wheelyard.shared.testing.management import http
 from wheelyard.shared.testing.server import ServerProcess
-
-#: httpx with a timeout for a loaded machine (argon2 and SQLite writes queue behind other
-#: work there; httpx's default is 5 s).
-http = SimpleNamespace(
-    **{
-        m: partial(getattr(httpx, m), timeout=30)
-        for m in ("get", "post", "put", "patch", "delete", "request")
-    }
-)
 
 ADMIN = ("admin", "ratelimit-admin-password")
 
