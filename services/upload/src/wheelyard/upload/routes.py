@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import ClientDisconnect
 
 from wheelyard.shared.auth.access import require_write
+from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.deps import (
     BackendsDep,
     BaseUrlDep,
@@ -21,6 +24,7 @@ from wheelyard.shared.deps import (
 )
 from wheelyard.shared.errors import InvalidInput, TooLarge
 from wheelyard.shared.packaging.form import parse_upload_form_fields
+from wheelyard.shared.pagecache import PageCache
 from wheelyard.shared.urls import file_path
 from wheelyard.upload import service
 from wheelyard.upload.multipart import parse_upload_form
@@ -196,8 +200,30 @@ async def raw_upload(
 API_RELEASE = "/api/v1/repositories/{storage}/{repo}/projects/{project}/versions/{version}"
 
 
-@router.post(API_RELEASE + "/yank", summary="Yank a release (PEP 592)")
-async def yank(
+@dataclass(frozen=True)
+class ReleaseRequest:
+    """Everything a release-changing route passes to the service: where, who, from where."""
+
+    session: AsyncSession
+    pages: PageCache
+    repo: service.RepositoryView
+    principal: Principal
+    project: str
+    version: str
+    source_ip: str | None
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments of `service.set_yanked` / `service.delete_files`."""
+        return {
+            "repo": self.repo,
+            "principal": self.principal,
+            "project": self.project,
+            "version": self.version,
+            "source_ip": self.source_ip,
+        }
+
+
+async def release_request(
     request: Request,
     storage: str,
     repo: str,
@@ -207,7 +233,18 @@ async def yank(
     directory: DirectoryDep,
     pages: PagesDep,
     principal: PrincipalDep,
-    payload: Annotated[dict[str, Any] | None, Body()] = None,
+) -> ReleaseRequest:
+    """The release named by the path, with the caller and the stores."""
+    target = await directory.require(storage, repo)
+    return ReleaseRequest(session, pages, target, principal, project, version, _client_ip(request))
+
+
+ReleaseDep = Annotated[ReleaseRequest, Depends(release_request)]
+
+
+@router.post(API_RELEASE + "/yank", summary="Yank a release (PEP 592)")
+async def yank(
+    release: ReleaseDep, payload: Annotated[dict[str, Any] | None, Body()] = None
 ) -> dict[str, object]:
     """Mark every file of the release yanked, with an optional `{"reason": "..."}`."""
     reason = (payload or {}).get("reason")
@@ -215,97 +252,32 @@ async def yank(
         raise InvalidInput("'reason' must be a string.")
     if reason is not None and len(reason) > 1000:
         raise InvalidInput("'reason' is longer than 1000 characters.")
-    target = await directory.require(storage, repo)
     return await service.set_yanked(
-        session,
-        pages,
-        repo=target,
-        principal=principal,
-        project=project,
-        version=version,
-        yanked=True,
-        reason=reason,
-        source_ip=_client_ip(request),
+        release.session, release.pages, **release.arguments(), yanked=True, reason=reason
     )
 
 
 @router.post(API_RELEASE + "/unyank", summary="Un-yank a release")
-async def unyank(
-    request: Request,
-    storage: str,
-    repo: str,
-    project: str,
-    version: str,
-    session: SessionDep,
-    directory: DirectoryDep,
-    pages: PagesDep,
-    principal: PrincipalDep,
-) -> dict[str, object]:
+async def unyank(release: ReleaseDep) -> dict[str, object]:
     """Clear the release's yank flag and reason."""
-    target = await directory.require(storage, repo)
     return await service.set_yanked(
-        session,
-        pages,
-        repo=target,
-        principal=principal,
-        project=project,
-        version=version,
-        yanked=False,
-        reason=None,
-        source_ip=_client_ip(request),
+        release.session, release.pages, **release.arguments(), yanked=False, reason=None
     )
 
 
 @router.delete(API_RELEASE, summary="Delete every file of a release (admin)")
-async def delete_release(
-    request: Request,
-    storage: str,
-    repo: str,
-    project: str,
-    version: str,
-    session: SessionDep,
-    directory: DirectoryDep,
-    pages: PagesDep,
-    principal: PrincipalDep,
-) -> dict[str, object]:
+async def delete_release(release: ReleaseDep) -> dict[str, object]:
     """Delete the release's files; their filenames stay reserved forever."""
-    target = await directory.require(storage, repo)
     deleted = await service.delete_files(
-        session,
-        pages,
-        repo=target,
-        principal=principal,
-        project=project,
-        version=version,
-        filename=None,
-        source_ip=_client_ip(request),
+        release.session, release.pages, **release.arguments(), filename=None
     )
     return {"deleted": deleted}
 
 
 @router.delete(API_RELEASE + "/files/{filename}", summary="Delete one file (admin)")
-async def delete_file(
-    request: Request,
-    storage: str,
-    repo: str,
-    project: str,
-    version: str,
-    filename: str,
-    session: SessionDep,
-    directory: DirectoryDep,
-    pages: PagesDep,
-    principal: PrincipalDep,
-) -> dict[str, object]:
+async def delete_file(release: ReleaseDep, filename: str) -> dict[str, object]:
     """Delete one file; its filename stays reserved forever."""
-    target = await directory.require(storage, repo)
     deleted = await service.delete_files(
-        session,
-        pages,
-        repo=target,
-        principal=principal,
-        project=project,
-        version=version,
-        filename=filename,
-        source_ip=_client_ip(request),
+        release.session, release.pages, **release.arguments(), filename=filename
     )
     return {"deleted": deleted}
