@@ -10,28 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
-import anyio
 from anyio import to_thread
 
-from wheelyard.shared.errors import BackendUnavailable, IntegrityFailure, TooLarge
+from wheelyard.shared.errors import BackendUnavailable
 from wheelyard.shared.storage.base import (
-    CHUNK_SIZE,
     MAX_READ_CHUNK,
     BlobInfo,
     BlobNotFound,
-    WrittenBlob,
-    blob_key_for,
     sha256_of_key,
 )
+from wheelyard.shared.storage.writer import VerifyingWriter
 
 _TEMP_PREFIX = "blob-"
 _TEMP_SUFFIX = ".part"
@@ -230,12 +225,9 @@ class FilesystemBlobStore:
         _fsync_dir(final.parent)
 
 
-class FilesystemBlobWriter:
-    """One write into a `FilesystemBlobStore`; use with `async with` (see `BlobWriter`).
-
-    Small chunks are coalesced up to CHUNK_SIZE before each trip to the worker thread, so memory
-    stays O(CHUNK_SIZE) and thread hops stay few. `write` must not be called concurrently.
-    """
+class FilesystemBlobWriter(VerifyingWriter):
+    """One write into a `FilesystemBlobStore`; use with `async with` (see `BlobWriter`): a temp
+    file in the store, fsynced and renamed into place on commit."""
 
     def __init__(
         self,
@@ -245,29 +237,16 @@ class FilesystemBlobWriter:
         expected_size: int | None,
         max_size: int | None,
     ) -> None:
-        self.result: WrittenBlob | None = None
+        super().__init__(
+            expected_sha256=expected_sha256, expected_size=expected_size, max_size=max_size
+        )
         self._store = store
-        self._expected_sha256 = expected_sha256.lower() if expected_sha256 else None
-        self._expected_size = expected_size
-        self._max_size = max_size
-        self._hash = hashlib.sha256()
-        self._size = 0
-        self._pending = bytearray()
         self._file: BinaryIO | None = None
         self._temp: Path | None = None
-        self._done = False
 
     @property
-    def size(self) -> int:
-        """Bytes written so far."""
-        return self._size
-
-    @property
-    def sha256(self) -> str:
-        """Hex sha256 of the bytes written so far."""
-        h = self._hash.copy()
-        h.update(self._pending)
-        return h.hexdigest()
+    def _started(self) -> bool:
+        return self._file is not None
 
     async def __aenter__(self) -> FilesystemBlobWriter:
         try:
@@ -275,28 +254,6 @@ class FilesystemBlobWriter:
         except OSError as e:
             raise _unavailable(self._store, e) from e
         return self
-
-    async def write(self, chunk: bytes) -> None:
-        """Append `chunk`; raises `TooLarge` (and writes nothing of it) once `max_size` would be
-        crossed."""
-        if self._file is None or self._done:
-            raise RuntimeError("write() outside `async with writer:`")
-        if not chunk:
-            return
-        if self._max_size is not None and self._size + len(chunk) > self._max_size:
-            raise TooLarge(f"the file is larger than the limit of {self._max_size} bytes")
-        self._size += len(chunk)
-        if not self._pending and len(chunk) >= CHUNK_SIZE:
-            await self._write_out(chunk)  # already big: skip the copy into the buffer
-            return
-        self._pending += chunk
-        if len(self._pending) >= CHUNK_SIZE:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        if self._pending:
-            data, self._pending = self._pending, bytearray()
-            await self._write_out(data)
 
     async def _write_out(self, data: bytes | bytearray) -> None:
         assert self._file is not None
@@ -311,46 +268,14 @@ class FilesystemBlobWriter:
         except OSError as e:
             raise _unavailable(self._store, e) from e
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._done or self._file is None:
-            return
-        try:
-            if exc_type is None:
-                await self._commit()
-                return
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._discard()
-            raise
-        with anyio.CancelScope(shield=True):
-            await self._discard()
-
-    async def _commit(self) -> None:
-        await self._flush()
-        digest = self._hash.hexdigest()
-        if self._expected_size is not None and self._size != self._expected_size:
-            raise IntegrityFailure(
-                f"expected {self._expected_size} bytes, received {self._size} bytes"
-            )
-        if self._expected_sha256 is not None and digest != self._expected_sha256:
-            raise IntegrityFailure(f"expected sha256 {self._expected_sha256}, received {digest}")
-        key = blob_key_for(digest)
+    async def _publish(self, key: str) -> None:
         assert self._file is not None and self._temp is not None
         try:
             await to_thread.run_sync(self._store._commit_temp, self._file, self._temp, key)
         except OSError as e:
             raise _unavailable(self._store, e) from e
-        self._done = True
-        self.result = WrittenBlob(key=key, size=self._size, sha256=digest)
 
     async def _discard(self) -> None:
-        self._done = True
-        self._pending = bytearray()
         f, temp = self._file, self._temp
 
         def discard() -> None:

@@ -9,7 +9,6 @@ chunks) plus the one part the SDK buffers (`PART_SIZE`).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import threading
@@ -18,7 +17,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any, BinaryIO, TypeVar, cast
 
 import anyio
@@ -32,17 +30,14 @@ from minio.helpers import check_bucket_name
 from wheelyard.shared.errors import (
     BackendUnavailable,
     ConfigurationError,
-    IntegrityFailure,
-    TooLarge,
 )
 from wheelyard.shared.storage.base import (
     CHUNK_SIZE,
     BlobInfo,
     BlobNotFound,
-    WrittenBlob,
-    blob_key_for,
     sha256_of_key,
 )
+from wheelyard.shared.storage.writer import VerifyingWriter
 
 log = logging.getLogger(__name__)
 
@@ -396,12 +391,10 @@ class _Pipe:
         return b"".join(parts)
 
 
-class S3BlobWriter:
-    """One write into an `S3BlobStore`; use with `async with` (see `BlobWriter`).
-
-    Small chunks are coalesced up to CHUNK_SIZE before they are queued, so memory stays
-    O(QUEUE_CHUNKS x CHUNK_SIZE + PART_SIZE). `write` must not be called concurrently.
-    """
+class S3BlobWriter(VerifyingWriter):
+    """One write into an `S3BlobStore`; use with `async with` (see `BlobWriter`): a streaming
+    multipart upload of unknown length to a temporary key, copied to the content-addressed key
+    on commit. Memory stays O(QUEUE_CHUNKS x CHUNK_SIZE + PART_SIZE)."""
 
     def __init__(
         self,
@@ -411,31 +404,18 @@ class S3BlobWriter:
         expected_size: int | None,
         max_size: int | None,
     ) -> None:
-        self.result: WrittenBlob | None = None
+        super().__init__(
+            expected_sha256=expected_sha256, expected_size=expected_size, max_size=max_size
+        )
         self._store = store
-        self._expected_sha256 = expected_sha256.lower() if expected_sha256 else None
-        self._expected_size = expected_size
-        self._max_size = max_size
-        self._hash = hashlib.sha256()
-        self._size = 0
-        self._pending = bytearray()
         self._pipe = _Pipe(QUEUE_CHUNKS)
         self._temp_name = f"{store.prefix}tmp/{uuid.uuid4().hex}"
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._done = False
 
     @property
-    def size(self) -> int:
-        """Bytes written so far."""
-        return self._size
-
-    @property
-    def sha256(self) -> str:
-        """Hex sha256 of the bytes written so far."""
-        h = self._hash.copy()
-        h.update(self._pending)
-        return h.hexdigest()
+    def _started(self) -> bool:
+        return self._thread is not None
 
     async def __aenter__(self) -> S3BlobWriter:
         await self._store.ensure_bucket()
@@ -464,29 +444,7 @@ class S3BlobWriter:
             self._error = e
             self._pipe.abort()
 
-    async def write(self, chunk: bytes) -> None:
-        """Append `chunk`; raises `TooLarge` (and sends nothing of it) once `max_size` would be
-        crossed, `BackendUnavailable` if the upload failed."""
-        if self._thread is None or self._done:
-            raise RuntimeError("write() outside `async with writer:`")
-        if not chunk:
-            return
-        if self._max_size is not None and self._size + len(chunk) > self._max_size:
-            raise TooLarge(f"the file is larger than the limit of {self._max_size} bytes")
-        self._size += len(chunk)
-        if not self._pending and len(chunk) >= CHUNK_SIZE:
-            await self._send(chunk)  # already big: skip the copy into the buffer
-            return
-        self._pending += chunk
-        if len(self._pending) >= CHUNK_SIZE:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        if self._pending:
-            data, self._pending = self._pending, bytearray()
-            await self._send(data)
-
-    async def _send(self, data: bytes | bytearray) -> None:
+    async def _write_out(self, data: bytes | bytearray) -> None:
         h, pipe = self._hash, self._pipe
 
         def hash_and_queue() -> None:
@@ -494,7 +452,7 @@ class S3BlobWriter:
             pipe.put(data)
 
         try:
-            # Abandoned on cancel: `abort` in __aexit__ wakes a thread left waiting for room.
+            # Abandoned on cancel: `abort` in _discard wakes a thread left waiting for room.
             await to_thread.run_sync(hash_and_queue, abandon_on_cancel=True)
         except _Aborted:
             raise self._upload_failure() from self._error
@@ -504,43 +462,14 @@ class S3BlobWriter:
             f"{self._store._where()}: upload failed: {_describe(self._error)}", part="blobs"
         )
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._done or self._thread is None:
-            return
-        try:
-            if exc_type is None:
-                await self._commit()
-                return
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._discard()
-            raise
-        with anyio.CancelScope(shield=True):
-            await self._discard()
-
-    async def _commit(self) -> None:
-        await self._flush()
-        digest = self._hash.hexdigest()
-        # Check before finishing the upload: a mismatch aborts it instead of completing it.
-        if self._expected_size is not None and self._size != self._expected_size:
-            raise IntegrityFailure(
-                f"expected {self._expected_size} bytes, received {self._size} bytes"
-            )
-        if self._expected_sha256 is not None and digest != self._expected_sha256:
-            raise IntegrityFailure(f"expected sha256 {self._expected_sha256}, received {digest}")
+    async def _publish(self, key: str) -> None:
+        # Only now is the upload finished: a digest mismatch found before aborts it instead.
         self._pipe.close()
         assert self._thread is not None
         await to_thread.run_sync(self._thread.join, abandon_on_cancel=True)
         if self._error is not None:
             raise self._upload_failure() from self._error
         store = self._store
-        key = blob_key_for(digest)
-        final = store.prefix + key
         # Same key means same bytes: if another writer got there first, there is nothing to copy.
         if await store.stat(key) is None:
             try:
@@ -549,19 +478,15 @@ class S3BlobWriter:
                 await store._call(
                     store._client.compose_object,
                     store.bucket,
-                    final,
+                    store.prefix + key,
                     [ComposeSource(store.bucket, self._temp_name)],
                 )
             except S3Error as e:
                 raise _refused(store, e) from e
-        self._done = True
-        self.result = WrittenBlob(key=key, size=self._size, sha256=digest)
         with anyio.CancelScope(shield=True):
             await store._remove_quietly(self._temp_name)
 
     async def _discard(self) -> None:
-        self._done = True
-        self._pending = bytearray()
         self._pipe.abort()
         if self._thread is not None:
             # Wait for the SDK to abort its multipart upload, so nothing is left behind.
