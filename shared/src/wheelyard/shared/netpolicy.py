@@ -17,21 +17,49 @@ import anyio
 
 from wheelyard.shared.errors import InvalidInput
 
-_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Never reachable through an upstream, whatever the configuration: cloud metadata services
+# (AWS/GCP/Azure 169.254.169.254 and fd00:ec2::254, Alibaba 100.100.100.200, Oracle
+# 192.0.0.192), all of link-local, and what is not unicast (artifact-keeper PR #881,
+# envoy PR #45360).
+_ALWAYS_BLOCKED = [
+    ipaddress.ip_network(n)
+    for n in (
+        "169.254.0.0/16",
+        "fe80::/10",
+        "fd00:ec2::254/128",
+        "100.100.100.200/32",
+        "192.0.0.192/32",
+        "0.0.0.0/8",
+        "224.0.0.0/4",
+        "ff00::/8",
+        "::/128",
+    )
+]
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 
 
-def address_problem(address: str, *, allow_private: bool) -> str | None:
-    """Why requests must not go to `address`, or None when they may."""
-    ip = ipaddress.ip_address(address)
+def plain_ip(address: str | IPAddress) -> IPAddress:
+    """The address as the kernel sees it (`::ffff:127.0.0.1` is 127.0.0.1)."""
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip in _METADATA or ip.is_link_local:
-        return f"{ip} is a link-local/metadata address"
-    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
-        return f"{ip} is not a routable unicast address"
-    inward = ip.is_loopback or ip.is_private or ip in _SHARED
-    if inward and not allow_private:
+        return ip.ipv4_mapped
+    return ip
+
+
+def is_internal(address: str | IPAddress) -> bool:
+    """Loopback, private, unique-local, shared (CGNAT) or reserved."""
+    ip = plain_ip(address)
+    return ip.is_private or ip.is_loopback or ip.is_reserved or ip in _SHARED
+
+
+def address_problem(address: str | IPAddress, *, allow_private: bool) -> str | None:
+    """Why requests must not go to `address`, or None when they may."""
+    ip = plain_ip(address)
+    if any(ip in net for net in _ALWAYS_BLOCKED):
+        return f"{ip} is a link-local, metadata or non-unicast address"
+    if is_internal(ip) and not allow_private:
         return (
             f"{ip} is a private or loopback address "
             "(set WHEELYARD_ALLOW_PRIVATE_UPSTREAMS=true to allow internal mirrors)"

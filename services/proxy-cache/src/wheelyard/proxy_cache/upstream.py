@@ -25,6 +25,7 @@ import httpx
 
 from wheelyard.shared.config import UpstreamConfig
 from wheelyard.shared.errors import UpstreamError, UpstreamTimeout
+from wheelyard.shared.netpolicy import IPAddress, address_problem, is_internal
 
 #: Redirect hops followed for one request (files.pythonhosted.org needs none; CDNs use one).
 MAX_REDIRECTS = 3
@@ -42,52 +43,15 @@ BREAKER_OPEN_SECONDS = 30.0
 #: How long an address check of a host name is remembered.
 _RESOLVE_TTL = 60.0
 
-# Never reachable through an upstream, whatever the configuration: cloud metadata services
-# (AWS/GCP/Azure 169.254.169.254 and fd00:ec2::254, Alibaba 100.100.100.200, Oracle
-# 192.0.0.192) and all of link-local (artifact-keeper PR #881, envoy PR #45360).
-_ALWAYS_BLOCKED = [
-    ipaddress.ip_network(n)
-    for n in (
-        "169.254.0.0/16",
-        "fe80::/10",
-        "fd00:ec2::254/128",
-        "100.100.100.200/32",
-        "192.0.0.192/32",
-        "0.0.0.0/8",
-        "224.0.0.0/4",
-        "ff00::/8",
-        "::/128",
-    )
-]
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-
 
 class UpstreamRefused(UpstreamError):
     """A URL or redirect that must not be followed (SSRF guard); answered 502."""
 
 
-def _internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return ip.is_private or ip.is_loopback or ip.is_reserved or ip in _CGNAT
-
-
-def _plain_ip(
-    value: ipaddress.IPv4Address | ipaddress.IPv6Address,
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    # ::ffff:127.0.0.1 is 127.0.0.1 to the kernel; judge it as such.
-    if isinstance(value, ipaddress.IPv6Address) and value.ipv4_mapped is not None:
-        return value.ipv4_mapped
-    return value
-
-
-def address_allowed(
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_internal: bool
-) -> bool:
+def address_allowed(ip: IPAddress, *, allow_internal: bool) -> bool:
     """May an upstream request connect to `ip`? Metadata and link-local never; loopback and
     private ranges only when the configured upstream itself lives there."""
-    ip = _plain_ip(ip)
-    if any(ip in net for net in _ALWAYS_BLOCKED):
-        return False
-    return allow_internal or not _internal(ip)
+    return address_problem(ip, allow_private=allow_internal) is None
 
 
 class AddressGuard:
@@ -97,9 +61,7 @@ class AddressGuard:
         self._known: dict[tuple[str, bool], tuple[float, bool]] = {}
         self._internal: dict[str, tuple[float, bool]] = {}
 
-    async def addresses(
-        self, host: str, port: int
-    ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    async def addresses(self, host: str, port: int) -> list[IPAddress]:
         """Every address `host` resolves to (an IP literal is itself)."""
         try:
             return [ipaddress.ip_address(host.strip("[]"))]
@@ -122,7 +84,7 @@ class AddressGuard:
         if known is not None and known[0] > now:
             return known[1]
         ips = await self.addresses(parts.hostname or "", parts.port or 443)
-        internal = any(_internal(_plain_ip(ip)) for ip in ips)
+        internal = any(is_internal(ip) for ip in ips)
         if len(self._internal) > 1024:
             self._internal.clear()
         self._internal[key] = (now + _RESOLVE_TTL, internal)
