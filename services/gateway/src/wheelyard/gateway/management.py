@@ -58,6 +58,26 @@ def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def _audit(
+    request: Request,
+    session: SessionDep,
+    actor: str | None,
+    action: str,
+    *,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record who did what, from the request's client address, in the current transaction."""
+    accounts.record(
+        session,
+        actor=actor,
+        action=action,
+        target=target,
+        source_ip=_client(request),
+        detail=detail,
+    )
+
+
 # -- sign-in -----------------------------------------------------------------------------------
 
 
@@ -88,16 +108,14 @@ async def sign_in(request: Request, session: SessionDep) -> TokenResponse:
         principal = await authenticator.by_password(username, password, _client(request))
     except Unauthenticated:
         await begin_write(session)
-        accounts.record(
-            session, actor=username[:150], action="auth.login_failed", source_ip=_client(request)
-        )
+        _audit(request, session, username[:150], "auth.login_failed")
         await session.commit()
         raise
     record = await authenticator.user_record(username)
     assert record is not None
     token, lifetime = authenticator.issue_access_token(principal, record.password_changed)
     await begin_write(session)
-    accounts.record(session, actor=username, action="auth.login", source_ip=_client(request))
+    _audit(request, session, username, "auth.login")
     await session.commit()
     return TokenResponse(access_token=token, expires_in=lifetime)
 
@@ -129,12 +147,12 @@ async def create_user(request: Request, payload: NewUser, session: SessionDep) -
     user = await accounts.create_user(
         session, payload.username, payload.password, is_admin=payload.is_admin
     )
-    accounts.record(
+    _audit(
+        request,
         session,
-        actor=admin.username,
-        action="user.create",
+        admin.username,
+        "user.create",
         target=user.username,
-        source_ip=_client(request),
         detail={"is_admin": user.is_admin},
     )
     await session.commit()
@@ -172,12 +190,12 @@ async def change_user(
         is_active=payload.is_active,
     )
     changed = sorted(k for k, v in payload.model_dump().items() if v is not None)
-    accounts.record(
+    _audit(
+        request,
         session,
-        actor=principal.username,
-        action="user.update",
+        principal.username,
+        "user.update",
         target=username,
-        source_ip=_client(request),
         detail={"changed": changed},
     )
     await session.commit()
@@ -195,13 +213,7 @@ async def delete_user(
         raise Conflict("You cannot delete your own account.")
     await begin_write(session)
     await accounts.delete_user(session, username)
-    accounts.record(
-        session,
-        actor=admin.username,
-        action="user.delete",
-        target=username,
-        source_ip=_client(request),
-    )
+    _audit(request, session, admin.username, "user.delete", target=username)
     await session.commit()
     await forget_user(cache, username)
     return Response(status_code=204)
@@ -294,12 +306,12 @@ async def create_repository(
         raise Conflict(f"Repository '{payload.storage}/{payload.name}' already exists.")
     spec = _spec(payload.model_dump())
     view = await _apply(request, session, spec)
-    accounts.record(
+    _audit(
+        request,
         session,
-        actor=admin.username,
-        action="repository.create",
+        admin.username,
+        "repository.create",
         target=view.path,
-        source_ip=_client(request),
         detail={"type": view.type, "visibility": view.visibility},
     )
     await session.commit()
@@ -365,12 +377,12 @@ async def change_repository(
         current["allow_upstream"] = changes.get("allow_upstream", [])
     spec = _spec(current | changes)
     updated = await _apply(request, session, spec)
-    accounts.record(
+    _audit(
+        request,
         session,
-        actor=principal.username,
-        action="repository.update",
+        principal.username,
+        "repository.update",
         target=updated.path,
-        source_ip=_client(request),
         detail={"changed": sorted(payload.model_dump(exclude_unset=True))},
     )
     await session.commit()
@@ -401,12 +413,12 @@ async def delete_repository(
             "Repeat with ?force=true to delete it anyway."
         )
     await session.delete(repo)
-    accounts.record(
+    _audit(
+        request,
         session,
-        actor=admin.username,
-        action="repository.delete",
+        admin.username,
+        "repository.delete",
         target=f"{storage}/{name}",
-        source_ip=_client(request),
         detail={"force": force},
     )
     await session.commit()
@@ -435,12 +447,12 @@ async def set_permission(
     await begin_write(session)
     await _visible(request, session, storage, name, "admin")
     await accounts.grant(session, username, storage, name, payload.level)
-    accounts.record(
+    _audit(
+        request,
         session,
-        actor=principal.username,
-        action="permission.set",
+        principal.username,
+        "permission.set",
         target=f"{storage}/{name}",
-        source_ip=_client(request),
         detail={"user": username, "level": payload.level},
     )
     await session.commit()
@@ -466,12 +478,12 @@ async def remove_permission(
     await begin_write(session)
     await _visible(request, session, storage, name, "admin")
     await accounts.grant(session, username, storage, name, None)
-    accounts.record(
+    _audit(
+        request,
         session,
-        actor=principal.username,
-        action="permission.remove",
+        principal.username,
+        "permission.remove",
         target=f"{storage}/{name}",
-        source_ip=_client(request),
         detail={"user": username},
     )
     await session.commit()
@@ -528,12 +540,12 @@ async def create_token(
         scope=payload.scope,
         expires_at=expires,
     )
-    accounts.record(
+    _audit(
+        request,
         session,
-        actor=principal.username,
-        action="token.create",
+        principal.username,
+        "token.create",
         target=f"token:{created.row.id}",
-        source_ip=_client(request),
         detail={
             "name": created.row.name,
             "scope": created.row.scope,
@@ -572,13 +584,7 @@ async def revoke_token(
     ):
         raise NotFound(f"Token {token_id} does not exist.")
     await accounts.revoke_token(session, token)
-    accounts.record(
-        session,
-        actor=principal.username,
-        action="token.revoke",
-        target=f"token:{token_id}",
-        source_ip=_client(request),
-    )
+    _audit(request, session, principal.username, "token.revoke", target=f"token:{token_id}")
     await session.commit()
     await forget_token(cache, token.public_id)
     return Response(status_code=204)
