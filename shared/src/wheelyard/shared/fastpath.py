@@ -1,4 +1,5 @@
-"""The hot read paths as plain ASGI: simple pages and file downloads, for any read service.
+"""The hot read paths, for any read service: the simple-API routes and their plain-ASGI fast
+path (simple pages and file downloads).
 
 Measured on this project, FastAPI's routing and dependency solving cost more CPU than serving a
 cached page, so these GET/HEAD requests are answered before the FastAPI router, by the same
@@ -12,12 +13,14 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from fastapi import APIRouter
 from packaging.utils import canonicalize_name
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wheelyard.shared.http import response_for_exception
+from wheelyard.shared.pages import project_name
 
 _SIMPLE = re.compile(r"^/repositories/([^/]+)/([^/]+)/simple/(?:([^/]+)/)?$")
 _FILE = re.compile(r"^/repositories/([^/]+)/([^/]+)/([^/]+)/([^/]+)/([^/]+)$")
@@ -84,3 +87,45 @@ class HotPaths:
             storage, repo, project, version, filename = match.groups()
             return lambda: h.download(request, storage, repo, project, version, filename)
         return None
+
+
+def simple_routes(handlers: HotHandlers) -> APIRouter:
+    """The simple-API routes of a read service, answered by its `handlers`: project list,
+    project pages, downloads, and the redirects to slash-terminated normalized URLs (which
+    are relative, so they keep whatever prefix the client used). Include it after the
+    service's own routes: `/{project}/{version}/{filename}` would match anything of that shape.
+    """
+    router = APIRouter()
+
+    @router.api_route(REPO + "/simple", methods=READ, include_in_schema=False)
+    async def simple_root_without_slash() -> Response:
+        """Every HTML URL ends in a slash (PEP 503)."""
+        return RedirectResponse("simple/", status_code=301)
+
+    @router.api_route(REPO + "/simple/", methods=READ, summary="Simple index: project list")
+    async def simple_root(request: Request, storage: str, repo: str) -> Response:
+        """PEP 503/691 list of the repository's projects."""
+        return await handlers.simple_root(request, storage, repo)
+
+    @router.api_route(REPO + "/simple/{project}", methods=READ, include_in_schema=False)
+    async def simple_project_without_slash(project: str) -> Response:
+        """Redirect to the normalized, slash-terminated project URL."""
+        return RedirectResponse(f"{project_name(project)}/", status_code=301)
+
+    @router.api_route(REPO + "/simple/{project}/", methods=READ, summary="Simple index: project")
+    async def simple_project(request: Request, storage: str, repo: str, project: str) -> Response:
+        """PEP 503/691 page of one project, negotiated by Accept."""
+        return await handlers.simple_project(request, storage, repo, project)
+
+    @router.api_route(REPO + "/{project}/{version}/{filename}", methods=READ, summary="Download")
+    async def download(
+        request: Request, storage: str, repo: str, project: str, version: str, filename: str
+    ) -> Response:
+        """A distribution file, or its PEP 658 metadata when the name ends in `.metadata`."""
+        return await handlers.download(request, storage, repo, project, version, filename)
+
+    return router
+
+
+READ = ["GET", "HEAD"]
+REPO = "/repositories/{storage}/{repo}"

@@ -1,10 +1,7 @@
-"""HTTP routes of the index service (hosted repositories, read side).
-
-Redirects use relative Locations so they keep whatever prefix the client used (the root alias
-`/simple/` or `/repositories/default/all/simple/`), as the standards digest (§10, item 2) asks.
-The hottest routes (simple pages, downloads) are answered before this router by
-`wheelyard.shared.fastpath.HotPaths`; their routes here document them and serve requests the
-fast path passes on.
+"""HTTP routes of the index service (hosted repositories, read side) besides the simple API,
+which `wheelyard.shared.fastpath.simple_routes` and `HotPaths` serve with `handlers`: the PyPI
+JSON API, project data and search. Redirects use relative Locations so they keep whatever
+prefix the client used (standards digest §10, item 2).
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from wheelyard.index import handlers, service
+from wheelyard.index import service
 from wheelyard.shared.auth.access import require_read
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.db.registry import RepositoryView
@@ -35,30 +32,6 @@ async def _readable(
         raise NotFound(f"Repository '{storage}/{repo}' does not exist.")
     require_read(principal, view)
     return view
-
-
-@router.api_route(REPO + "/simple", methods=READ, include_in_schema=False)
-async def simple_root_without_slash() -> Response:
-    """Every HTML URL ends in a slash (PEP 503)."""
-    return RedirectResponse("simple/", status_code=301)
-
-
-@router.api_route(REPO + "/simple/", methods=READ, summary="Simple index: project list")
-async def simple_root(request: Request, storage: str, repo: str) -> Response:
-    """PEP 503/691 list of the repository's projects."""
-    return await handlers.simple_root(request, storage, repo)
-
-
-@router.api_route(REPO + "/simple/{project}", methods=READ, include_in_schema=False)
-async def simple_project_without_slash(project: str) -> Response:
-    """Redirect to the normalized, slash-terminated project URL."""
-    return RedirectResponse(f"{project_name(project)}/", status_code=301)
-
-
-@router.api_route(REPO + "/simple/{project}/", methods=READ, summary="Simple index: project")
-async def simple_project(request: Request, storage: str, repo: str, project: str) -> Response:
-    """PEP 503/691 page of one project, negotiated by Accept."""
-    return await handlers.simple_project(request, storage, repo, project)
 
 
 async def _pypi_json(
@@ -128,14 +101,6 @@ async def pypi_release(
     return await _pypi_json(
         request, storage, repo, project, version, session, directory, principal, base
     )
-
-
-@router.api_route(REPO + "/{project}/{version}/{filename}", methods=READ, summary="Download")
-async def download(
-    request: Request, storage: str, repo: str, project: str, version: str, filename: str
-) -> Response:
-    """A distribution file, or its PEP 658 metadata when the name ends in `.metadata`."""
-    return await handlers.download(request, storage, repo, project, version, filename)
 
 
 @router.get("/api/v1/repositories/{storage}/{repo}/projects/{project}", summary="Project data")

@@ -10,7 +10,7 @@ from wheelyard.proxy_cache.service import ProxyService
 from wheelyard.shared.app import build_service_app
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings
-from wheelyard.shared.fastpath import HotPaths
+from wheelyard.shared.fastpath import HotPaths, simple_routes
 
 
 async def _start(app: FastAPI, backends: Backends) -> None:
@@ -26,7 +26,7 @@ def create_app(*, backends: Backends | None = None, settings: Settings | None = 
     """The proxy-cache service; shares `backends` when given (embedded), else opens its own."""
     app = build_service_app(
         title="Wheelyard proxy-cache (proxy and group repositories)",
-        routers=[router],
+        routers=[router, simple_routes(handlers)],
         backends=backends,
         settings=settings,
         on_start=_start,
