@@ -24,8 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from wheelyard.shared.testing.dist_factory import make_wheel
-from wheelyard.shared.testing.server import ServerProcess
+from wheelyard.testing.dist_factory import make_wheel
+from wheelyard.testing.server import ServerProcess
 
 UV_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "

@@ -26,7 +26,7 @@ from pathlib import Path
 import anyio
 
 from wheelyard.shared.storage import BlobStore, FilesystemBlobStore, S3BlobStore
-from wheelyard.shared.testing.blob_fixtures import start_seaweedfs
+from wheelyard.testing.blob_fixtures import start_seaweedfs
 
 MiB = 1024 * 1024
 

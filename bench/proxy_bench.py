@@ -31,7 +31,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hosted_bench import UV_ACCEPT, start_nginx, wrk
 
-from wheelyard.shared.testing.server import ServerProcess, clean_env
+from wheelyard.testing.server import ServerProcess, clean_env
 
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "requirements.txt"
 

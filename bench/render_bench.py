@@ -13,18 +13,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from wheelyard.shared.packaging import simple
-from wheelyard.shared.packaging.simple import (
-    JSON_V1,
-    TEXT_HTML,
-    ProjectPage,
-    SimpleFile,
-    etag_for,
-    negotiate,
-    parse_upstream_page,
-    render_project_html,
-    render_project_json,
-)
+from wheelyard.shared.packaging.simple import model, render_html, render_json
+from wheelyard.shared.packaging.simple.model import JSON_V1, TEXT_HTML, ProjectPage, SimpleFile
+from wheelyard.shared.packaging.simple.render_html import render_project_html
+from wheelyard.shared.packaging.simple.render_json import render_project_json
+from wheelyard.shared.packaging.simple.upstream import parse_upstream_page
+from wheelyard.shared.web.conditional import etag_for
+from wheelyard.shared.web.negotiation import negotiate
 
 FILES = 2000
 PIP_ACCEPT = (
@@ -80,10 +75,10 @@ def cold_ms(fn: Callable[[], object], n: int) -> float:
     total = 0.0
     for _ in range(n):
         # Private caches, cleared on purpose: this is a benchmark, not an API user.
-        simple._html_anchor.cache_clear()
-        simple._json_file.cache_clear()
-        simple._version_key.cache_clear()
-        simple._sorted_versions.cache_clear()
+        render_html._html_anchor.cache_clear()
+        render_json._json_file.cache_clear()
+        model._version_key.cache_clear()
+        model._sorted_versions.cache_clear()
         started = time.perf_counter()
         fn()
         total += time.perf_counter() - started

@@ -1,6 +1,6 @@
 """Test configuration: folder markers, backend fixtures, and a per-backend summary.
 
-Backend fixtures come from the `wheelyard.shared.testing` plugin modules. The summary at the end
+Backend fixtures come from the `wheelyard.testing` plugin modules. The summary at the end
 of the run shows how many contract tests passed on each backend, so a CI log proves that
 SQLite, Postgres, filesystem, S3, memory and Redis were all exercised.
 """
@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = [
-    "wheelyard.shared.testing.blob_fixtures",
-    "wheelyard.shared.testing.cache_fixtures",
-    "wheelyard.shared.testing.db_fixtures",
-    "wheelyard.shared.testing.server_fixtures",
-    "wheelyard.shared.testing.upstream",
-    "wheelyard.shared.testing.proxy_env",
+    "wheelyard.testing.blob_fixtures",
+    "wheelyard.testing.cache_fixtures",
+    "wheelyard.testing.db_fixtures",
+    "wheelyard.testing.server_fixtures",
+    "wheelyard.testing.upstream",
+    "wheelyard.testing.proxy_env",
 ]
 
 FOLDER_MARKERS = ("unit", "contract", "integration", "e2e")

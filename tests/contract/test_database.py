@@ -10,14 +10,14 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from wheelyard.shared.bootstrap import bootstrap
 from wheelyard.shared.config import RepositoryConfig, Settings, UpstreamConfig
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.migrate import downgrade_database, upgrade_database_async
 from wheelyard.shared.db.models import File, Project, Release, Repository, Storage, User
-from wheelyard.shared.db.registry import apply_repository, ensure_storage, load_repository
+from wheelyard.shared.domain.bootstrap import bootstrap
+from wheelyard.shared.domain.repositories import apply_repository, ensure_storage, load_repository
 from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
-from wheelyard.shared.testing.db_fixtures import Database
+from wheelyard.testing.db_fixtures import Database
 
 TABLES = {
     "storages",

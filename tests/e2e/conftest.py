@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from wheelyard.shared.testing.clients import PLAIN_OUTPUT
-from wheelyard.shared.testing.server import clean_env
+from wheelyard.testing.clients import PLAIN_OUTPUT
+from wheelyard.testing.server import clean_env
 
 
 @pytest.fixture(scope="session")

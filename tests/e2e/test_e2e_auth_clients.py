@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from wheelyard.shared.testing.clients import (
+from wheelyard.testing.clients import (
     PLAIN_OUTPUT,
     Outcome,
     RequestRecorder,
@@ -31,9 +31,9 @@ from wheelyard.shared.testing.clients import (
     twine_command,
     uv_binary,
 )
-from wheelyard.shared.testing.dist_factory import escaped_name, make_wheel
-from wheelyard.shared.testing.server import clean_env
-from wheelyard.shared.testing.server_fixtures import RunningServer
+from wheelyard.testing.dist_factory import escaped_name, make_wheel
+from wheelyard.testing.server import clean_env
+from wheelyard.testing.server_fixtures import RunningServer
 
 #: httpx with a timeout for a loaded machine (argon2 and SQLite writes queue behind other
 #: work there; httpx's default is 5 s).

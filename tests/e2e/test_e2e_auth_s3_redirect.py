@@ -23,15 +23,15 @@ import httpx
 import pytest
 
 from wheelyard.shared.storage import S3Options
-from wheelyard.shared.testing.clients import (
+from wheelyard.testing.clients import (
     PLAIN_OUTPUT,
     RequestRecorder,
     make_venv,
     run,
     uv_binary,
 )
-from wheelyard.shared.testing.dist_factory import escaped_name, make_wheel
-from wheelyard.shared.testing.server import ServerProcess, clean_env
+from wheelyard.testing.dist_factory import escaped_name, make_wheel
+from wheelyard.testing.server import ServerProcess, clean_env
 
 #: httpx with a timeout for a loaded machine (argon2 and SQLite writes queue behind other
 #: work there; httpx's default is 5 s).

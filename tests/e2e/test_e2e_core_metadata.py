@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from wheelyard.shared.testing.clients import RequestRecorder, run, uv_binary
-from wheelyard.shared.testing.dist_factory import make_wheel, metadata_text
-from wheelyard.shared.testing.server_fixtures import RunningServer, unique_project
+from wheelyard.testing.clients import RequestRecorder, run, uv_binary
+from wheelyard.testing.dist_factory import make_wheel, metadata_text
+from wheelyard.testing.server_fixtures import RunningServer, unique_project
 
 
 def test_uv_pip_compile_reads_core_metadata_files_and_never_downloads_the_wheels(

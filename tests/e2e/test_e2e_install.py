@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from wheelyard.shared.testing.clients import (
+from wheelyard.testing.clients import (
     Outcome,
     installed_version,
     make_venv,
@@ -19,8 +19,8 @@ from wheelyard.shared.testing.clients import (
     run,
     uv_binary,
 )
-from wheelyard.shared.testing.dist_factory import escaped_name, make_wheel
-from wheelyard.shared.testing.server_fixtures import RunningServer, unique_project
+from wheelyard.testing.dist_factory import escaped_name, make_wheel
+from wheelyard.testing.server_fixtures import RunningServer, unique_project
 
 PIP_FLAGS = ["--isolated", "--no-cache-dir", "--disable-pip-version-check", "--no-input"]
 YANK_REASON = "broken build"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from wheelyard.shared.testing.clients import installed_version, make_venv, run, uv_binary
-from wheelyard.shared.testing.server import ServerProcess
-from wheelyard.shared.testing.server_fixtures import ADMIN_PASSWORD
-from wheelyard.shared.testing.upstream import LocalUpstream
+from wheelyard.testing.clients import installed_version, make_venv, run, uv_binary
+from wheelyard.testing.server import ServerProcess
+from wheelyard.testing.server_fixtures import ADMIN_PASSWORD
+from wheelyard.testing.upstream import LocalUpstream
 
 PACKAGES = {"app": "1.2", "libone": "2.0", "libtwo": "1.1", "libthree": "0.9"}
 
@@ -135,8 +135,8 @@ def test_installs_fetch_each_upstream_file_once_and_survive_outages(
 def test_a_hosted_project_shadows_the_upstream_one_in_the_group(
     upstream: LocalUpstream, tmp_path: Path
 ) -> None:
-    from wheelyard.shared.testing.dist_factory import make_wheel
-    from wheelyard.shared.testing.server_fixtures import RunningServer
+    from wheelyard.testing.dist_factory import make_wheel
+    from wheelyard.testing.server_fixtures import RunningServer
 
     upstream.add_project("internal-tool", ("99.0",))
     upstream.reset_counters()

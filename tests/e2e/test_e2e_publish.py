@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wheelyard.shared.testing.clients import Outcome, project_page, run, twine_command, uv_binary
-from wheelyard.shared.testing.dist_factory import make_sdist, make_wheel
-from wheelyard.shared.testing.server_fixtures import RunningServer, unique_project
+from wheelyard.testing.clients import Outcome, project_page, run, twine_command, uv_binary
+from wheelyard.testing.dist_factory import make_sdist, make_wheel
+from wheelyard.testing.server_fixtures import RunningServer, unique_project
 
 UPLOAD_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 

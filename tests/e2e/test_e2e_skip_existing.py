@@ -16,14 +16,14 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from wheelyard.shared.testing.clients import Outcome, project_page, run, uv_tool_command
-from wheelyard.shared.testing.dist_factory import (
+from wheelyard.testing.clients import Outcome, project_page, run, uv_tool_command
+from wheelyard.testing.dist_factory import (
     TarMember,
     escaped_name,
     make_sdist,
     make_wheel,
 )
-from wheelyard.shared.testing.server_fixtures import RunningServer, unique_project
+from wheelyard.testing.server_fixtures import RunningServer, unique_project
 
 # pdm 2.29 requires `hishel>=1`, but hishel 2.0 removed `SyncSqliteStorage`, which pdm imports:
 # the unpinned install dies with "AttributeError: module 'hishel' has no attribute

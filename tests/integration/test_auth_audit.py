@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from wheelyard.shared.testing.dist_factory import make_wheel
-from wheelyard.shared.testing.management import http
-from wheelyard.shared.testing.server_fixtures import RunningServer
+from wheelyard.testing.dist_factory import make_wheel
+from wheelyard.testing.management import http
+from wheelyard.testing.server_fixtures import RunningServer
 
 
 def _name(prefix: str) -> str:

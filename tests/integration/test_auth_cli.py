@@ -28,9 +28,9 @@ from typer.testing import CliRunner
 
 from wheelyard.cli.main import app
 from wheelyard.shared.auth.authenticator import RECORD_TTL
-from wheelyard.shared.testing.management import http
-from wheelyard.shared.testing.server import clean_env
-from wheelyard.shared.testing.server_fixtures import RunningServer
+from wheelyard.testing.management import http
+from wheelyard.testing.server import clean_env
+from wheelyard.testing.server_fixtures import RunningServer
 
 Cli = Callable[..., str]
 GRACE = RECORD_TTL + 5  # the documented bound, plus room for a loaded machine

@@ -41,10 +41,10 @@ from wheelyard.shared.auth.internal_jwt import (
     load_key_pair,
 )
 from wheelyard.shared.auth.principal import Principal
-from wheelyard.shared.testing.management import http
-from wheelyard.shared.testing.server import clean_env
-from wheelyard.shared.testing.server_fixtures import RunningServer
-from wheelyard.shared.testing.tcp_proxy import free_port
+from wheelyard.testing.management import http
+from wheelyard.testing.server import clean_env
+from wheelyard.testing.server_fixtures import RunningServer
+from wheelyard.testing.tcp_proxy import free_port
 
 ADMIN = Principal(username="admin", user_id=1, is_admin=True)
 

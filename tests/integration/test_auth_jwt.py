@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from wheelyard.shared.auth.internal_jwt import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE
-from wheelyard.shared.testing.management import ManagementApi as Setup
-from wheelyard.shared.testing.management import http
-from wheelyard.shared.testing.server_fixtures import RunningServer
+from wheelyard.testing.management import ManagementApi as Setup
+from wheelyard.testing.management import http
+from wheelyard.testing.server_fixtures import RunningServer
 
 CHALLENGE = 'Basic realm="wheelyard"'
 

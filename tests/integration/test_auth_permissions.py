@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
-from wheelyard.shared.testing.dist_factory import make_wheel
-from wheelyard.shared.testing.management import ManagementApi as Setup
-from wheelyard.shared.testing.management import http
-from wheelyard.shared.testing.server_fixtures import RunningServer
+from wheelyard.testing.dist_factory import make_wheel
+from wheelyard.testing.management import ManagementApi as Setup
+from wheelyard.testing.management import http
+from wheelyard.testing.server_fixtures import RunningServer
 
 CHALLENGE = 'Basic realm="wheelyard"'
 JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}

@@ -19,8 +19,8 @@ from wheelyard.shared.auth.authenticator import (
     MAX_FAILURES_PER_ADDRESS,
     MAX_FAILURES_PER_USER,
 )
-from wheelyard.shared.testing.management import http
-from wheelyard.shared.testing.server import ServerProcess
+from wheelyard.testing.management import http
+from wheelyard.testing.server import ServerProcess
 
 ADMIN = ("admin", "ratelimit-admin-password")
 

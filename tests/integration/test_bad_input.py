@@ -23,7 +23,7 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
-from wheelyard.shared.testing.dist_factory import (
+from wheelyard.testing.dist_factory import (
     TarMember,
     escaped_name,
     make_sdist,
@@ -33,8 +33,8 @@ from wheelyard.shared.testing.dist_factory import (
     sdist_filename,
     wheel_filename,
 )
-from wheelyard.shared.testing.server import ServerProcess
-from wheelyard.shared.testing.server_fixtures import (
+from wheelyard.testing.server import ServerProcess
+from wheelyard.testing.server_fixtures import (
     ADMIN_PASSWORD,
     RunningServer,
     unique_project,

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 from packaging.utils import canonicalize_name
 
-from wheelyard.shared.testing.dist_factory import TarMember, escaped_name, make_sdist, make_wheel
-from wheelyard.shared.testing.server_fixtures import RunningServer, unique_project
+from wheelyard.testing.dist_factory import TarMember, escaped_name, make_sdist, make_wheel
+from wheelyard.testing.server_fixtures import RunningServer, unique_project
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 BOUNDARY = "wheelyard-concurrency-boundary"

@@ -26,8 +26,8 @@ import pytest
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 from pypi_simple import ProjectPage
 
-from wheelyard.shared.testing.dist_factory import make_sdist, make_wheel, metadata_text
-from wheelyard.shared.testing.server_fixtures import RunningServer, unique_project
+from wheelyard.testing.dist_factory import make_sdist, make_wheel, metadata_text
+from wheelyard.testing.server_fixtures import RunningServer, unique_project
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"

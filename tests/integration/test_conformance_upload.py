@@ -20,7 +20,7 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
-from wheelyard.shared.testing.dist_factory import (
+from wheelyard.testing.dist_factory import (
     TarMember,
     escaped_name,
     make_sdist,
@@ -29,7 +29,7 @@ from wheelyard.shared.testing.dist_factory import (
     sdist_filename,
     wheel_filename,
 )
-from wheelyard.shared.testing.server_fixtures import RunningServer, unique_project
+from wheelyard.testing.server_fixtures import RunningServer, unique_project
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 BOUNDARY = "wheelyard-conformance-boundary"

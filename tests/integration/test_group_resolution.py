@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 from packaging.utils import canonicalize_name
 
-from wheelyard.shared.testing.dist_factory import make_wheel
-from wheelyard.shared.testing.proxy_env import ADMIN, ProxyEnv
-from wheelyard.shared.testing.server_fixtures import unique_project
+from wheelyard.testing.dist_factory import make_wheel
+from wheelyard.testing.proxy_env import ADMIN, ProxyEnv
+from wheelyard.testing.server_fixtures import unique_project
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 

@@ -20,11 +20,11 @@ import httpx
 import pytest
 
 from wheelyard.shared.storage.s3 import S3Options
-from wheelyard.shared.testing.db_fixtures import create_database, drop_database
-from wheelyard.shared.testing.dist_factory import make_wheel
-from wheelyard.shared.testing.server import ServerProcess
-from wheelyard.shared.testing.server_fixtures import ADMIN_PASSWORD, RunningServer
-from wheelyard.shared.testing.tcp_proxy import TcpProxy
+from wheelyard.testing.db_fixtures import create_database, drop_database
+from wheelyard.testing.dist_factory import make_wheel
+from wheelyard.testing.server import ServerProcess
+from wheelyard.testing.server_fixtures import ADMIN_PASSWORD, RunningServer
+from wheelyard.testing.tcp_proxy import TcpProxy
 
 
 @pytest.fixture(scope="module")

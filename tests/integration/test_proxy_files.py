@@ -13,9 +13,9 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
-from wheelyard.shared.testing.proxy_env import ProxyEnv
-from wheelyard.shared.testing.server_fixtures import unique_project
-from wheelyard.shared.testing.upstream import UpstreamFile, UpstreamProject
+from wheelyard.testing.proxy_env import ProxyEnv
+from wheelyard.testing.server_fixtures import unique_project
+from wheelyard.testing.upstream import UpstreamFile, UpstreamProject
 
 MiB = 1024 * 1024
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wheelyard.proxy_cache.upstream import CircuitBreaker
-from wheelyard.shared.testing.proxy_env import ProxyEnv, start_server
-from wheelyard.shared.testing.server_fixtures import unique_project
-from wheelyard.shared.testing.upstream import LocalUpstream
+from wheelyard.proxy_cache.breaker import CircuitBreaker
+from wheelyard.testing.proxy_env import ProxyEnv, start_server
+from wheelyard.testing.server_fixtures import unique_project
+from wheelyard.testing.upstream import LocalUpstream
 
 STALE = "X-Wheelyard-Stale"
 

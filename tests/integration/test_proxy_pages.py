@@ -15,14 +15,14 @@ import httpx
 from packaging.utils import canonicalize_name
 
 from wheelyard.shared.auth.passwords import hash_password
-from wheelyard.shared.bootstrap import bootstrap
 from wheelyard.shared.config import Settings
-from wheelyard.shared.db.registry import load_repository
-from wheelyard.shared.testing.db_fixtures import Database
-from wheelyard.shared.testing.dist_factory import make_wheel
-from wheelyard.shared.testing.proxy_env import ADMIN, ProxyEnv
-from wheelyard.shared.testing.server_fixtures import unique_project
-from wheelyard.shared.testing.upstream import UpstreamFile
+from wheelyard.shared.domain.bootstrap import bootstrap
+from wheelyard.shared.domain.repositories import load_repository
+from wheelyard.testing.db_fixtures import Database
+from wheelyard.testing.dist_factory import make_wheel
+from wheelyard.testing.proxy_env import ADMIN, ProxyEnv
+from wheelyard.testing.server_fixtures import unique_project
+from wheelyard.testing.upstream import UpstreamFile
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 

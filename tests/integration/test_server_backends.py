@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from wheelyard.shared.db.engine import create_engine, session_factory
-from wheelyard.shared.db.registry import list_repositories
+from wheelyard.shared.domain.repositories import list_repositories
 from wheelyard.shared.storage.s3 import S3Options
-from wheelyard.shared.testing.db_fixtures import create_database, drop_database
-from wheelyard.shared.testing.server import ServerProcess, clean_env
-from wheelyard.shared.testing.tcp_proxy import TcpProxy
+from wheelyard.testing.db_fixtures import create_database, drop_database
+from wheelyard.testing.server import ServerProcess, clean_env
+from wheelyard.testing.tcp_proxy import TcpProxy
 
 
 def _repos(db_url: str) -> dict[str, tuple[str, str, tuple[str, ...]]]:

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from wheelyard.shared.auth.internal_jwt import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, generate_key_files
-from wheelyard.shared.testing.db_fixtures import create_database, drop_database
-from wheelyard.shared.testing.dist_factory import make_wheel
-from wheelyard.shared.testing.server import ServerProcess
-from wheelyard.shared.testing.server_fixtures import ADMIN_PASSWORD
+from wheelyard.testing.db_fixtures import create_database, drop_database
+from wheelyard.testing.dist_factory import make_wheel
+from wheelyard.testing.server import ServerProcess
+from wheelyard.testing.server_fixtures import ADMIN_PASSWORD
 
 
 @pytest.fixture(scope="module")

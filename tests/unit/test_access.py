@@ -6,7 +6,7 @@ import pytest
 
 from wheelyard.shared.auth.access import allowed, require_read, require_write
 from wheelyard.shared.auth.principal import ANONYMOUS, Principal
-from wheelyard.shared.db.registry import RepositoryView
+from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import Forbidden, NotFound, Unauthenticated
 
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wheelyard.shared.packaging.simple import (
-    HTML_V1,
-    JSON_V1,
-    TEXT_HTML,
-    content_type_for,
-    negotiate,
-)
+from wheelyard.shared.packaging.simple.model import HTML_V1, JSON_V1, TEXT_HTML
+from wheelyard.shared.web.negotiation import content_type_for, negotiate
 
 PIP = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "

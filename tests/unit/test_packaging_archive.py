@@ -22,7 +22,7 @@ import pytest
 from wheelyard.shared.errors import InvalidInput, TooLarge
 from wheelyard.shared.packaging.archive import ArchiveLimits, read_core_metadata
 from wheelyard.shared.packaging.filenames import parse_dist_filename
-from wheelyard.shared.testing.dist_factory import (
+from wheelyard.testing.dist_factory import (
     TarMember,
     make_sdist,
     make_tar_bomb,

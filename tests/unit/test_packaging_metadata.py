@@ -14,7 +14,7 @@ from wheelyard.shared.packaging.metadata import (
     check_metadata_version,
     parse_core_metadata,
 )
-from wheelyard.shared.testing.dist_factory import metadata_text
+from wheelyard.testing.dist_factory import metadata_text
 
 
 def parse(text: str) -> ParsedMetadata:

@@ -9,18 +9,15 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pypi_simple import ProjectPage as ParsedPage
 
-from wheelyard.shared.packaging.simple import (
+from wheelyard.shared.packaging.simple.model import (
     ProjectList,
     ProjectPage,
     SimpleFile,
-    etag_for,
-    if_none_match_matches,
-    render_index_html,
-    render_index_json,
-    render_project_html,
-    render_project_json,
     sort_versions,
 )
+from wheelyard.shared.packaging.simple.render_html import render_index_html, render_project_html
+from wheelyard.shared.packaging.simple.render_json import render_index_json, render_project_json
+from wheelyard.shared.web.conditional import etag_for, if_none_match_matches
 
 SHA = "0123456789abcdef" * 4
 META_SHA = "fedcba9876543210" * 4

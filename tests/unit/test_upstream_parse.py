@@ -8,15 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from wheelyard.shared.errors import UpstreamError
-from wheelyard.shared.packaging.simple import (
-    HTML_V1,
-    JSON_V1,
-    ProjectPage,
-    SimpleFile,
-    parse_upstream_page,
-    render_project_html,
-    render_project_json,
-)
+from wheelyard.shared.packaging.simple.model import HTML_V1, JSON_V1, ProjectPage, SimpleFile
+from wheelyard.shared.packaging.simple.render_html import render_project_html
+from wheelyard.shared.packaging.simple.render_json import render_project_json
+from wheelyard.shared.packaging.simple.upstream import parse_upstream_page
 
 BASE = "https://upstream.example/simple/foo-bar/"
 SHA = "ab" * 32

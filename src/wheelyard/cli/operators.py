@@ -15,13 +15,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from wheelyard.shared import accounts
 from wheelyard.shared.auth.authenticator import forget_token, forget_user
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import RepositoryConfig, UpstreamConfig, load_settings
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.migrate import upgrade_database_async
-from wheelyard.shared.db.registry import apply_repository, list_repositories
+from wheelyard.shared.domain import accounts
+from wheelyard.shared.domain.repositories import apply_repository, list_repositories, split_path
 from wheelyard.shared.errors import WheelyardError
 
 user_app = typer.Typer(help="Users.", no_args_is_help=True)
@@ -129,10 +129,10 @@ def repo_add(
     member: Annotated[list[str] | None, typer.Option(help="Member repository (group).")] = None,
 ) -> None:
     """Create (or update) a repository."""
-    storage, _, repo = name.rpartition("/")
+    storage, repo = split_path(name, "default")
     try:
         spec = RepositoryConfig(
-            storage=storage or "default",
+            storage=storage,
             name=repo,
             type=type_,  # type: ignore[arg-type]
             visibility=visibility,  # type: ignore[arg-type]
@@ -169,7 +169,7 @@ def grant(
     level: Annotated[str, typer.Argument(help="read, write, admin, or none to remove.")],
 ) -> None:
     """Give a user a level on a repository."""
-    storage, _, repo = repository.partition("/")
+    storage, repo = split_path(repository, default_storage="")
 
     async def work(_b: Backends, s: AsyncSession) -> None:
         await accounts.grant(s, username, storage, repo, None if level == "none" else level)

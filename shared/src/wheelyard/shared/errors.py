@@ -1,6 +1,6 @@
 """Domain errors raised by shared code and services.
 
-They carry no HTTP knowledge: `wheelyard.shared.http` is the one place that maps them to
+They carry no HTTP knowledge: `wheelyard.shared.web.problems` is the one place that maps them to
 responses. Every error has a message a person can act on.
 """
 

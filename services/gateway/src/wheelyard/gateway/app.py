@@ -21,21 +21,21 @@ from wheelyard.gateway.dispatch import Dispatcher, Targets, kinds_from
 from wheelyard.gateway.management import router as management_router
 from wheelyard.gateway.middleware import GatewayMiddleware, GatewayState
 from wheelyard.gateway.targets import Forwarder
-from wheelyard.shared.app import health_router
 from wheelyard.shared.auth.authenticator import Authenticator
 from wheelyard.shared.auth.internal_jwt import Minter, keys_from_settings
 from wheelyard.shared.backends import Backends
-from wheelyard.shared.bootstrap import bootstrap
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.db.migrate import upgrade_database_async
-from wheelyard.shared.db.registry import RepositoryDirectory
+from wheelyard.shared.domain.bootstrap import bootstrap
 from wheelyard.shared.errors import ConfigurationError
-from wheelyard.shared.http import install_error_handlers
+from wheelyard.shared.web.app import health_router
+from wheelyard.shared.web.problems import install_error_handlers
+from wheelyard.shared.web.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-#: Builds (index, upload, proxy_cache) apps on shared backends: embedded mode.
-ServiceFactory = Callable[[Backends], tuple[FastAPI, FastAPI, FastAPI]]
+#: Builds (index, upload, proxy_cache) apps on the gateway's runtime: embedded mode.
+ServiceFactory = Callable[[Runtime], tuple[FastAPI, FastAPI, FastAPI]]
 
 
 def create_app(
@@ -53,19 +53,17 @@ def create_app(
             if current is None:
                 current = await Backends.open(settings or load_settings())
                 stack.push_async_callback(current.close)
-            app.state.backends = current
-            app.state.settings = current.settings
             await prepare_database(current)
-            # The key pair first: in embedded mode the services read its public half.
+            # The key pair first: in embedded mode the services verify with its public half.
             keys = keys_from_settings(current.settings, signing=True)
-            targets = await _targets(stack, current, services)
-            directory = RepositoryDirectory(current.sessions)
-            app.state.directory = directory
+            runtime = Runtime.build(current, keys)
+            app.state.runtime = runtime
+            targets = await _targets(stack, runtime, services)
             app.state.authenticator = Authenticator(current.sessions, current.cache, keys)
             app.state.gateway = GatewayState(
                 authenticator=app.state.authenticator,
                 minter=Minter(keys),
-                dispatcher=Dispatcher(targets, kinds_from(directory)),
+                dispatcher=Dispatcher(targets, kinds_from(runtime.directory)),
                 trust_proxy_headers=current.settings.trust_proxy_headers,
             )
             yield
@@ -107,15 +105,15 @@ async def prepare_database(backends: Backends) -> None:
 
 
 async def _targets(
-    stack: AsyncExitStack, backends: Backends, services: ServiceFactory | None
+    stack: AsyncExitStack, runtime: Runtime, services: ServiceFactory | None
 ) -> Targets:
     if services is not None:
-        apps = services(backends)
+        apps = services(runtime)
         for service_app in apps:
             await stack.enter_async_context(service_app.router.lifespan_context(service_app))
         index, upload, proxy_cache = apps
         return Targets(index=index, upload=upload, proxy_cache=proxy_cache)
-    s = backends.settings
+    s = runtime.backends.settings
     urls: dict[str, Any] = {
         "WHEELYARD_INDEX_URL": s.index_url,
         "WHEELYARD_UPLOAD_URL": s.upload_url,

@@ -1,17 +1,10 @@
-"""Dispatch: which service answers a request, decided from its path, method and repository kind.
+"""Dispatch: which service answers a request, from the route table and the repository's kind.
 
-The rules (the gateway's own FastAPI app answers everything not listed):
-
-| request | target |
-|---|---|
-| `/simple/...`, `/pypi/...` (root aliases) | as `/repositories/default/all/...` |
-| `POST`/`PUT` under `/repositories/<s>/<r>/` | upload |
-| `GET`/`HEAD` under `/repositories/<s>/<r>/`, hosted | index |
-| `GET`/`HEAD` under `/repositories/<s>/<r>/`, proxy or group | proxy-cache |
-| `/api/v1/search` | index |
-| `/api/v1/repositories/<s>/<r>/projects/...`: yank, unyank, DELETE | upload |
-| `GET /api/v1/repositories/<s>/<r>/projects/...` | index or proxy-cache by kind |
-| `/api/v1/repositories/<s>/<r>/cache/...` | proxy-cache |
+`/simple/...` and `/pypi/...` at the root are aliases of `/repositories/default/all/...` (the
+default group). Then the route table (`wheelyard.shared.routes`) names the service: index,
+upload, proxy-cache, or the reader of the repository's kind (hosted and unknown repositories
+are the index's, which answers the 404 in one consistent way; proxy and group repositories
+the proxy-cache's). Paths the table does not know are the gateway's own (management API).
 """
 
 from __future__ import annotations
@@ -21,9 +14,11 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Scope
 
-from wheelyard.shared.db.registry import RepositoryDirectory
+from wheelyard.shared import routes
+from wheelyard.shared.domain.directory import RepositoryDirectory
+from wheelyard.shared.web.fastpath import SCOPE_KEY
 
-#: Where the root aliases point: the default group, as the issue tracker's users expect.
+#: Where the root aliases point: the default group.
 ALIAS_TARGET = "/repositories/default/all"
 ALIASES = ("/simple", "/pypi")
 
@@ -57,50 +52,39 @@ class Dispatcher:
     def __init__(self, targets: Targets, kinds: KindLookup) -> None:
         self.targets = targets
         self.kinds = kinds
+        self._fixed = {
+            routes.Target.INDEX: targets.index,
+            routes.Target.UPLOAD: targets.upload,
+            routes.Target.PROXY_CACHE: targets.proxy_cache,
+        }
 
     async def route(self, scope: Scope) -> tuple[Scope, ASGIApp | None]:
-        """The (possibly alias-rewritten) scope and the service app that answers it."""
+        """The (alias-rewritten) scope, carrying its route match, and the app that answers."""
         scope = apply_alias(scope)
-        return scope, await self.choose(scope["method"], scope["path"])
+        found = routes.match(scope["method"], scope["path"])
+        if found is None:
+            return scope, None
+        scope[SCOPE_KEY] = found
+        return scope, await self.target_of(found)
 
-    async def choose(self, method: str, path: str) -> ASGIApp | None:
-        """The target for `method path` (the path after alias rewriting)."""
-        t = self.targets
-        parts = path.split("/")
-        # parts[0] is "" because paths start with "/".
-        if len(parts) >= 4 and parts[1] == "repositories":
-            if method in ("POST", "PUT"):
-                return t.upload
-            return await self._reader(parts[2], parts[3])
-        if len(parts) >= 4 and parts[1] == "api" and parts[2] == "v1":
-            if parts[3] == "search":
-                return t.index
-            if parts[3] == "repositories" and len(parts) >= 8:
-                section = parts[6]
-                if section == "cache":
-                    return t.proxy_cache
-                if section == "projects":
-                    if method in ("POST", "DELETE", "PUT", "PATCH"):
-                        return t.upload
-                    return await self._reader(parts[4], parts[5])
-        return None
-
-    async def _reader(self, storage: str, name: str) -> ASGIApp:
-        kind = await self.kinds(storage, name)
-        if kind in ("proxy", "group"):
-            return self.targets.proxy_cache
-        # Hosted, and unknown repositories too: the index answers the 404 in one consistent way.
-        return self.targets.index
+    async def target_of(self, found: routes.Match) -> ASGIApp:
+        """The app behind a matched route."""
+        target = found.route.target
+        if target is not routes.Target.READER:
+            return self._fixed[target]
+        kind = await self.kinds(found.params["storage"], found.params["repo"])
+        return self.targets.proxy_cache if kind in ("proxy", "group") else self.targets.index
 
 
 def apply_alias(scope: Scope) -> Scope:
-    """Rewrite a root-alias path (`/simple/...`) to the default group's path."""
+    """A copy of `scope` (the original is never changed), its root-alias path (`/simple/...`)
+    rewritten to the default group's path."""
+    scope = dict(scope)
     path: str = scope["path"]
     for alias in ALIASES:
         if path == alias or path.startswith(alias + "/"):
             new_path = ALIAS_TARGET + path
-            scope = dict(scope)
             scope["path"] = new_path
             scope["raw_path"] = new_path.encode("latin-1")
-            return scope
+            break
     return scope

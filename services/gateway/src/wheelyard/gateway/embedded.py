@@ -10,17 +10,18 @@ from fastapi import FastAPI
 from wheelyard.gateway.app import create_app
 from wheelyard.index.app import create_app as create_index_app
 from wheelyard.proxy_cache.app import create_app as create_proxy_cache_app
-from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings
+from wheelyard.shared.web.runtime import Runtime
 from wheelyard.upload.app import create_app as create_upload_app
 
 
-def embedded_services(backends: Backends) -> tuple[FastAPI, FastAPI, FastAPI]:
-    """The three services' apps, sharing `backends` with the gateway."""
+def embedded_services(runtime: Runtime) -> tuple[FastAPI, FastAPI, FastAPI]:
+    """The three services' apps, sharing the gateway's runtime (stores, repository
+    directory, page cache, verifier)."""
     return (
-        create_index_app(backends=backends),
-        create_upload_app(backends=backends),
-        create_proxy_cache_app(backends=backends),
+        create_index_app(runtime=runtime),
+        create_upload_app(runtime=runtime),
+        create_proxy_cache_app(runtime=runtime),
     )
 
 

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from wheelyard.gateway.dispatch import Dispatcher
 from wheelyard.shared.auth.authenticator import Authenticator
 from wheelyard.shared.auth.internal_jwt import HEADER, Minter
-from wheelyard.shared.http import response_for_exception
+from wheelyard.shared.web.problems import response_for_exception
 
 # Headers that some proxies use to pass an identity along (oauth2-proxy, Apache, nginx
 # auth_request...): a client could send them too (reliability doc §1.2), so they never pass.

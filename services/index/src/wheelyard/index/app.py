@@ -6,18 +6,18 @@ from fastapi import FastAPI
 
 from wheelyard.index import handlers
 from wheelyard.index.routes import router
-from wheelyard.shared.app import build_service_app
-from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings
-from wheelyard.shared.fastpath import HotPaths, simple_routes
+from wheelyard.shared.web.app import build_service_app
+from wheelyard.shared.web.fastpath import HotPaths, simple_routes
+from wheelyard.shared.web.runtime import Runtime
 
 
-def create_app(*, backends: Backends | None = None, settings: Settings | None = None) -> FastAPI:
-    """The index service; shares `backends` when given (embedded), else opens its own."""
+def create_app(*, runtime: Runtime | None = None, settings: Settings | None = None) -> FastAPI:
+    """The index service; shares `runtime` when given (embedded), else builds its own."""
     app = build_service_app(
         title="Wheelyard index (hosted read path)",
         routers=[router, simple_routes(handlers)],
-        backends=backends,
+        runtime=runtime,
         settings=settings,
     )
     app.add_middleware(HotPaths, handlers=handlers)

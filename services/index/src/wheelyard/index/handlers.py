@@ -1,22 +1,22 @@
 """Handlers of the hot read routes: simple pages and downloads.
 
 Plain functions of (Request, path parameters) -> Response, called both by the FastAPI routes
-(which document them in OpenAPI) and by the ASGI fast path `wheelyard.shared.fastpath.HotPaths`.
+(which document them in OpenAPI) and by the ASGI fast path `wheelyard.shared.web.fastpath.HotPaths`.
 """
 
 from __future__ import annotations
 
-from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 
 from wheelyard.index import service
 from wheelyard.shared.auth.access import require_read
-from wheelyard.shared.context import RequestContext
-from wheelyard.shared.db.registry import RepositoryView
+from wheelyard.shared.domain.hosted import find_file
+from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
-from wheelyard.shared.packaging.simple import if_none_match_matches
-from wheelyard.shared.pages import cache_control, media_of, page_response, project_name
-from wheelyard.shared.streaming import serve_blob
+from wheelyard.shared.web.context import RequestContext
+from wheelyard.shared.web.pages import cache_control, media_of, page_response, project_name
+from wheelyard.shared.web.streaming import stored_file_response
 
 
 async def readable(ctx: RequestContext, storage: str, repo: str) -> RepositoryView:
@@ -57,24 +57,15 @@ async def download(
     """A distribution file, or its PEP 658 metadata when the name ends in `.metadata`."""
     async with RequestContext(request) as ctx:
         view = await readable(ctx, storage, repo)
-        stored = await service.find_file(
-            ctx.session, repo=view, project=project, version=version, filename=filename
-        )
-    etag = f'"{stored.sha256}"'
-    headers = {"ETag": etag, "Cache-Control": cache_control(request, view, immutable=True)}
-    if if_none_match_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
-    if request.method == "GET" and ctx.backends.settings.blob_redirect:
-        # Bytes straight from object storage: the presigned URL needs no credentials, which
-        # clients drop on a cross-host redirect anyway (standards digest §8).
-        url = await ctx.backends.blobs.url_for(stored.blob_key, expires_seconds=300)
-        if url:
-            return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
-    return await serve_blob(
+        stored = await find_file(ctx.session, view.id, project, version, filename)
+    if stored is None:
+        raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
+    return await stored_file_response(
+        request,
         ctx.backends.blobs,
-        stored.blob_key,
+        key=stored.blob_key,
         size=stored.size,
-        method=request.method,
-        range_header=request.headers.get("range"),
-        headers=headers,
+        sha256=stored.sha256,
+        cache_control=cache_control(request, view, immutable=True),
+        redirect=ctx.backends.settings.blob_redirect,
     )

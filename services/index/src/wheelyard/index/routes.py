@@ -1,5 +1,5 @@
 """HTTP routes of the index service (hosted repositories, read side) besides the simple API,
-which `wheelyard.shared.fastpath.simple_routes` and `HotPaths` serve with `handlers`: the PyPI
+which `wheelyard.shared.web.fastpath.simple_routes` and `HotPaths` serve with `handlers`: the PyPI
 JSON API, project data and search. Redirects use relative Locations so they keep whatever
 prefix the client used (standards digest §10, item 2).
 """
@@ -12,20 +12,20 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from wheelyard.index import service
+from wheelyard.shared import routes
 from wheelyard.shared.auth.access import require_read
 from wheelyard.shared.auth.principal import Principal
-from wheelyard.shared.db.registry import RepositoryView
-from wheelyard.shared.deps import BaseUrlDep, DirectoryDep, PrincipalDep, SessionDep
+from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
-from wheelyard.shared.pages import cache_control, project_name
+from wheelyard.shared.web.deps import BaseUrlDep, DirectoryDep, PrincipalDep, SessionDep
+from wheelyard.shared.web.pages import cache_control, project_name
 
 router = APIRouter()
-READ = ["GET", "HEAD"]
-REPO = "/repositories/{storage}/{repo}"
+READ = sorted(routes.READ)
 
 
 async def _readable(
-    session: SessionDep, directory: DirectoryDep, principal: Principal, storage: str, repo: str
+    directory: DirectoryDep, principal: Principal, storage: str, repo: str
 ) -> RepositoryView:
     view = await directory.get(storage, repo)
     if view is None or view.type != "hosted":
@@ -45,7 +45,7 @@ async def _pypi_json(
     principal: Principal,
     base: str,
 ) -> Response:
-    view = await _readable(session, directory, principal, storage, repo)
+    view = await _readable(directory, principal, storage, repo)
     name = project_name(project)
     if name != project:
         # Relative, so the prefix the client used is kept; one more level up when the
@@ -64,8 +64,8 @@ async def _pypi_json(
     )
 
 
-@router.api_route(REPO + "/pypi/{project}/json", methods=READ, summary="PyPI JSON API: project")
-@router.api_route(REPO + "/pypi/{project}/json/", methods=READ, include_in_schema=False)
+@router.api_route(routes.PYPI_PROJECT.templates[0], methods=READ, summary="PyPI JSON: project")
+@router.api_route(routes.PYPI_PROJECT.templates[1], methods=READ, include_in_schema=False)
 async def pypi_project(
     request: Request,
     storage: str,
@@ -82,10 +82,8 @@ async def pypi_project(
     )
 
 
-@router.api_route(
-    REPO + "/pypi/{project}/{version}/json", methods=READ, summary="PyPI JSON API: release"
-)
-@router.api_route(REPO + "/pypi/{project}/{version}/json/", methods=READ, include_in_schema=False)
+@router.api_route(routes.PYPI_RELEASE.templates[0], methods=READ, summary="PyPI JSON: release")
+@router.api_route(routes.PYPI_RELEASE.templates[1], methods=READ, include_in_schema=False)
 async def pypi_release(
     request: Request,
     storage: str,
@@ -103,7 +101,7 @@ async def pypi_release(
     )
 
 
-@router.get("/api/v1/repositories/{storage}/{repo}/projects/{project}", summary="Project data")
+@router.get(routes.PROJECT_DETAILS.template, summary="Project data")
 async def project_details(
     request: Request,
     storage: str,
@@ -115,12 +113,12 @@ async def project_details(
     base: BaseUrlDep,
 ) -> JSONResponse:
     """Versions, files and metadata (summary, description, license, classifiers, ...)."""
-    view = await _readable(session, directory, principal, storage, repo)
+    view = await _readable(directory, principal, storage, repo)
     details = await service.project_details(session, repo=view, name=project, base=base)
     return JSONResponse(details, headers={"Cache-Control": cache_control(request, view)})
 
 
-@router.get("/api/v1/search", summary="Search projects")
+@router.get(routes.SEARCH.template, summary="Search projects")
 async def search(
     q: Annotated[str, Query(min_length=1, max_length=200, description="words to look for")],
     session: SessionDep,

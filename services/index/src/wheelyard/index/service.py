@@ -6,7 +6,6 @@ No HTTP here: functions take plain values and return plain values or raise domai
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from packaging.utils import canonicalize_name, canonicalize_version
@@ -16,10 +15,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.auth.access import can_read
 from wheelyard.shared.auth.principal import Principal
-from wheelyard.shared.db.models import File, Project, Release
-from wheelyard.shared.db.registry import RepositoryView, list_repositories
-from wheelyard.shared.errors import NotFound
-from wheelyard.shared.hosted import (
+from wheelyard.shared.db.models import Project, Release
+from wheelyard.shared.domain.hosted import (
     ProjectRef,
     find_project,
     list_scope,
@@ -30,16 +27,14 @@ from wheelyard.shared.hosted import (
     releases_of,
     repository_serial,
 )
+from wheelyard.shared.domain.repositories import RepositoryView, list_repositories
+from wheelyard.shared.errors import NotFound
 from wheelyard.shared.packaging import pypi_json
-from wheelyard.shared.packaging.simple import (
-    JSON_V1,
-    render_index_html,
-    render_index_json,
-    render_project_html,
-    render_project_json,
-)
-from wheelyard.shared.pagecache import CachedPage, PageCache
-from wheelyard.shared.urls import file_path, repository_path
+from wheelyard.shared.packaging.simple.model import JSON_V1
+from wheelyard.shared.packaging.simple.render_html import render_index_html, render_project_html
+from wheelyard.shared.packaging.simple.render_json import render_index_json, render_project_json
+from wheelyard.shared.routes import file_path, repository_path
+from wheelyard.shared.web.pagecache import CachedPage, PageCache
 
 SessionSource = Callable[[], AsyncSession]
 
@@ -96,56 +91,6 @@ async def simple_index(
         return render_index_json(projects) if media == JSON_V1 else render_index_html(projects)
 
     return await pages.page(list_scope(repo.id), serial, media, render)
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    """Where the bytes of a file (or its `.metadata`) are, and how many there are."""
-
-    blob_key: str
-    size: int
-    sha256: str
-
-
-async def find_file(
-    session: AsyncSession, *, repo: RepositoryView, project: str, version: str, filename: str
-) -> StoredFile:
-    """The live file `filename`, or with `.metadata` appended its PEP 658 metadata.
-
-    The project and version in the path must be the file's own, so one file has one URL.
-    """
-    metadata = filename.endswith(".metadata")
-    real_name = filename.removesuffix(".metadata") if metadata else filename
-    row = (
-        await session.exec(
-            select(File, Release, Project)
-            .join(Release, col(Release.id) == col(File.release_id))
-            .join(Project, col(Project.id) == col(File.project_id))
-            .where(
-                File.repository_id == repo.id,
-                File.filename == real_name,
-                col(File.deleted_at).is_(None),
-            )
-        )
-    ).first()
-    missing = NotFound(f"File '{filename}' does not exist in '{repo.path}'.")
-    if row is None:
-        raise missing
-    f, release, proj = row
-    if canonicalize_name(project) != proj.name or not _same_version(version, release.version):
-        raise missing
-    if metadata:
-        if f.metadata_blob_key is None or f.metadata_sha256 is None or f.metadata_size is None:
-            raise missing
-        return StoredFile(f.metadata_blob_key, f.metadata_size, f.metadata_sha256)
-    return StoredFile(f.blob_key, f.size, f.sha256)
-
-
-def _same_version(given: str, stored: str) -> bool:
-    try:
-        return canonicalize_version(Version(given)) == canonicalize_version(Version(stored))
-    except InvalidVersion:
-        return False
 
 
 async def pypi_project_json(

@@ -7,27 +7,27 @@ from fastapi import FastAPI
 from wheelyard.proxy_cache import handlers
 from wheelyard.proxy_cache.routes import router
 from wheelyard.proxy_cache.service import ProxyService
-from wheelyard.shared.app import build_service_app
-from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings
-from wheelyard.shared.fastpath import HotPaths, simple_routes
+from wheelyard.shared.web.app import build_service_app
+from wheelyard.shared.web.fastpath import HotPaths, simple_routes
+from wheelyard.shared.web.runtime import Runtime
 
 
-async def _start(app: FastAPI, backends: Backends) -> None:
-    app.state.proxy = ProxyService(backends)
+async def _start(app: FastAPI, runtime: Runtime) -> None:
+    app.state.proxy = ProxyService(runtime)
 
 
-async def _stop(app: FastAPI, _backends: Backends) -> None:
+async def _stop(app: FastAPI, _runtime: Runtime) -> None:
     # Stop the fetches in flight and close the upstream connections.
     await app.state.proxy.aclose()
 
 
-def create_app(*, backends: Backends | None = None, settings: Settings | None = None) -> FastAPI:
-    """The proxy-cache service; shares `backends` when given (embedded), else opens its own."""
+def create_app(*, runtime: Runtime | None = None, settings: Settings | None = None) -> FastAPI:
+    """The proxy-cache service; shares `runtime` when given (embedded), else builds its own."""
     app = build_service_app(
         title="Wheelyard proxy-cache (proxy and group repositories)",
         routers=[router, simple_routes(handlers)],
-        backends=backends,
+        runtime=runtime,
         settings=settings,
         on_start=_start,
         on_stop=_stop,

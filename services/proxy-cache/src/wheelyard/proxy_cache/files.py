@@ -27,18 +27,22 @@ import os
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from pathlib import Path
 
 import httpx
 from anyio import to_thread
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
 from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout
 from wheelyard.shared.cache import Cache, Lock, LockTimeout
+from wheelyard.shared.concurrency import SingleFlight
 from wheelyard.shared.config import UpstreamConfig
 from wheelyard.shared.errors import IntegrityFailure, UpstreamError
 from wheelyard.shared.storage import BlobStore, blob_key_for
-from wheelyard.shared.streaming import serve_blob
+from wheelyard.shared.web.conditional import if_none_match_matches
+from wheelyard.shared.web.streaming import stored_file_response
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,6 @@ class FileFetch:
         self.error: BaseException | None = None
         self.from_store = False  # the blob was already there (another replica stored it)
         self._changed = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
         spool_dir.mkdir(parents=True, exist_ok=True)
         self._fd, name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=spool_dir)
         os.unlink(name)
@@ -103,41 +106,59 @@ class ProxyFiles:
         cache: Cache,
         client: UpstreamClient,
         spool_dir: Path,
-        redirect: bool = False,
     ) -> None:
         self.blobs = blobs
-        self.redirect = redirect
         self.cache = cache
         self.client = client
         self.spool_dir = spool_dir
-        self._fetches: dict[str, FileFetch] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._fetches: SingleFlight[str, None] = SingleFlight()
 
     async def aclose(self) -> None:
         """Cancel fetches still running (shutdown)."""
-        for task in list(self._tasks):
+        tasks = self._fetches.tasks()
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     async def response(
         self,
+        request: Request,
         *,
         url: str,
         upstream: UpstreamConfig,
         sha256: str | None,
         size: int | None,
-        method: str,
-        range_header: str | None,
-        headers: dict[str, str],
+        cache_control: str,
+        redirect: bool,
     ) -> Response:
-        """The response for a file whose upstream `url`, sha256 and size the page gave."""
+        """The response for a file whose upstream `url`, sha256 and size the page gave: 304
+        for a matching `If-None-Match`, the stored blob when cached, else the upstream's bytes
+        as they arrive (the only fetch of this file in the process)."""
         if sha256 is None:
-            return await self._pass_through(url, upstream, method, headers)
+            headers = {"Cache-Control": cache_control}
+            return await self._pass_through(url, upstream, request.method, headers)
         key = blob_key_for(sha256)
+
+        async def stored(size: int) -> Response:
+            return await stored_file_response(
+                request,
+                self.blobs,
+                key=key,
+                size=size,
+                sha256=sha256,
+                cache_control=cache_control,
+                redirect=redirect,
+            )
+
+        etag = f'"{sha256}"'
+        headers = {"ETag": etag, "Cache-Control": cache_control}
+        if if_none_match_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
         info = await self.blobs.stat(key)
         if info is not None:
-            return await self.from_store(key, info.size, method, range_header, headers)
+            return await stored(info.size)
+        method = request.method
         if method == "HEAD" and size is not None:
             # Everything a HEAD needs is on the page; no reason to fetch the file for it.
             return Response(
@@ -145,56 +166,35 @@ class ProxyFiles:
                 media_type="application/octet-stream",
             )
         fetch = self._join(url, upstream, sha256, size)
-        if method == "HEAD" or range_header:
+        if method == "HEAD" or request.headers.get("range"):
             # A range of a file we do not hold yet: cache it whole, then answer from the blob.
             await fetch.finished.wait()
             if fetch.error is not None:
                 raise _client_error(fetch.error)
-            info = await self.blobs.stat(key)
-            if info is None:
-                raise UpstreamError("The file could not be stored.")
-            return await self.from_store(key, info.size, method, range_header, headers)
+            return await stored(await self._stored_size(key))
         await _first_of(fetch.started, fetch.finished)
         if fetch.error is not None:
             raise _client_error(fetch.error)
         if fetch.from_store:
-            info = await self.blobs.stat(key)
-            if info is None:
-                raise UpstreamError("The file could not be stored.")
-            return await self.from_store(key, info.size, method, range_header, headers)
-        out = {**headers}
+            return await stored(await self._stored_size(key))
         if fetch.length is not None:
-            out["Content-Length"] = str(fetch.length)
+            headers["Content-Length"] = str(fetch.length)
         return StreamingResponse(
-            _follow(fetch, self.blobs, key), headers=out, media_type="application/octet-stream"
+            _follow(fetch, self.blobs, key), headers=headers, media_type="application/octet-stream"
         )
 
-    async def from_store(
-        self, key: str, size: int, method: str, range_header: str | None, headers: dict[str, str]
-    ) -> Response:
-        """A committed blob: a presigned redirect when configured (WHEELYARD_BLOB_REDIRECT),
-        else streamed (a storage outage is a 503 before the first byte, not a cut body)."""
-        if method == "GET" and self.redirect:
-            # Presigned URLs need no credentials, which clients drop on a cross-host redirect
-            # anyway (standards digest §8).
-            url = await self.blobs.url_for(key, expires_seconds=300)
-            if url:
-                return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
-        return await serve_blob(
-            self.blobs, key, size=size, method=method, range_header=range_header, headers=headers
-        )
+    async def _stored_size(self, key: str) -> int:
+        info = await self.blobs.stat(key)
+        if info is None:
+            raise UpstreamError("The file could not be stored.")
+        return info.size
 
     def _join(self, url: str, upstream: UpstreamConfig, sha256: str, size: int | None) -> FileFetch:
         """The running fetch of `sha256` in this process, or a new one."""
-        fetch = self._fetches.get(sha256)
-        if fetch is not None:
-            return fetch
-        fetch = FileFetch(sha256, size, self.spool_dir)
-        self._fetches[sha256] = fetch
-        task = asyncio.get_running_loop().create_task(self._run(fetch, url, upstream))
-        fetch.task = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        fetch: FileFetch | None = self._fetches.state(sha256)
+        if fetch is None:
+            fetch = FileFetch(sha256, size, self.spool_dir)
+            self._fetches.start(sha256, partial(self._run, fetch, url, upstream), state=fetch)
         return fetch
 
     async def _run(self, fetch: FileFetch, url: str, upstream: UpstreamConfig) -> None:
@@ -224,7 +224,6 @@ class ProxyFiles:
             if lock_cm is not None:
                 with contextlib.suppress(Exception):
                     await lock_cm.__aexit__(None, None, None)
-            self._fetches.pop(fetch.sha256, None)
             fetch.finished.set()
             fetch.started.set()
             fetch.progress()

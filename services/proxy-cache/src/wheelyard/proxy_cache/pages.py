@@ -19,29 +19,22 @@ Refreshing a page:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from anyio import to_thread
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
 
 from wheelyard.proxy_cache import store
 from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout
 from wheelyard.shared.cache import Cache, LockTimeout
-from wheelyard.shared.db.registry import RepositoryView
+from wheelyard.shared.concurrency import SingleFlight
+from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound, UpstreamError
-from wheelyard.shared.packaging.simple import ProjectPage, SimpleFile, parse_upstream_page
-from wheelyard.shared.urls import file_path
+from wheelyard.shared.packaging.simple.model import ProjectPage, SimpleFile
+from wheelyard.shared.packaging.simple.upstream import parse_upstream_page
 
 log = logging.getLogger(__name__)
 
@@ -94,43 +87,6 @@ class DecodedPage:
     source: int
 
 
-@lru_cache(maxsize=65536)
-def version_of(filename: str) -> str:
-    """The version segment of a file's URL: the filename's version, or `0` if unparseable."""
-    try:
-        if filename.endswith(".whl"):
-            return str(parse_wheel_filename(filename)[1])
-        return str(parse_sdist_filename(filename)[1])
-    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
-        return "0"
-
-
-def linked_page(decoded: DecodedPage, *, base: str, storage: str, repo: str) -> ProjectPage:
-    """The page with every file URL pointing through `storage/repo` on this server."""
-    name = decoded.page.name
-    files = [
-        SimpleFile(
-            filename=f.filename,
-            url=base + file_path(storage, repo, name, version_of(f.filename), f.filename),
-            sha256=f.sha256,
-            size=f.size,
-            upload_time=f.upload_time,
-            requires_python=f.requires_python,
-            yanked=f.yanked,
-            core_metadata_sha256=f.core_metadata_sha256,
-            has_core_metadata=f.has_core_metadata,
-        )
-        for f in decoded.page.files
-    ]
-    return ProjectPage(
-        name=name,
-        files=files,
-        versions=decoded.page.versions,
-        status=decoded.page.status,
-        status_reason=decoded.page.status_reason,
-    )
-
-
 class ProxyPages:
     """Pages of proxy repositories (see the module docstring). One per process."""
 
@@ -146,7 +102,7 @@ class ProxyPages:
         self.cache = cache
         self.client = client
         self.default_ttl = default_ttl
-        self._refreshing: dict[tuple[int, str], asyncio.Future[CurrentPage]] = {}
+        self._refreshing: SingleFlight[tuple[int, str], CurrentPage] = SingleFlight()
         self._decoded: OrderedDict[tuple[int, str, str], DecodedPage] = OrderedDict()
 
     # -- freshness ----------------------------------------------------------------------------
@@ -273,29 +229,15 @@ class ProxyPages:
     ) -> CurrentPage:
         usable = state is not None and not state.missing
         key = (repo.id, name)
-        pending = self._refreshing.get(key)
-        if pending is not None:
-            if usable:
-                assert state is not None
-                return CurrentPage(state.version)  # being refreshed: serve what we have
-            return await asyncio.shield(pending)
-        future: asyncio.Future[CurrentPage] = asyncio.get_running_loop().create_future()
-        self._refreshing[key] = future
-        try:
-            result = await self._refresh_locked(
+        if usable and self._refreshing.running(key):
+            assert state is not None
+            return CurrentPage(state.version)  # being refreshed: serve what we have
+        return await self._refreshing.run(
+            key,
+            lambda: self._refresh_locked(
                 repo, name, usable_version=state.version if usable and state else None
-            )
-            future.set_result(result)
-            return result
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it
-            raise
-        finally:
-            del self._refreshing[key]
+            ),
+        )
 
     async def _refresh_locked(
         self, repo: RepositoryView, name: str, *, usable_version: str | None

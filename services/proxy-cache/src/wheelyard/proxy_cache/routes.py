@@ -1,5 +1,5 @@
 """HTTP routes of the proxy-cache service besides the simple API (which
-`wheelyard.shared.fastpath.simple_routes` and `HotPaths` serve with `handlers`): the cache API.
+`wheelyard.shared.web.fastpath.simple_routes` and `HotPaths` serve with `handlers`): the cache API.
 """
 
 from __future__ import annotations
@@ -8,21 +8,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from packaging.utils import canonicalize_name
 
-from wheelyard.proxy_cache import handlers
+from wheelyard.proxy_cache.handlers import proxy_of
+from wheelyard.shared import routes
 from wheelyard.shared.auth.access import require_admin
-from wheelyard.shared.deps import DirectoryDep, PrincipalDep
 from wheelyard.shared.errors import NotFound, Unauthenticated
+from wheelyard.shared.web.deps import DirectoryDep, PrincipalDep
 
 router = APIRouter()
-READ = ["GET", "HEAD"]
-REPO = "/repositories/{storage}/{repo}"
 
 
-@router.delete(
-    "/api/v1/repositories/{storage}/{repo}/cache/{project}",
-    status_code=204,
-    summary="Refresh a cached project page",
-)
+@router.delete(routes.EXPIRE_CACHE.template, status_code=204, summary="Refresh a cached page")
 async def expire_cached_page(
     request: Request,
     storage: str,
@@ -43,15 +38,14 @@ async def expire_cached_page(
         targets = [view]
     elif view.type == "group":
         targets = []
-        for member in view.members:
-            member_storage, _, member_name = member.partition("/")
+        for member_storage, member_name in view.member_refs:
             found = await directory.get(member_storage, member_name)
             if found is not None and found.type == "proxy":
                 targets.append(found)
     else:
         raise NotFound(f"Repository '{view.path}' is not a proxy or group repository.")
     name = canonicalize_name(project)
-    proxy = handlers.proxy_of(request)
+    pages = proxy_of(request).pages
     for target in targets:
-        await proxy.pages.expire(target, name)
+        await pages.expire(target, name)
     return Response(status_code=204)

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import ProxyPage
-from wheelyard.shared.packaging.simple import ProjectPage, SimpleFile
+from wheelyard.shared.packaging.simple.model import ProjectPage, SimpleFile
 
 SessionFactory = Callable[[], AsyncSession]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -15,17 +15,15 @@ Every request to an upstream goes through `UpstreamClient`, which
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
-import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from wheelyard.proxy_cache.addresses import AddressGuard
+from wheelyard.proxy_cache.breaker import CircuitBreaker
 from wheelyard.shared.config import UpstreamConfig
 from wheelyard.shared.errors import UpstreamError, UpstreamTimeout
-from wheelyard.shared.netpolicy import IPAddress, address_problem, is_internal
 
 #: Redirect hops followed for one request (files.pythonhosted.org needs none; CDNs use one).
 MAX_REDIRECTS = 3
@@ -37,131 +35,6 @@ PAGE_ACCEPT = (
     "text/html;q=0.01"
 )
 USER_AGENT = "wheelyard-proxy/0.1"
-#: Consecutive failures that open an upstream's circuit, and how long it stays open.
-BREAKER_FAILURES = 3
-BREAKER_OPEN_SECONDS = 30.0
-#: How long an address check of a host name is remembered.
-_RESOLVE_TTL = 60.0
-
-
-class UpstreamRefused(UpstreamError):
-    """A URL or redirect that must not be followed (SSRF guard); answered 502."""
-
-
-def address_allowed(ip: IPAddress, *, allow_internal: bool) -> bool:
-    """May an upstream request connect to `ip`? Metadata and link-local never; loopback and
-    private ranges only when the configured upstream itself lives there."""
-    return address_problem(ip, allow_private=allow_internal) is None
-
-
-class AddressGuard:
-    """Checks the hosts upstream requests go to (configured URL, page links, redirects)."""
-
-    def __init__(self) -> None:
-        self._known: dict[tuple[str, bool], tuple[float, bool]] = {}
-        self._internal: dict[str, tuple[float, bool]] = {}
-
-    async def addresses(self, host: str, port: int) -> list[IPAddress]:
-        """Every address `host` resolves to (an IP literal is itself)."""
-        try:
-            return [ipaddress.ip_address(host.strip("[]"))]
-        except ValueError:
-            pass
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise UpstreamError(f"upstream host {host!r} does not resolve: {exc}") from exc
-        return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-
-    async def is_internal(self, url: str) -> bool:
-        """True when the configured upstream `url` resolves to loopback or private addresses
-        (then its links and redirects may point there too: a mirror on the same network)."""
-        parts = urlsplit(url)
-        key = f"{parts.hostname}:{parts.port}"
-        now = time.monotonic()
-        known = self._internal.get(key)
-        if known is not None and known[0] > now:
-            return known[1]
-        ips = await self.addresses(parts.hostname or "", parts.port or 443)
-        internal = any(is_internal(ip) for ip in ips)
-        if len(self._internal) > 1024:
-            self._internal.clear()
-        self._internal[key] = (now + _RESOLVE_TTL, internal)
-        return internal
-
-    async def check(self, url: str, *, allow_internal: bool) -> None:
-        """Raise `UpstreamRefused` unless `url` is http(s) to an allowed address.
-
-        TODO: the address is checked here and resolved again by the HTTP client when it
-        connects; a DNS answer that changes in between (rebinding) is not caught.
-        """
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UpstreamRefused(f"refusing to fetch a non-http(s) URL from the upstream: {url!r}")
-        host = parts.hostname
-        key = (f"{host}:{parts.port}", allow_internal)
-        now = time.monotonic()
-        known = self._known.get(key)
-        if known is not None and known[0] > now:
-            allowed = known[1]
-        else:
-            ips = await self.addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
-            allowed = bool(ips) and all(
-                address_allowed(ip, allow_internal=allow_internal) for ip in ips
-            )
-            if len(self._known) > 4096:
-                self._known.clear()
-            self._known[key] = (now + _RESOLVE_TTL, allowed)
-        if not allowed:
-            raise UpstreamRefused(
-                f"refusing to fetch {parts.scheme}://{host}/...: the address is internal or "
-                "reserved (SSRF guard)"
-            )
-
-
-class CircuitBreaker:
-    """Per-key consecutive-failure breaker: after `failures` failures in a row the circuit is
-    open for `open_seconds` (requests are refused at once); then one probe is let through,
-    whose outcome closes or re-opens it. In-process state: every replica learns on its own."""
-
-    def __init__(
-        self, failures: int = BREAKER_FAILURES, open_seconds: float = BREAKER_OPEN_SECONDS
-    ) -> None:
-        self.failures = failures
-        self.open_seconds = open_seconds
-        self._count: dict[object, int] = {}
-        self._open_until: dict[object, float] = {}
-        self._probing: set[object] = set()
-
-    def allow(self, key: object) -> bool:
-        """May a request go to the upstream `key` now? (Takes the probe slot when half-open.)"""
-        until = self._open_until.get(key)
-        if until is None:
-            return True
-        if time.monotonic() < until or key in self._probing:
-            return False
-        self._probing.add(key)
-        return True
-
-    def is_open(self, key: object) -> bool:
-        """True while requests to `key` are refused without trying."""
-        until = self._open_until.get(key)
-        return until is not None and (time.monotonic() < until or key in self._probing)
-
-    def success(self, key: object) -> None:
-        """The upstream answered (any definite answer, 404 included)."""
-        self._count.pop(key, None)
-        self._open_until.pop(key, None)
-        self._probing.discard(key)
-
-    def failure(self, key: object) -> None:
-        """The upstream failed (timeout, connection error, 5xx, garbage)."""
-        count = self._count.get(key, 0) + 1
-        self._count[key] = count
-        self._probing.discard(key)
-        if count >= self.failures:
-            self._open_until[key] = time.monotonic() + self.open_seconds
 
 
 @dataclass(frozen=True)

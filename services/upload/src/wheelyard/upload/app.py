@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from wheelyard.shared.app import build_service_app
-from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings
+from wheelyard.shared.web.app import build_service_app
+from wheelyard.shared.web.runtime import Runtime
 from wheelyard.upload.routes import router
 
 
-def create_app(*, backends: Backends | None = None, settings: Settings | None = None) -> FastAPI:
-    """The upload service; shares `backends` when given (embedded), else opens its own."""
+def create_app(*, runtime: Runtime | None = None, settings: Settings | None = None) -> FastAPI:
+    """The upload service; shares `runtime` when given (embedded), else builds its own."""
     return build_service_app(
         title="Wheelyard upload (write path)",
         routers=[router],
-        backends=backends,
+        runtime=runtime,
         settings=settings,
     )

@@ -1,4 +1,5 @@
-"""The write path: publish a distribution file, yank and un-yank releases, delete files.
+"""The write path's front door: `publish` one distribution file (yank and delete are in
+`releases`, the checks in `validation`).
 
 Order of work for an upload (after the body is spooled and hashed):
 1. validate the filename, the form (or URL path) and the digests;
@@ -17,32 +18,30 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import anyio
-from packaging.utils import canonicalize_name, canonicalize_version
-from packaging.version import Version
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from wheelyard.shared.auth.access import require_admin, require_write
+from wheelyard.shared.auth.access import require_write
 from wheelyard.shared.auth.principal import Principal
+from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings
 from wheelyard.shared.db.engine import begin_write
-from wheelyard.shared.db.models import AuditEvent, File, Project, Release, utcnow
-from wheelyard.shared.db.registry import RepositoryDirectory, RepositoryView
-from wheelyard.shared.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
-from wheelyard.shared.hosted import list_scope, project_scope, repository_serial
-from wheelyard.shared.packaging.archive import CoreMetadataBytes, read_core_metadata
-from wheelyard.shared.packaging.filenames import DistFile, check_matches, parse_dist_filename
-from wheelyard.shared.packaging.form import UploadForm, verify_digests
-from wheelyard.shared.packaging.metadata import ParsedMetadata, parse_core_metadata
-from wheelyard.shared.pagecache import PageCache
-from wheelyard.shared.storage import BlobStore, WrittenBlob
+from wheelyard.shared.db.models import AuditEvent, File, Project, Release
+from wheelyard.shared.domain.directory import RepositoryDirectory
+from wheelyard.shared.domain.repositories import RepositoryView
+from wheelyard.shared.errors import Conflict, Forbidden, InvalidInput
+from wheelyard.shared.packaging.filenames import DistFile
+from wheelyard.shared.packaging.form import UploadForm
+from wheelyard.shared.packaging.metadata import ParsedMetadata
+from wheelyard.shared.storage import WrittenBlob
+from wheelyard.shared.web.pagecache import PageCache
+from wheelyard.upload.releases import announce, bump_serial
 from wheelyard.upload.spool import Spool
-
-READ_CHUNK = 1024 * 1024
+from wheelyard.upload.validation import Validated, store_blobs, validate_upload
 
 
 @dataclass(frozen=True)
@@ -59,17 +58,74 @@ class Published:
 
 
 @dataclass(frozen=True)
-class Validated:
-    """A file whose name, metadata and (optional) form agree."""
+class Received:
+    """An upload's spooled bytes and what came with them: the form (legacy API) or the
+    project and version named by the URL (raw PUT)."""
 
-    dist: DistFile
-    metadata: ParsedMetadata
-    raw_metadata: CoreMetadataBytes
+    spool: Spool
+    filename: str
+    form: UploadForm | None = None
+    path_project: str | None = None
+    path_version: str | None = None
 
 
-async def upload_target(
-    session: AsyncSession, directory: RepositoryDirectory, storage: str, name: str
-) -> RepositoryView:
+class Incoming(Protocol):
+    """An upload body not read yet: `publish` receives it once the caller may write."""
+
+    async def receive(self, spool_dir: Path, limit: int) -> Received:
+        """Spool the file (at most `limit` bytes) into `spool_dir`; InvalidInput/TooLarge."""
+        ...
+
+
+async def publish(
+    session: AsyncSession,
+    pages: PageCache,
+    *,
+    backends: Backends,
+    directory: RepositoryDirectory,
+    principal: Principal,
+    storage: str,
+    repo: str,
+    incoming: Incoming,
+    source_ip: str | None,
+) -> Published:
+    """Publish one file to `storage/repo` (a hosted repository, or a group's first hosted
+    member): check the caller may write there, then receive, validate, store and record it.
+    Re-publishing identical bytes is a no-op (`created=False`)."""
+    target = await upload_target(directory, storage, repo)
+    require_write(principal, target)  # before reading a byte of the body
+    settings = backends.settings
+    received = await incoming.receive(spool_dir(settings), settings.max_upload_size)
+    spool = received.spool
+    try:
+        validated = await anyio.to_thread.run_sync(
+            lambda: validate_upload(
+                filename=received.filename,
+                spool=spool,
+                settings=settings,
+                form=received.form,
+                path_project=received.path_project,
+                path_version=received.path_version,
+            )
+        )
+        file_blob, metadata_blob = await store_blobs(backends.blobs, spool, validated)
+        return await record_upload(
+            session,
+            pages,
+            repo=target,
+            principal=principal,
+            spool=spool,
+            validated=validated,
+            file_blob=file_blob,
+            metadata_blob=metadata_blob,
+            form=received.form,
+            source_ip=source_ip,
+        )
+    finally:
+        spool.discard()
+
+
+async def upload_target(directory: RepositoryDirectory, storage: str, name: str) -> RepositoryView:
     """The hosted repository an upload to `storage/name` lands in.
 
     A group forwards uploads to its first hosted member; a proxy takes none.
@@ -79,90 +135,11 @@ async def upload_target(
         return view
     if view.type == "proxy":
         raise Forbidden(f"'{view.path}' is a proxy repository; it does not accept uploads.")
-    for member in view.members:
-        m_storage, _, m_name = member.partition("/")
+    for m_storage, m_name in view.member_refs:
         member_view = await directory.get(m_storage, m_name)
         if member_view is not None and member_view.type == "hosted":
             return member_view
     raise Forbidden(f"Group '{view.path}' has no hosted member to upload to.")
-
-
-def validate_upload(
-    *,
-    filename: str,
-    spool: Spool,
-    settings: Settings,
-    form: UploadForm | None = None,
-    path_project: str | None = None,
-    path_version: str | None = None,
-) -> Validated:
-    """Check everything about an upload that does not need the database (runs in a thread).
-
-    Raises InvalidInput with a message that says exactly what is wrong.
-    """
-    dist = parse_dist_filename(filename)
-    if form is not None:
-        expected_type = "bdist_wheel" if dist.kind == "wheel" else "sdist"
-        if form.filetype != expected_type:
-            raise InvalidInput(
-                f"The form says filetype '{form.filetype}' but '{filename}' is a "
-                f"{'wheel' if dist.kind == 'wheel' else 'source distribution'} "
-                f"(expected '{expected_type}')."
-            )
-        check_matches(dist, name=form.name, version=form.version, source="form")
-        verify_digests(form, sha256=spool.sha256, blake2_256=spool.blake2_256, md5=spool.md5)
-    if path_project is not None or path_version is not None:
-        _check_path(dist, path_project, path_version)
-    if dist.version.local and not settings.allow_local_versions:
-        raise InvalidInput(
-            f"The use of local versions in {str(dist.version)!r} is not allowed here."
-        )
-    try:
-        raw = read_core_metadata(spool.path, dist)
-    except TooLarge as exc:
-        # The body was within the upload limit; what the archive holds (a bomb, too many
-        # members) makes it an invalid distribution: 400, as PyPI answers (digest §10 item 47).
-        raise InvalidInput(exc.message) from None
-    metadata = parse_core_metadata(raw.data)
-    check_matches(dist, name=metadata.name, version=metadata.version, source="metadata")
-    return Validated(dist, metadata, raw)
-
-
-def _check_path(dist: DistFile, project: str | None, version: str | None) -> None:
-    if project is not None and canonicalize_name(project) != dist.project:
-        raise InvalidInput(
-            f"The URL names project '{project}' but the file '{dist.filename}' is for "
-            f"'{dist.project}'."
-        )
-    if version is not None:
-        try:
-            same = canonicalize_version(Version(version)) == dist.canonical_version
-        except ValueError:
-            same = False
-        if not same:
-            raise InvalidInput(
-                f"The URL names version '{version}' but the file '{dist.filename}' is "
-                f"version {dist.version}."
-            )
-
-
-async def store_blobs(
-    blobs: BlobStore, spool: Spool, validated: Validated
-) -> tuple[WrittenBlob, WrittenBlob | None]:
-    """Write the file and (for wheels) its core metadata to the blob store, verified."""
-    writer = blobs.writer(expected_sha256=spool.sha256, expected_size=spool.size)
-    async with writer, await anyio.open_file(spool.path, "rb") as fh:
-        while chunk := await fh.read(READ_CHUNK):
-            await writer.write(chunk)
-    assert writer.result is not None
-    metadata_blob = None
-    if validated.dist.kind == "wheel":
-        # PEP 658 metadata only for wheels: sdist PKG-INFO may be dynamic (digest §7.4).
-        raw = validated.raw_metadata
-        async with blobs.writer(expected_sha256=raw.sha256) as mw:
-            await mw.write(raw.data)
-        metadata_blob = mw.result
-    return writer.result, metadata_blob
 
 
 async def record_upload(
@@ -231,14 +208,6 @@ async def record_upload(
     return Published(
         repo.path, dist.project, str(dist.version), dist.filename, spool.sha256, spool.size, True
     )
-
-
-async def announce(
-    session: AsyncSession, pages: PageCache, repo: RepositoryView, project: str, serial: int
-) -> None:
-    """After a commit: move readers of the project page and the project list forward."""
-    await pages.changed(project_scope(repo.id, project), serial)
-    await pages.changed(list_scope(repo.id), await repository_serial(session, repo.id))
 
 
 def _existing_outcome(
@@ -329,126 +298,6 @@ async def _has_live_sdist(session: AsyncSession, release: Release) -> bool:
         )
     )
     return row.first() is not None
-
-
-async def bump_serial(session: AsyncSession, project: Project) -> int:
-    """Increment the project's serial in the current transaction and return the new value."""
-    await session.exec(
-        update(Project).where(col(Project.id) == project.id).values(serial=Project.serial + 1)  # type: ignore[call-overload]
-    )
-    value = (await session.exec(select(Project.serial).where(Project.id == project.id))).one()
-    return int(value)
-
-
-async def set_yanked(
-    session: AsyncSession,
-    pages: PageCache,
-    *,
-    repo: RepositoryView,
-    principal: Principal,
-    project: str,
-    version: str,
-    yanked: bool,
-    reason: str | None,
-    source_ip: str | None,
-) -> dict[str, object]:
-    """Yank (with an optional reason) or un-yank every file of a release (PEP 592)."""
-    require_write(principal, repo)
-    await begin_write(session)
-    proj, release = await _release(session, repo, project, version)
-    release.yanked = yanked
-    release.yanked_reason = (reason or None) if yanked else None
-    session.add(release)
-    serial = await bump_serial(session, proj)
-    session.add(
-        AuditEvent(
-            actor=principal.username,
-            action="release.yank" if yanked else "release.unyank",
-            target=f"{repo.path}/{proj.name}/{release.version}",
-            source_ip=source_ip,
-            detail={"reason": release.yanked_reason},
-        )
-    )
-    await session.commit()
-    await announce(session, pages, repo, proj.name, serial)
-    return {
-        "project": proj.name,
-        "version": release.version,
-        "yanked": release.yanked,
-        "yanked_reason": release.yanked_reason,
-    }
-
-
-async def delete_files(
-    session: AsyncSession,
-    pages: PageCache,
-    *,
-    repo: RepositoryView,
-    principal: Principal,
-    project: str,
-    version: str,
-    filename: str | None,
-    source_ip: str | None,
-) -> list[str]:
-    """Delete one file of a release, or all of them (the repository's admins).
-
-    The rows stay, marked deleted, so a deleted filename can never be uploaded again with
-    other bytes (pypicloud #259). The blobs stay too: content-addressed, possibly shared.
-    """
-    require_admin(principal, repo)
-    await begin_write(session)
-    proj, release = await _release(session, repo, project, version)
-    stmt = select(File).where(File.release_id == release.id, col(File.deleted_at).is_(None))
-    if filename is not None:
-        stmt = stmt.where(File.filename == filename)
-    files = list((await session.exec(stmt)).all())
-    if not files:
-        what = f"File '{filename}'" if filename else f"Release '{version}'"
-        raise NotFound(f"{what} of '{proj.name}' has no files to delete in '{repo.path}'.")
-    now = utcnow()
-    for f in files:
-        f.deleted_at = now
-        session.add(f)
-    serial = await bump_serial(session, proj)
-    session.add(
-        AuditEvent(
-            actor=principal.username,
-            action="file.delete",
-            target=f"{repo.path}/{proj.name}/{release.version}",
-            source_ip=source_ip,
-            detail={"files": [f.filename for f in files]},
-        )
-    )
-    await session.commit()
-    await announce(session, pages, repo, proj.name, serial)
-    return [f.filename for f in files]
-
-
-async def _release(
-    session: AsyncSession, repo: RepositoryView, project: str, version: str
-) -> tuple[Project, Release]:
-    name = canonicalize_name(project)
-    proj = (
-        await session.exec(
-            select(Project).where(Project.repository_id == repo.id, Project.name == name)
-        )
-    ).first()
-    if proj is None:
-        raise NotFound(f"Project '{project}' does not exist in '{repo.path}'.")
-    try:
-        canonical = canonicalize_version(Version(version))
-    except ValueError as exc:
-        raise InvalidInput(f"Invalid version {version!r}.") from exc
-    release = (
-        await session.exec(
-            select(Release).where(
-                Release.project_id == proj.id, Release.canonical_version == canonical
-            )
-        )
-    ).first()
-    if release is None:
-        raise NotFound(f"Version '{version}' of '{proj.name}' does not exist in '{repo.path}'.")
-    return proj, release
 
 
 def spool_dir(settings: Settings) -> Path:

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from wheelyard.shared.auth.principal import LEVELS, Principal
-from wheelyard.shared.db.registry import RepositoryView
+from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import Forbidden, NotFound, Unauthenticated
 
 

@@ -16,13 +16,12 @@ the gateway answers 429 with Retry-After until the window passes.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -38,6 +37,7 @@ from wheelyard.shared.auth.passwords import hash_password, verify_password
 from wheelyard.shared.auth.principal import ANONYMOUS, Principal
 from wheelyard.shared.auth.tokens import looks_like_token, secret_matches, split_token
 from wheelyard.shared.cache import Cache
+from wheelyard.shared.concurrency import SingleFlight
 from wheelyard.shared.db.models import ApiToken, Permission, Repository, Storage, User
 from wheelyard.shared.errors import RateLimited, Unauthenticated
 
@@ -132,7 +132,9 @@ class Authenticator:
         self._sessions = sessions
         self._cache = cache
         self._keys = keys
-        self._loading: dict[str, asyncio.Future[bytes]] = {}
+        # When a record expires, every request in flight for it misses at once (32 clients
+        # of one CI user): one database load serves them all instead of one load each.
+        self._loading: SingleFlight[str, bytes] = SingleFlight()
         self._records: dict[bytes, Any] = {}
 
     async def authenticate(self, authorization: str | None, client: str | None) -> Principal:
@@ -246,7 +248,7 @@ class Authenticator:
         key = _user_key(username)
         raw = await self._cache.get(key)
         if raw is None:
-            raw = await self._load_once(key, lambda: self._load_user(key, username))
+            raw = await self._loading.run(key, lambda: self._load_user(key, username))
         return self._decoded(raw, _user_from)
 
     async def _load_user(self, key: str, username: str) -> bytes:
@@ -260,7 +262,7 @@ class Authenticator:
         key = _token_key(public_id)
         raw = await self._cache.get(key)
         if raw is None:
-            raw = await self._load_once(key, lambda: self._load_token(key, public_id))
+            raw = await self._loading.run(key, lambda: self._load_token(key, public_id))
         return self._decoded(raw, _token_from)
 
     async def _load_token(self, key: str, public_id: str) -> bytes:
@@ -290,22 +292,6 @@ class Authenticator:
         raw = json.dumps(None if record is None else asdict(record)).encode()
         await self._cache.set(key, raw, ttl=RECORD_TTL)
         return raw
-
-    async def _load_once(self, key: str, load: Callable[[], Awaitable[bytes]]) -> bytes:
-        # When a record expires, every request in flight for it misses at once (32 clients
-        # of one CI user): one database load serves them all instead of one load each.
-        task = self._loading.get(key)
-        if task is None:
-            task = asyncio.ensure_future(load())
-            self._loading[key] = task
-            task.add_done_callback(lambda done: self._loaded(key, done))
-        return await asyncio.shield(task)
-
-    def _loaded(self, key: str, task: asyncio.Future[bytes]) -> None:
-        if self._loading.get(key) is task:
-            del self._loading[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: waiters that were cancelled must not warn
 
     def _decoded(self, raw: bytes, build: Callable[[dict[str, Any]], _R]) -> _R | None:
         # Records are immutable and keyed by their exact cached bytes, so decoding once per

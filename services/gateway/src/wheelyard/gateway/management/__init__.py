@@ -1,0 +1,18 @@
+"""The management API (OpenAPI at /docs): sign-in, users, repositories, permissions, tokens,
+audit. Everything here runs in the gateway, which authenticated the caller already.
+
+Rules: only administrators manage users and create or delete repositories; a repository's
+admins (and global admins) change it and its permissions; everyone signed in manages their own
+tokens, but not with a token (a read-only token must not mint itself a write one); listings
+never include a password hash, a token secret or its hash.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from wheelyard.gateway.management import audit, permissions, repositories, signin, tokens, users
+
+router = APIRouter(prefix="/api/v1")
+for _module in (signin, users, repositories, permissions, tokens, audit):
+    router.include_router(_module.router)

@@ -1,0 +1,91 @@
+"""Permissions: who has read, write or admin on a repository, managed by its admins."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from wheelyard.gateway.management.guards import audit, signed_in
+from wheelyard.gateway.management.repositories import visible_repository
+from wheelyard.shared.auth.authenticator import forget_user
+from wheelyard.shared.db.engine import begin_write
+from wheelyard.shared.domain import accounts
+from wheelyard.shared.web.deps import CacheDep, SessionDep
+
+router = APIRouter(tags=["repositories"])
+
+
+class PermissionIn(BaseModel):
+    """A user's level on a repository."""
+
+    level: Literal["read", "write", "admin"]
+
+
+@router.put("/repositories/{storage}/{name}/permissions/{username}")
+async def set_permission(
+    request: Request,
+    storage: str,
+    name: str,
+    username: str,
+    payload: PermissionIn,
+    session: SessionDep,
+    cache: CacheDep,
+) -> dict[str, Any]:
+    """Give `username` read, write or admin on the repository (the repository's admins)."""
+    principal = signed_in(request)
+    await begin_write(session)
+    await visible_repository(request, session, storage, name, "admin")
+    await accounts.grant(session, username, storage, name, payload.level)
+    audit(
+        request,
+        session,
+        principal.username,
+        "permission.set",
+        target=f"{storage}/{name}",
+        detail={"user": username, "level": payload.level},
+    )
+    await session.commit()
+    await forget_user(cache, username)
+    return {"repository": f"{storage}/{name}", "username": username, "level": payload.level}
+
+
+@router.delete(
+    "/repositories/{storage}/{name}/permissions/{username}",
+    status_code=204,
+)
+async def remove_permission(
+    request: Request,
+    storage: str,
+    name: str,
+    username: str,
+    session: SessionDep,
+    cache: CacheDep,
+) -> Response:
+    """Take away `username`'s permission on the repository."""
+    principal = signed_in(request)
+    await begin_write(session)
+    await visible_repository(request, session, storage, name, "admin")
+    await accounts.grant(session, username, storage, name, None)
+    audit(
+        request,
+        session,
+        principal.username,
+        "permission.remove",
+        target=f"{storage}/{name}",
+        detail={"user": username},
+    )
+    await session.commit()
+    await forget_user(cache, username)
+    return Response(status_code=204)
+
+
+@router.get("/repositories/{storage}/{name}/permissions")
+async def list_permissions(
+    request: Request, storage: str, name: str, session: SessionDep
+) -> list[dict[str, str]]:
+    """Who has which level on the repository (the repository's admins)."""
+    view = await visible_repository(request, session, storage, name, "admin")
+    return await accounts.permissions_of(session, view.id)

@@ -1,0 +1,100 @@
+"""API tokens: everyone signed in with a password creates, lists and revokes their own."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from wheelyard.gateway.management.guards import administrator, audit, signed_in
+from wheelyard.shared.auth.authenticator import forget_token
+from wheelyard.shared.db.engine import begin_write
+from wheelyard.shared.domain import accounts
+from wheelyard.shared.errors import Forbidden, InvalidInput, NotFound
+from wheelyard.shared.web.deps import CacheDep, SessionDep
+
+router = APIRouter(tags=["tokens"])
+
+
+class NewTokenIn(BaseModel):
+    """An API token to create for yourself."""
+
+    name: str
+    repositories: list[str]
+    scope: Literal["read", "write"] = "read"
+    expires_at: datetime | None = None
+
+
+@router.post("/tokens", status_code=201)
+async def create_token(
+    request: Request, payload: NewTokenIn, session: SessionDep
+) -> dict[str, Any]:
+    """Create an API token for yourself. The `token` value is shown this once; use it as the
+    password of user `__token__`, or as `Authorization: Bearer <token>`."""
+    principal = signed_in(request)
+    if principal.token_id is not None:
+        raise Forbidden("API tokens cannot create API tokens; sign in with your password.")
+    expires = payload.expires_at
+    if expires is not None and expires.tzinfo is None:
+        raise InvalidInput("expires_at needs a timezone, e.g. 2027-01-01T00:00:00Z.")
+    await begin_write(session)
+    owner = await accounts.get_user(session, principal.username or "")
+    created = await accounts.create_token(
+        session,
+        owner,
+        name=payload.name,
+        repositories=payload.repositories,
+        scope=payload.scope,
+        expires_at=expires,
+    )
+    audit(
+        request,
+        session,
+        principal.username,
+        "token.create",
+        target=f"token:{created.row.id}",
+        detail={
+            "name": created.row.name,
+            "scope": created.row.scope,
+            "repositories": created.row.repositories,
+        },
+    )
+    await session.commit()
+    return accounts.token_view(created.row, principal.username) | {"token": created.value}
+
+
+@router.get("/tokens")
+async def list_tokens(
+    request: Request,
+    session: SessionDep,
+    all_users: Annotated[bool, Query(alias="all", description="every user's (admins)")] = False,
+) -> list[dict[str, Any]]:
+    """Your API tokens (administrators: everyone's with `all=true`); never their secrets."""
+    principal = signed_in(request)
+    if all_users:
+        administrator(request)
+    tokens = await accounts.list_tokens(session, None if all_users else principal.user_id)
+    owners = {u.id: u.username for u in await accounts.list_users(session)}
+    return [accounts.token_view(t, owners.get(t.user_id)) for t in tokens]
+
+
+@router.delete("/tokens/{token_id}", status_code=204)
+async def revoke_token(
+    request: Request, token_id: int, session: SessionDep, cache: CacheDep
+) -> Response:
+    """Revoke a token (its owner, or an administrator); refused from the next request on."""
+    principal = signed_in(request)
+    await begin_write(session)
+    token = await accounts.get_token(session, token_id)
+    if token.user_id != principal.user_id and not (
+        principal.is_admin and principal.token_scope is None
+    ):
+        raise NotFound(f"Token {token_id} does not exist.")
+    await accounts.revoke_token(session, token)
+    audit(request, session, principal.username, "token.revoke", target=f"token:{token_id}")
+    await session.commit()
+    await forget_token(cache, token.public_id)
+    return Response(status_code=204)

@@ -1,0 +1,115 @@
+"""Users: created, listed, changed and deleted by administrators; a password changed by its
+owner too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from wheelyard.gateway.management.guards import administrator, audit, signed_in
+from wheelyard.shared.auth.authenticator import forget_user
+from wheelyard.shared.db.engine import begin_write
+from wheelyard.shared.domain import accounts
+from wheelyard.shared.errors import Conflict
+from wheelyard.shared.web.deps import CacheDep, SessionDep
+
+router = APIRouter(tags=["users"])
+
+
+class NewUser(BaseModel):
+    """A user to create."""
+
+    username: str
+    password: str
+    is_admin: bool = False
+
+
+class UserChange(BaseModel):
+    """Changes to a user; omitted fields stay as they are."""
+
+    password: str | None = None
+    is_admin: bool | None = None
+    is_active: bool | None = None
+
+
+@router.post("/users", status_code=201)
+async def create_user(request: Request, payload: NewUser, session: SessionDep) -> dict[str, Any]:
+    """Create a user (administrators only)."""
+    admin = administrator(request)
+    await begin_write(session)
+    user = await accounts.create_user(
+        session, payload.username, payload.password, is_admin=payload.is_admin
+    )
+    audit(
+        request,
+        session,
+        admin.username,
+        "user.create",
+        target=user.username,
+        detail={"is_admin": user.is_admin},
+    )
+    await session.commit()
+    return accounts.user_view(user)
+
+
+@router.get("/users")
+async def list_users(request: Request, session: SessionDep) -> list[dict[str, Any]]:
+    """Every user (administrators only)."""
+    administrator(request)
+    return [accounts.user_view(u) for u in await accounts.list_users(session)]
+
+
+@router.patch("/users/{username}")
+async def change_user(
+    request: Request, username: str, payload: UserChange, session: SessionDep, cache: CacheDep
+) -> dict[str, Any]:
+    """Change a password (yourself or, for administrators, anyone), admin flag or active state
+    (administrators only). Takes effect from the next request on."""
+    principal = signed_in(request)
+    own_password_only = (
+        principal.username == username
+        and payload.is_admin is None
+        and payload.is_active is None
+        and principal.token_scope is None
+    )
+    if not own_password_only:
+        administrator(request)
+    await begin_write(session)
+    user = await accounts.update_user(
+        session,
+        username,
+        password=payload.password,
+        is_admin=payload.is_admin,
+        is_active=payload.is_active,
+    )
+    changed = sorted(k for k, v in payload.model_dump().items() if v is not None)
+    audit(
+        request,
+        session,
+        principal.username,
+        "user.update",
+        target=username,
+        detail={"changed": changed},
+    )
+    await session.commit()
+    await forget_user(cache, username)
+    return accounts.user_view(user)
+
+
+@router.delete("/users/{username}", status_code=204)
+async def delete_user(
+    request: Request, username: str, session: SessionDep, cache: CacheDep
+) -> Response:
+    """Delete a user with their permissions and tokens (administrators only)."""
+    admin = administrator(request)
+    if admin.username == username:
+        raise Conflict("You cannot delete your own account.")
+    await begin_write(session)
+    await accounts.delete_user(session, username)
+    audit(request, session, admin.username, "user.delete", target=username)
+    await session.commit()
+    await forget_user(cache, username)
+    return Response(status_code=204)

@@ -1,0 +1,167 @@
+"""Group repositories: where a project comes from, among ordered hosted and proxy members.
+
+Dependency confusion (PEP 708's motivation; Birsan, 2021): a project name that exists in any
+hosted member the caller may read is served from the hosted members only (every hosted member
+that has it, in member order); the proxies are not even asked, unless the group's
+`settings["allow_upstream"]` lists the name (then the first proxy that knows it is merged in,
+hosted files winning on equal filenames). Any other name comes from the first proxy member that
+knows it. Members the caller may not read are skipped, so a private proxy member is never
+contacted on behalf of someone who may not read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from packaging.utils import canonicalize_name
+
+from wheelyard.proxy_cache.links import linked_page
+from wheelyard.proxy_cache.pages import CurrentPage, ProxyPages
+from wheelyard.shared.auth.access import can_read
+from wheelyard.shared.domain.hosted import find_project, project_list, project_page, project_scope
+from wheelyard.shared.domain.repositories import RepositoryView
+from wheelyard.shared.errors import NotFound, UpstreamError
+from wheelyard.shared.packaging.simple.model import ProjectList, ProjectPage, SimpleFile
+from wheelyard.shared.web.context import RequestContext
+
+
+@dataclass
+class Resolution:
+    """Where a group's project comes from: hosted members with their serials, and the proxy
+    member (with its current page) when upstream files are listed."""
+
+    hosted: list[tuple[RepositoryView, int]] = field(default_factory=list)
+    proxy: tuple[RepositoryView, CurrentPage] | None = None
+
+    def key(self) -> int:
+        """A number that changes whenever the group's page of this project changes."""
+        parts = [f"h{m.id}:{s}" for m, s in self.hosted]
+        if self.proxy is not None:
+            parts.append(f"p{self.proxy[0].id}:{self.proxy[1].version}")
+        digest = hashlib.blake2s("|".join(parts).encode(), digest_size=7).digest()
+        return int.from_bytes(digest, "big")
+
+
+def allow_upstream(group: RepositoryView, name: str) -> bool:
+    """True when the group explicitly lets upstream files of `name` merge with hosted ones."""
+    listed = group.settings.get("allow_upstream") or ()
+    if not isinstance(listed, list | tuple):
+        return False
+    return name in {canonicalize_name(str(n)) for n in listed}
+
+
+async def readable_members(ctx: RequestContext, group: RepositoryView) -> list[RepositoryView]:
+    """The group's members the caller may read, in member order."""
+    principal = await ctx.principal()
+    out = []
+    for storage, repo in group.member_refs:
+        view = await ctx.repository(storage, repo)
+        # A token opens the group; the members are checked against the user's own rights.
+        if view is not None and can_read(principal, view, through_group=True):
+            out.append(view)
+    return out
+
+
+async def hosted_serial(ctx: RequestContext, member: RepositoryView, name: str) -> int:
+    """The serial of `name` in hosted `member`; 0 when it has no such project.
+
+    Goes through the page cache's serial hints, so the shadowing check costs a cache read;
+    absence is remembered as 0, which the upload service's next serial (always >= 1)
+    overrides at once (read-after-write: a new internal project shadows immediately).
+    """
+
+    async def load() -> int:
+        ref = await find_project(ctx.session, member.id, name)
+        return ref.serial if ref is not None else 0
+
+    return await ctx.pages.serial(project_scope(member.id, name), load) or 0
+
+
+async def resolve(
+    ctx: RequestContext, pages: ProxyPages, group: RepositoryView, name: str, *, fresh: bool = True
+) -> Resolution:
+    """Where `name` comes from in `group` (see the module docstring). NotFound when nowhere;
+    the upstream's error when no member has it and a proxy could not be asked."""
+    members = await readable_members(ctx, group)
+    result = Resolution()
+    for member in members:
+        if member.type == "hosted":
+            serial = await hosted_serial(ctx, member, name)
+            if serial > 0:
+                result.hosted.append((member, serial))
+    if result.hosted and not allow_upstream(group, name):
+        return result  # dependency-confusion protection: the upstream is never asked
+    errors: list[UpstreamError] = []
+    for member in members:
+        if member.type != "proxy":
+            continue
+        try:
+            current = await pages.current(member, name, fresh=fresh)
+        except NotFound:
+            continue
+        except UpstreamError as exc:
+            errors.append(exc)
+            continue
+        result.proxy = (member, current)
+        break
+    if not result.hosted and result.proxy is None:
+        if errors:
+            raise errors[0]
+        raise NotFound(f"Project '{name}' does not exist in '{group.path}'.")
+    return result
+
+
+async def group_page(
+    ctx: RequestContext, pages: ProxyPages, group: RepositoryView, name: str, found: Resolution
+) -> ProjectPage:
+    """The group's page of `name`: hosted files (member order), then allowed upstream files,
+    every URL pointing through the group."""
+    base = ctx.base_url
+    files: list[SimpleFile] = []
+    versions: list[str] = []
+    seen: set[str] = set()
+    status: str | None = None
+    reason: str | None = None
+    for member, _serial in found.hosted:
+        ref = await find_project(ctx.session, member.id, name)
+        if ref is None:
+            continue
+        page = await project_page(
+            ctx.session, base=base, storage=group.storage, repo=group.name, project=ref
+        )
+        if status is None and page.status is not None:
+            status, reason = page.status, page.status_reason
+        versions.extend(page.versions)
+        for f in page.files:
+            if f.filename not in seen:
+                seen.add(f.filename)
+                files.append(f)
+    if found.proxy is not None:
+        member, current = found.proxy
+        decoded = await pages.decoded(member, name, current.version)
+        page = linked_page(decoded, base=base, storage=group.storage, repo=group.name)
+        if not found.hosted:
+            status, reason = page.status, page.status_reason
+        versions.extend(page.versions)
+        for f in page.files:
+            if f.filename not in seen:
+                seen.add(f.filename)
+                files.append(f)
+    return ProjectPage(
+        name=name, files=files, versions=versions, status=status, status_reason=reason
+    )
+
+
+async def group_index(ctx: RequestContext, pages: ProxyPages, group: RepositoryView) -> ProjectList:
+    """The union of the hosted members' projects and the projects cached from proxy members
+    (the upstream's own root is never fetched)."""
+    names: dict[str, str] = {}
+    for member in await readable_members(ctx, group):
+        if member.type == "hosted":
+            for display, normalized in (await project_list(ctx.session, member.id)).projects:
+                names.setdefault(normalized, display)
+        elif member.type == "proxy":
+            for normalized in await pages.cached_projects(member):
+                names.setdefault(normalized, normalized)
+    return ProjectList(projects=tuple((names[n], n) for n in sorted(names)))

@@ -1,0 +1,147 @@
+"""Changing what is published: yank and un-yank releases (PEP 592), delete files. Every change
+bumps the project's serial in the same transaction and tells the page cache after commit."""
+
+from __future__ import annotations
+
+from packaging.utils import canonicalize_name, canonicalize_version
+from packaging.version import Version
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from wheelyard.shared.auth.access import require_admin, require_write
+from wheelyard.shared.auth.principal import Principal
+from wheelyard.shared.db.engine import begin_write
+from wheelyard.shared.db.models import AuditEvent, File, Project, Release, utcnow
+from wheelyard.shared.domain.hosted import list_scope, project_scope, repository_serial
+from wheelyard.shared.domain.repositories import RepositoryView
+from wheelyard.shared.errors import InvalidInput, NotFound
+from wheelyard.shared.web.pagecache import PageCache
+
+
+async def announce(
+    session: AsyncSession, pages: PageCache, repo: RepositoryView, project: str, serial: int
+) -> None:
+    """After a commit: move readers of the project page and the project list forward."""
+    await pages.changed(project_scope(repo.id, project), serial)
+    await pages.changed(list_scope(repo.id), await repository_serial(session, repo.id))
+
+
+async def bump_serial(session: AsyncSession, project: Project) -> int:
+    """Increment the project's serial in the current transaction and return the new value."""
+    await session.exec(
+        update(Project).where(col(Project.id) == project.id).values(serial=Project.serial + 1)  # type: ignore[call-overload]
+    )
+    value = (await session.exec(select(Project.serial).where(Project.id == project.id))).one()
+    return int(value)
+
+
+async def set_yanked(
+    session: AsyncSession,
+    pages: PageCache,
+    *,
+    repo: RepositoryView,
+    principal: Principal,
+    project: str,
+    version: str,
+    yanked: bool,
+    reason: str | None,
+    source_ip: str | None,
+) -> dict[str, object]:
+    """Yank (with an optional reason) or un-yank every file of a release (PEP 592)."""
+    require_write(principal, repo)
+    await begin_write(session)
+    proj, release = await _release(session, repo, project, version)
+    release.yanked = yanked
+    release.yanked_reason = (reason or None) if yanked else None
+    session.add(release)
+    serial = await bump_serial(session, proj)
+    session.add(
+        AuditEvent(
+            actor=principal.username,
+            action="release.yank" if yanked else "release.unyank",
+            target=f"{repo.path}/{proj.name}/{release.version}",
+            source_ip=source_ip,
+            detail={"reason": release.yanked_reason},
+        )
+    )
+    await session.commit()
+    await announce(session, pages, repo, proj.name, serial)
+    return {
+        "project": proj.name,
+        "version": release.version,
+        "yanked": release.yanked,
+        "yanked_reason": release.yanked_reason,
+    }
+
+
+async def delete_files(
+    session: AsyncSession,
+    pages: PageCache,
+    *,
+    repo: RepositoryView,
+    principal: Principal,
+    project: str,
+    version: str,
+    filename: str | None,
+    source_ip: str | None,
+) -> list[str]:
+    """Delete one file of a release, or all of them (the repository's admins).
+
+    The rows stay, marked deleted, so a deleted filename can never be uploaded again with
+    other bytes (pypicloud #259). The blobs stay too: content-addressed, possibly shared.
+    """
+    require_admin(principal, repo)
+    await begin_write(session)
+    proj, release = await _release(session, repo, project, version)
+    stmt = select(File).where(File.release_id == release.id, col(File.deleted_at).is_(None))
+    if filename is not None:
+        stmt = stmt.where(File.filename == filename)
+    files = list((await session.exec(stmt)).all())
+    if not files:
+        what = f"File '{filename}'" if filename else f"Release '{version}'"
+        raise NotFound(f"{what} of '{proj.name}' has no files to delete in '{repo.path}'.")
+    now = utcnow()
+    for f in files:
+        f.deleted_at = now
+        session.add(f)
+    serial = await bump_serial(session, proj)
+    session.add(
+        AuditEvent(
+            actor=principal.username,
+            action="file.delete",
+            target=f"{repo.path}/{proj.name}/{release.version}",
+            source_ip=source_ip,
+            detail={"files": [f.filename for f in files]},
+        )
+    )
+    await session.commit()
+    await announce(session, pages, repo, proj.name, serial)
+    return [f.filename for f in files]
+
+
+async def _release(
+    session: AsyncSession, repo: RepositoryView, project: str, version: str
+) -> tuple[Project, Release]:
+    name = canonicalize_name(project)
+    proj = (
+        await session.exec(
+            select(Project).where(Project.repository_id == repo.id, Project.name == name)
+        )
+    ).first()
+    if proj is None:
+        raise NotFound(f"Project '{project}' does not exist in '{repo.path}'.")
+    try:
+        canonical = canonicalize_version(Version(version))
+    except ValueError as exc:
+        raise InvalidInput(f"Invalid version {version!r}.") from exc
+    release = (
+        await session.exec(
+            select(Release).where(
+                Release.project_id == proj.id, Release.canonical_version == canonical
+            )
+        )
+    ).first()
+    if release is None:
+        raise NotFound(f"Version '{version}' of '{proj.name}' does not exist in '{repo.path}'.")
+    return proj, release

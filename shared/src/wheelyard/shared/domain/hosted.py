@@ -1,0 +1,217 @@
+"""Reading hosted repositories: project pages, project lists, files and releases.
+
+Shared by the index service (hosted repositories) and the proxy-cache service (hosted members
+of groups), so both list hosted files exactly the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from packaging.utils import canonicalize_name, canonicalize_version
+from packaging.version import InvalidVersion, Version
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from wheelyard.shared.db.models import File, Project, Release
+from wheelyard.shared.packaging.simple.model import ProjectList, ProjectPage, SimpleFile
+from wheelyard.shared.routes import repository_path
+
+
+def project_scope(repository_id: int, name: str) -> str:
+    """The page-cache scope (serial counter) of one project's pages."""
+    return f"{repository_id}:p:{name}"
+
+
+def list_scope(repository_id: int) -> str:
+    """The page-cache scope of a repository's project list."""
+    return f"{repository_id}:list"
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    """The few project columns the hot path needs."""
+
+    id: int
+    name: str
+    display_name: str
+    serial: int
+    status: str
+    status_reason: str | None
+
+
+async def find_project(session: AsyncSession, repository_id: int, name: str) -> ProjectRef | None:
+    """The project with normalized `name` in the repository, or None."""
+    row = (
+        await session.exec(
+            select(
+                Project.id,
+                Project.name,
+                Project.display_name,
+                Project.serial,
+                Project.status,
+                Project.status_reason,
+            ).where(Project.repository_id == repository_id, Project.name == name)
+        )
+    ).first()
+    return ProjectRef(*row) if row else None  # type: ignore[arg-type]
+
+
+async def live_files(session: AsyncSession, project_id: int) -> list[tuple[File, Release]]:
+    """The project's files that are not deleted, with their releases, oldest first."""
+    rows = await session.exec(
+        select(File, Release)
+        .join(Release, col(Release.id) == col(File.release_id))
+        .where(File.project_id == project_id, col(File.deleted_at).is_(None))
+        .order_by(col(File.upload_time), col(File.id))
+    )
+    return list(rows.all())
+
+
+async def releases_of(session: AsyncSession, project_id: int) -> list[Release]:
+    """Every release of the project."""
+    return list((await session.exec(select(Release).where(Release.project_id == project_id))).all())
+
+
+async def project_page(
+    session: AsyncSession, *, base: str, storage: str, repo: str, project: ProjectRef
+) -> ProjectPage:
+    """The simple page of a hosted project (PEP 503/691/700/592/658).
+
+    Selects plain columns rather than ORM objects: a page of thousands of files is rendered
+    on a cache miss while other requests wait, so the load must be cheap.
+    """
+    rows = await session.exec(
+        select(
+            File.filename,
+            File.sha256,
+            File.size,
+            File.upload_time,
+            File.requires_python,
+            File.metadata_sha256,
+            Release.version,
+            Release.yanked,
+            Release.yanked_reason,
+        )
+        .join(Release, col(Release.id) == col(File.release_id))
+        .where(File.project_id == project.id, col(File.deleted_at).is_(None))
+        .order_by(col(File.upload_time), col(File.id))
+    )
+    prefix = f"{base}{repository_path(storage, repo)}/{quote(project.name)}/"
+    files = [
+        SimpleFile(
+            filename=filename,
+            url=f"{prefix}{quote(version, safe='')}/{quote(filename, safe='')}",
+            sha256=sha256,
+            size=size,
+            upload_time=upload_time,
+            requires_python=requires_python,
+            yanked=(reason or True) if yanked else False,
+            core_metadata_sha256=metadata_sha256,
+            has_core_metadata=metadata_sha256 is not None,
+        )
+        for (
+            filename,
+            sha256,
+            size,
+            upload_time,
+            requires_python,
+            metadata_sha256,
+            version,
+            yanked,
+            reason,
+        ) in rows.all()
+    ]
+    versions = (
+        await session.exec(select(Release.version).where(Release.project_id == project.id))
+    ).all()
+    return ProjectPage(
+        name=project.name,
+        files=files,
+        versions=sorted(set(versions)),
+        status=None if project.status == "active" else project.status,
+        status_reason=project.status_reason,
+    )
+
+
+async def project_list(session: AsyncSession, repository_id: int) -> ProjectList:
+    """Every project of the repository that has at least one live file."""
+    rows = await session.exec(
+        select(Project.display_name, Project.name)
+        .where(Project.repository_id == repository_id)
+        .where(
+            select(File.id)
+            .where(File.project_id == Project.id, col(File.deleted_at).is_(None))
+            .exists()
+        )
+        .order_by(col(Project.name))
+    )
+    return ProjectList(projects=tuple((d, n) for d, n in rows.all()))
+
+
+async def repository_serial(session: AsyncSession, repository_id: int) -> int:
+    """A number that grows whenever any project of the repository changes."""
+    total = (
+        await session.exec(
+            select(func.coalesce(func.sum(Project.serial), 0)).where(
+                Project.repository_id == repository_id
+            )
+        )
+    ).one()
+    return int(total)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """Where the bytes of a hosted file (or its `.metadata`) are, how many, and their sha256."""
+
+    blob_key: str
+    size: int
+    sha256: str
+
+
+def same_version(given: str, stored: str) -> bool:
+    """True when the version path segment `given` names `stored` (any PEP 440 spelling)."""
+    if given == stored:
+        return True
+    try:
+        return canonicalize_version(Version(given)) == canonicalize_version(Version(stored))
+    except InvalidVersion:
+        return False
+
+
+async def find_file(
+    session: AsyncSession, repository_id: int, project: str, version: str, filename: str
+) -> StoredFile | None:
+    """The live file `filename` of the hosted repository, or with `.metadata` appended its
+    PEP 658 metadata; None when there is none.
+
+    The project and version in the path must be the file's own (any spelling of the name and
+    the version), so one file has one URL.
+    """
+    metadata = filename.endswith(".metadata")
+    real_name = filename.removesuffix(".metadata") if metadata else filename
+    row = (
+        await session.exec(
+            select(File, Release.version, Project.name)
+            .join(Release, col(Release.id) == col(File.release_id))
+            .join(Project, col(Project.id) == col(File.project_id))
+            .where(
+                File.repository_id == repository_id,
+                File.filename == real_name,
+                col(File.deleted_at).is_(None),
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    f, release_version, project_name = row
+    if canonicalize_name(project) != project_name or not same_version(version, release_version):
+        return None
+    if metadata:
+        if f.metadata_blob_key is None or f.metadata_sha256 is None or f.metadata_size is None:
+            return None
+        return StoredFile(f.metadata_blob_key, f.metadata_size, f.metadata_sha256)
+    return StoredFile(f.blob_key, f.size, f.sha256)

@@ -1,0 +1,98 @@
+"""PEP 503 HTML pages (api-version 1.4): project pages and the root list, as UTF-8 bytes.
+
+Rendering is on the hot path of every `pip install`, so a page is built with one `"".join` and
+per-file anchors (already escaped) are memoized in a bounded LRU; `bench/render_bench.py`
+measures it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from html import escape
+
+from wheelyard.shared.packaging.simple.model import (
+    API_VERSION,
+    ProjectList,
+    ProjectPage,
+    SimpleFile,
+)
+
+
+def _esc(value: str) -> str:
+    # quote=True also escapes `"` and `'`, so a value can never close its attribute (§2.3).
+    return escape(value, quote=True)
+
+
+_HTML_PROLOGUE = (
+    "<!DOCTYPE html>\n<html>\n<head>\n"
+    f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
+)
+_HTML_EPILOGUE = "</body>\n</html>\n"
+
+
+def _render_html_anchor(f: SimpleFile) -> str:
+    # html.escape with quote=True on every value: nothing from a caller or an upstream can close
+    # the attribute it sits in (digest §2.3). Calls are merged where possible: this runs once
+    # per file per render.
+    sha256 = f.sha256
+    # Always sha256: uv fails the whole page on an algorithm it does not know (digest §2.3).
+    href = escape(f"{f.url}#sha256={sha256}" if sha256 else f.url, True)
+    attrs = ""
+    if f.requires_python:
+        # `>=3.8,<4` must appear as `&gt;=3.8,&lt;4` (checklist item 23).
+        attrs = f' data-requires-python="{escape(f.requires_python, True)}"'
+    if f.core_metadata_sha256:
+        # PEP 714 name plus the PEP 658 name with the identical value, as PyPI does (§2.3).
+        value = escape(f.core_metadata_sha256, True)
+        attrs += f' data-core-metadata="sha256={value}" data-dist-info-metadata="sha256={value}"'
+    elif f.has_core_metadata:
+        attrs += ' data-core-metadata="true" data-dist-info-metadata="true"'
+    yanked = f.yanked
+    if yanked is True or yanked == "":
+        # Never a bare `data-yanked`: pip reads it as not yanked, uv as yanked (digest §2.3).
+        attrs += ' data-yanked=""'
+    elif yanked:
+        attrs += f' data-yanked="{escape(yanked, True)}"'
+    return f'<a href="{href}"{attrs}>{escape(f.filename, True)}</a><br/>\n'
+
+
+# Per-file fragments are memoized: a page is re-rendered when one file changes (an upload, a
+# yank) and every other file's fragment is then a cache hit; `SimpleFile` is frozen, so equal
+# files render equally. Each entry is about 1 KiB with its key, so a cache holds at most ~8 MiB
+# (four 2,000-file pages, or many ordinary ones).
+_FRAGMENT_CACHE_SIZE = 8192
+_html_anchor = lru_cache(maxsize=_FRAGMENT_CACHE_SIZE)(_render_html_anchor)
+
+
+def render_project_html(page: ProjectPage) -> bytes:
+    """Render a PEP 503 project page (api-version 1.4) as UTF-8 bytes.
+
+    One anchor per file whose text is the filename; every attribute value is HTML-escaped; the
+    project-status metas appear only for a status other than `active` (digest §2.3).
+    """
+    name = _esc(page.name)
+    parts = [_HTML_PROLOGUE]
+    if page.status is not None and page.status != "active":
+        parts.append(f'<meta name="pypi:project-status" content="{_esc(page.status)}">\n')
+        if page.status_reason:
+            parts.append(
+                f'<meta name="pypi:project-status-reason" content="{_esc(page.status_reason)}">\n'
+            )
+    parts.append(f"<title>Links for {name}</title>\n</head>\n<body>\n<h1>Links for {name}</h1>\n")
+    parts.extend(map(_html_anchor, page.listed_files))
+    parts.append(_HTML_EPILOGUE)
+    return "".join(parts).encode("utf-8")
+
+
+def render_index_html(project_list: ProjectList) -> bytes:
+    """Render the root page: one `<a href="normalized/">Display</a>` per project (§2.2).
+
+    The relative href keeps working behind any path prefix.
+    """
+    parts = [_HTML_PROLOGUE, "<title>Simple index</title>\n</head>\n<body>\n"]
+    parts.extend(
+        f'<a href="{_esc(normalized)}/">{_esc(display)}</a><br/>\n'
+        for display, normalized in project_list.projects
+    )
+    parts.append(_HTML_EPILOGUE)
+    return "".join(parts).encode("utf-8")

@@ -1,0 +1,92 @@
+"""A cache of rendered pages that can never serve a page older than the last committed change.
+
+Pages are stored under a key that contains the project's serial (bumped in the same database
+transaction as every change). Readers learn the current serial from a small cache entry that
+writers refresh after commit; if that entry is missing they read the serial from the database.
+A reader that rendered from a snapshot taken just before a commit stores its page under the old
+serial, where nobody looks any more, so read-after-write holds (uv publish --check-url needs it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from wheelyard.shared.cache import Cache
+from wheelyard.shared.concurrency import SingleFlight
+from wheelyard.shared.web.conditional import etag_for
+
+#: How long the serial hint is trusted; bounds staleness if a writer's refresh was lost
+#: (a cache outage between commit and refresh).
+SERIAL_TTL = 60.0
+#: How long a rendered page is kept; any change moves readers to a new key at once.
+PAGE_TTL = 3600.0
+
+
+@dataclass(frozen=True)
+class CachedPage:
+    """A rendered body and its strong ETag."""
+
+    body: bytes
+    etag: str
+
+
+def _serial_key(scope: str) -> str:
+    return f"serial:{scope}"
+
+
+def _page_key(scope: str, serial: int, variant: str) -> str:
+    digest = hashlib.blake2s(variant.encode(), digest_size=8).hexdigest()
+    return f"page:{scope}:{serial}:{digest}"
+
+
+class PageCache:
+    """Serial-keyed rendered pages. `scope` names what a serial counts (a project, a list).
+
+    Rendering is single-flight per process: concurrent misses of one page wait for a single
+    render instead of each rendering it (a 2,000-file page takes long enough to render that
+    32 parallel renders would starve the event loop).
+    """
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self._rendering: SingleFlight[str, CachedPage] = SingleFlight()
+
+    async def serial(self, scope: str, load: Callable[[], Awaitable[int | None]]) -> int | None:
+        """The current serial of `scope`: from the cache, else `load()` (None: not found)."""
+        raw = await self.cache.get(_serial_key(scope))
+        if raw is not None:
+            return int(raw)
+        value = await load()
+        if value is not None:
+            # set_max: a reader that loaded an old serial just before a commit cannot push
+            # the hint back below the writer's newer one.
+            return await self.cache.set_max(_serial_key(scope), value, ttl=SERIAL_TTL)
+        return value
+
+    async def page(
+        self, scope: str, serial: int, variant: str, render: Callable[[], Awaitable[bytes]]
+    ) -> CachedPage:
+        """The page for (`scope`, `serial`, `variant`), rendered by `render()` on a miss.
+
+        `variant` must cover everything else the body depends on (media type, base URL).
+        """
+        key = _page_key(scope, serial, variant)
+        stored = await self.cache.get(key)
+        if stored is not None:
+            etag, _, body = stored.partition(b"\n")
+            return CachedPage(body, etag.decode())
+
+        async def render_and_store() -> CachedPage:
+            body = await render()
+            page = CachedPage(body, etag_for(body))
+            # The ETag is stored with the body so a hit costs no hashing.
+            await self.cache.set(key, page.etag.encode() + b"\n" + body, ttl=PAGE_TTL)
+            return page
+
+        return await self._rendering.run(key, render_and_store)
+
+    async def changed(self, scope: str, serial: int) -> None:
+        """Tell readers that `scope` is now at `serial` (call after the commit)."""
+        await self.cache.set_max(_serial_key(scope), serial, ttl=SERIAL_TTL)

@@ -1,0 +1,74 @@
+"""HTTP shaping of simple pages, shared by every read path (hosted, proxy, group).
+
+One implementation of the caching headers, the ETag/304 dance, Accept negotiation and project
+path segments, so a page looks the same on the wire whichever service rendered it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from packaging.utils import canonicalize_name
+from starlette.requests import Request
+from starlette.responses import Response
+
+from wheelyard.shared.domain.repositories import RepositoryView
+from wheelyard.shared.errors import InvalidInput, NotFound
+from wheelyard.shared.packaging.names import validate_project_name
+from wheelyard.shared.web.conditional import if_none_match_matches
+from wheelyard.shared.web.negotiation import content_type_for, negotiate
+from wheelyard.shared.web.pagecache import CachedPage
+
+#: Added to a page served from the last good copy because the upstream could not be asked.
+STALE_HEADERS = {"X-Wheelyard-Stale": "true", "Warning": '110 - "Response is Stale"'}
+
+
+def cache_control(request: Request, repo: RepositoryView, *, immutable: bool = False) -> str:
+    """Cache-Control for a response from `repo`."""
+    # Anything fetched with credentials, or from a private repository, must never be stored by
+    # a shared cache (reliability doc §3.4, artifact-keeper PR #3414).
+    private = repo.visibility == "private" or "authorization" in request.headers
+    if immutable:
+        return ("private" if private else "public") + ", max-age=31536000, immutable"
+    return "private, no-cache" if private else "public, max-age=0, must-revalidate"
+
+
+def page_response(
+    request: Request,
+    repo: RepositoryView,
+    page: CachedPage,
+    media: str,
+    *,
+    extra_headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A simple page with ETag, Vary and 304 handling (plus `extra_headers`, e.g. stale)."""
+    headers = {
+        "ETag": page.etag,
+        "Vary": "Accept, Authorization",
+        "Cache-Control": cache_control(request, repo),
+        **(extra_headers or {}),
+    }
+    if if_none_match_matches(request.headers.get("if-none-match"), page.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(page.body, headers=headers, media_type=content_type_for(media))
+
+
+def project_name(project: str) -> str:
+    """The PEP 503 form of a project path segment; NotFound if no project can have that name.
+
+    Only a name that would be redirected is validated (the hot path stays cheap): a hostile
+    segment (`%0d%0aSet-Cookie:...`, markup) gets a 404, never a redirect that echoes it
+    (reliability.md §4 A.15). A normalized unknown name is a plain 404 further on.
+    """
+    name = canonicalize_name(project)
+    if name != project:
+        try:
+            validate_project_name(project)
+        except InvalidInput:
+            raise NotFound("No project can have that name.") from None
+    return name
+
+
+def media_of(request: Request) -> str:
+    """The negotiated media type (PEP 691)."""
+    return negotiate(request.headers.get("accept"), request.query_params.get("format"))
