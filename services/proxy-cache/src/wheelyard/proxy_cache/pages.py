@@ -117,10 +117,6 @@ class ProxyPages:
             return age < NEGATIVE_TTL
         return age < self.ttl(repo)
 
-    def circuit_open(self, repo: RepositoryView) -> bool:
-        """True while every upstream of `repo` is refused by its breaker."""
-        return all(self.client.breaker.is_open((repo.id, i)) for i in range(len(repo.upstreams)))
-
     # -- lookups ------------------------------------------------------------------------------
 
     async def current(self, repo: RepositoryView, name: str, *, fresh: bool = True) -> CurrentPage:

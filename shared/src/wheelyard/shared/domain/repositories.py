@@ -22,8 +22,6 @@ from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?\Z")
-REPOSITORY_TYPES = ("hosted", "proxy", "group")
-VISIBILITIES = ("public", "private")
 
 
 def validate_slug(kind: str, name: str) -> str:

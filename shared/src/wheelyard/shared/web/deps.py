@@ -15,11 +15,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.auth.internal_jwt import HEADER
 from wheelyard.shared.auth.principal import Principal
-from wheelyard.shared.backends import Backends
 from wheelyard.shared.cache import Cache
-from wheelyard.shared.config import Settings
 from wheelyard.shared.domain.directory import RepositoryDirectory
-from wheelyard.shared.storage import BlobStore
 from wheelyard.shared.web.base_url import base_url
 from wheelyard.shared.web.pagecache import PageCache
 from wheelyard.shared.web.runtime import Runtime
@@ -30,25 +27,10 @@ def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-async def get_backends(request: Request) -> Backends:
-    """The process's stores."""
-    return runtime_of(request).backends
-
-
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A database session for one request, closed (and rolled back if open) afterwards."""
     async with runtime_of(request).backends.sessions() as session:
         yield session
-
-
-async def get_settings(request: Request) -> Settings:
-    """The process's settings."""
-    return runtime_of(request).backends.settings
-
-
-async def get_blobs(request: Request) -> BlobStore:
-    """The process's blob store."""
-    return runtime_of(request).backends.blobs
 
 
 async def get_cache(request: Request) -> Cache:
@@ -76,10 +58,7 @@ async def get_principal(request: Request) -> Principal:
     return runtime_of(request).verifier.principal(request.headers.get(HEADER))
 
 
-BackendsDep = Annotated[Backends, Depends(get_backends)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 DirectoryDep = Annotated[RepositoryDirectory, Depends(get_directory)]
 PagesDep = Annotated[PageCache, Depends(get_pages)]

@@ -62,7 +62,7 @@ class RepositoryChange(BaseModel):
     allow_upstream: list[str] | None = None
 
 
-def _repository_json(view: RepositoryView, *, show_secrets: bool = False) -> dict[str, Any]:
+def _repository_json(view: RepositoryView) -> dict[str, Any]:
     return {
         "storage": view.storage,
         "name": view.name,
