@@ -7,7 +7,7 @@ identity services see is the signed internal token added here.
 
 Any response to a request that carries credentials is marked `Cache-Control: private` here, in
 one place for every service and route, so that no shared cache keeps what one caller was shown
-(reliability doc §3.4 and §4 B.25).
+(RFC 9111 §3.5; artifact-keeper PR #3414).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from wheelyard.shared.auth.internal_jwt import HEADER, Minter
 from wheelyard.shared.web.problems import response_for_exception
 
 # Headers that some proxies use to pass an identity along (oauth2-proxy, Apache, nginx
-# auth_request...): a client could send them too (reliability doc §1.2), so they never pass.
+# auth_request...): a client could send them too (as in authentik CVE-2024-47070), so they
+# never pass.
 IDENTITY_HEADERS = frozenset(
     h.encode()
     for h in (

@@ -1,7 +1,7 @@
 """HTTP routes of the index service (hosted repositories, read side) besides the simple API,
 which `wheelyard.shared.web.fastpath.simple_routes` and `HotPaths` serve with `handlers`: the PyPI
 JSON API, project data and search. Redirects use relative Locations so they keep whatever
-prefix the client used (standards digest §10, item 2).
+prefix the client used (PEP 503 allows the redirect; docs/standards.md §5).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from wheelyard.shared.packaging.simple.upstream import parse_upstream_page
 
 log = logging.getLogger(__name__)
 
-#: How long an upstream 404 is believed (reliability.md §3.1: minutes at most).
+#: How long an upstream 404 is believed (briefly: docs/standards.md §9).
 NEGATIVE_TTL = 60.0
 #: How long the state key lives in the cache (freshness is decided by its timestamp).
 STATE_TTL = 24 * 3600.0

@@ -5,9 +5,9 @@ Every request to an upstream goes through `UpstreamClient`, which
 - fetches project pages preferring PEP 691 JSON (HTML still accepted), conditionally (ETag /
   Last-Modified), within the upstream's timeout as a total deadline, with a hard body cap;
 - opens file streams, following at most `MAX_REDIRECTS` redirects by hand, each hop checked
-  by `check_target` (SSRF, reliability.md §1.7) before anything is connected to;
+  by `check_target` (SSRF, CWE-918) before anything is connected to;
 - sends the upstream's credentials only to the upstream's own host (like requests and uv,
-  which strip Authorization on a cross-host redirect, standards.md §8);
+  which strip Authorization on a cross-host redirect, docs/standards.md §9);
 - keeps one `CircuitBreaker` per upstream, so that while an upstream is down requests fail
   (or are served stale) at once instead of each waiting the full timeout.
 """
@@ -29,7 +29,7 @@ from wheelyard.shared.errors import UpstreamError, UpstreamTimeout
 MAX_REDIRECTS = 3
 #: The largest project page accepted from an upstream (PyPI's biggest are tens of MB of JSON).
 MAX_PAGE_BYTES = 64 * 1024 * 1024
-#: What we ask upstreams for: JSON first, HTML as the fallback (standards.md §9).
+#: What we ask upstreams for: JSON first, HTML as the fallback (docs/standards.md §9).
 PAGE_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
     "text/html;q=0.01"

@@ -6,7 +6,8 @@ part goes straight into a Spool (bounded memory, size limit enforced while strea
 other fields are collected with limits on their count and size (Starlette/python-multipart
 CVE-2023-30798 and CVE-2024-47874 were about exactly those). Every byte of the body counts
 against some limit, so a chunked body cannot stream forever: parts (repeated names included),
-ignored file parts, and the preamble and epilogue around the parts (reliability.md §4 A.11).
+ignored file parts, and the preamble and epilogue around the parts (python-multipart
+CVE-2024-53981 was about those two).
 """
 
 from __future__ import annotations

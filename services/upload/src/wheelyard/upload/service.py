@@ -228,7 +228,8 @@ def _existing_outcome(
             existing.size,
             False,
         )
-    # "File already exists" is load-bearing: twine, poetry and pdm match on it (digest §5.3).
+    # "File already exists" is load-bearing: twine, poetry and pdm match on it
+    # (pypa/twine#332, pypi/warehouse#3482; docs/standards.md §7).
     raise Conflict(
         f"File already exists ('{dist.filename}', with sha256 hash '{existing.sha256}'). "
         "A file's contents cannot change; upload it under a new version."

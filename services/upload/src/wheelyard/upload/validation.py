@@ -65,7 +65,7 @@ def validate_upload(
         raw = read_core_metadata(spool.path, dist)
     except TooLarge as exc:
         # The body was within the upload limit; what the archive holds (a bomb, too many
-        # members) makes it an invalid distribution: 400, as PyPI answers (digest §10 item 47).
+        # members) makes it an invalid distribution: 400, as PyPI answers (docs/standards.md §7).
         raise InvalidInput(exc.message) from None
     metadata = parse_core_metadata(raw.data)
     check_matches(dist, name=metadata.name, version=metadata.version, source="metadata")
@@ -101,7 +101,7 @@ async def store_blobs(
     assert writer.result is not None
     metadata_blob = None
     if validated.dist.kind == "wheel":
-        # PEP 658 metadata only for wheels: sdist PKG-INFO may be dynamic (digest §7.4).
+        # PEP 658 metadata only for wheels: sdist PKG-INFO may be dynamic (PEP 643).
         raw = validated.raw_metadata
         async with blobs.writer(expected_sha256=raw.sha256) as mw:
             await mw.write(raw.data)

@@ -1,9 +1,11 @@
 """A cache that degrades instead of failing when its remote backend (Redis) is down.
 
-docs/reliability.md section 3.3, "Redis down": the cache is an accelerator, so its outage must
-cost speed, not requests. Reads miss, writes are skipped, counters and locks fall back to this
-process (rate limits become per-process caps, locks become per-process single-flight, which the
-doc accepts), and a circuit breaker stops every request from paying the Redis timeout.
+The cache is an accelerator, so its outage must cost speed, not requests (docs/architecture.md,
+"Stores"). Reads miss, writes are skipped, counters and locks fall back to this process (rate
+limits become per-process caps, neither 500s nor wide open, cf. jsocol/django-ratelimit#333;
+locks become per-process single-flight, which at worst duplicates a fetch, since the database's
+unique constraints, not locks, decide races), and a circuit breaker stops every request from
+paying the Redis timeout.
 """
 
 from __future__ import annotations

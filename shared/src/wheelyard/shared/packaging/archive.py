@@ -1,4 +1,4 @@
-"""Read core metadata out of an uploaded distribution file, safely (standards.md §7.3-7.5).
+"""Read core metadata out of an uploaded distribution file, safely (docs/standards.md §8).
 
 Nothing is ever extracted to disk. A wheel (or legacy `.zip` sdist) is checked as a whole from
 its central directory and local headers before one member is read, through the streaming API
@@ -64,7 +64,7 @@ class ArchiveLimits:
 class CoreMetadataBytes:
     """The exact bytes of a distribution's METADATA or PKG-INFO, and where they were found.
 
-    `data` is byte-for-byte what the archive holds (the PEP 658 `.metadata` body, §7.5).
+    `data` is byte-for-byte what the archive holds (the PEP 658 `.metadata` body).
     """
 
     data: bytes
@@ -109,7 +109,7 @@ def _check_path(name: str, kind: str) -> None:
 
 
 def _check_member_name(name: str) -> None:
-    """Refuse names an extractor could be tricked with (reliability.md §1.1, §4 A.9)."""
+    """Refuse names an extractor could be tricked with (CVE-2007-4559; docs/standards.md §8)."""
     _check_path(name, "member")
     if ".." in name.split("/"):
         raise _invalid(f"archive member {shown(name)} has a '..' path component.")
@@ -300,7 +300,7 @@ def _check_zip_entries(infos: list[zipfile.ZipInfo], file_size: int, limits: Arc
                 raise _invalid(f"duplicate archive member {shown(spelling)}.")
             seen.add(spelling)
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            # PyPI allows only these two (reliability.md §4 A.8).
+            # PyPI allows only these two (warehouse's forklift/legacy.py).
             raise _invalid(
                 f"member {shown(name)} uses an unsupported compression method; only stored "
                 "and deflate are allowed."
@@ -561,7 +561,8 @@ def _read_pkg_info(
     archive: tarfile.TarFile, member: tarfile.TarInfo, limits: ArchiveLimits
 ) -> bytes:
     if not member.isreg():
-        # twine refuses a symlinked PKG-INFO, and a link is never followed here (§7.4).
+        # twine refuses a symlinked PKG-INFO, and a link is never followed here
+        # (docs/standards.md §8).
         raise _invalid(f"{shown(member.name)} must be a regular file, not a link or directory.")
     if member.size > limits.max_metadata_size:
         raise _too_large(f"{shown(member.name)} is larger than {limits.max_metadata_size} bytes.")

@@ -1,4 +1,4 @@
-"""Distribution filenames: parse and police what an upload may be called (standards.md §1.3-1.5).
+"""Distribution filenames: parse and police what an upload may be called (docs/standards.md §2).
 
 `parse_dist_filename` is the gate every uploaded filename passes before it is used as a storage
 key, a database value or a URL segment; `check_matches` ties it to the form and the metadata.
@@ -73,7 +73,7 @@ def _reject(filename: str, reason: str) -> InvalidInput:
 
 
 def _check_characters(filename: object) -> str:
-    """Apply the character rules of standards.md §1.5 (PyPI's messages where it has them)."""
+    """Apply the character rules of docs/standards.md §2 (PyPI's messages where it has them)."""
     if not isinstance(filename, str) or not filename:
         raise InvalidInput("A filename is required.")
     if len(filename) > MAX_FILENAME_LENGTH:
@@ -202,7 +202,7 @@ def check_matches(
 ) -> None:
     """Raise `InvalidInput` unless `name`/`version` denote the same project/release as `dist`.
 
-    Names compare normalized, versions by `canonicalize_version` (standards.md §1.2), so
+    Names compare normalized, versions by `canonicalize_version` (docs/standards.md §1), so
     `Foo.Bar` matches `foo_bar` and `1.0.0` matches `1.0`. `source` only picks the wording:
     the form field `'name'`/`'version'` or the metadata field `'Name'`/`'Version'`. A `None`
     argument is not checked.

@@ -1,4 +1,4 @@
-"""The legacy upload form's non-file fields: validate them as PyPI does (standards.md §5.2).
+"""The legacy upload form's non-file fields: validate them as PyPI does (docs/standards.md §7).
 
 The route collects the multipart fields into `{name: [values...]}` (repeated parts keep every
 value) and hands them here; the file part is the route's business. The form's metadata is
@@ -22,7 +22,7 @@ from wheelyard.shared.packaging.names import shown, validate_project_name, valid
 FileType = Literal["bdist_wheel", "sdist"]
 
 # PyPI's 410 texts (warehouse forklift/legacy.py). Never say "was ever registered": poetry
-# answers a 400 containing that phrase by calling `submit` (standards.md §5.2).
+# answers a 400 containing that phrase by calling `submit` (docs/standards.md §7).
 _GONE_ACTIONS = {
     "submit": "Project pre-registration is no longer required or supported, upload your files "
     "instead.",
@@ -52,7 +52,7 @@ _TEXT_FIELDS = (
     "comment",
     "attestations",
 )
-# Multiple-use fields and every spelling clients send for them (standards.md §5.2: uv/poetry
+# Multiple-use fields and every spelling clients send for them (docs/standards.md §7: uv/poetry
 # `import_names`, hatch `import_name`/`license_file`, pdm `provides_extras`).
 _LIST_FIELDS = {
     "classifiers": ("classifiers", "classifier"),

@@ -1,4 +1,4 @@
-"""Core metadata (METADATA / PKG-INFO): parse, validate what we rely on (standards.md §7.1-7.2).
+"""Core metadata (METADATA / PKG-INFO): parse, validate what we rely on (docs/standards.md §8).
 
 We parse leniently with `packaging.metadata.parse_email` and then validate, strictly, the fields
 the registry depends on (Metadata-Version, Name, Version, Requires-Python, Requires-Dist,
@@ -23,11 +23,12 @@ from wheelyard.shared.packaging.names import (
     validate_version,
 )
 
-# PyPI's accepted set plus 2.6 (PEP 808, no new fields). 2.0 was never standardised (§7.2).
+# PyPI's accepted set plus 2.6 (PEP 808, no new fields). 2.0 was never standardised
+# (docs/standards.md §8).
 KNOWN_METADATA_VERSIONS = ("1.0", "1.1", "1.2", "2.1", "2.2", "2.3", "2.4", "2.5", "2.6")
-MAX_SUMMARY_LENGTH = 512  # PyPI's limit (standards.md §7.2)
+MAX_SUMMARY_LENGTH = 512  # PyPI's limit (docs/standards.md §8)
 
-# distutils wrote "UNKNOWN" for unset fields; PyPI deletes such values (standards.md §5.2).
+# distutils wrote "UNKNOWN" for unset fields; PyPI deletes such values (docs/standards.md §7).
 _UNKNOWN = "UNKNOWN"
 
 _STRING_FIELDS = (
@@ -146,7 +147,7 @@ def _decode(raw: bytes) -> str:
             f"Invalid metadata: not valid UTF-8 (byte {exc.start}). Core metadata must be "
             "UTF-8 encoded."
         ) from None
-    # A BOM would glue itself to the first header name; the stored bytes keep it (§7.5).
+    # A BOM would glue itself to the first header name; the stored bytes keep it (PEP 658).
     return text.removeprefix("\ufeff")
 
 

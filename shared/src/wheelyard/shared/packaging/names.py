@@ -1,4 +1,4 @@
-"""Project names and versions: validation and normalization (standards.md §1.1, §1.2).
+"""Project names and versions: validation and normalization (docs/standards.md §1).
 
 Pure functions over strings. Every rejection is an `InvalidInput` whose message names the value
 and says what is wrong with it.
@@ -15,7 +15,7 @@ from wheelyard.shared.errors import InvalidInput
 
 # The core-metadata `Name` rule, matched ASCII case-insensitively. `re.ASCII` matters: with
 # IGNORECASE alone, `[A-Z]` also matches U+017F (long s), U+0131 (dotless i) and U+212A (Kelvin).
-# `\Z` (not `$`) so a trailing newline is not accepted (standards.md §1.1).
+# `\Z` (not `$`) so a trailing newline is not accepted (docs/standards.md §1).
 _NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
 
 # No standard caps these. The bounds keep database keys, log lines and error messages sane; a
@@ -38,9 +38,10 @@ def shown(value: object, limit: int = 80) -> str:
 def validate_project_name(name: str) -> str:
     """Return `name` unchanged if it is a valid project name, else raise `InvalidInput`.
 
-    Valid means: ASCII only (PyPI refuses non-ASCII names because of confusables, reliability.md
-    §1.10), starts and ends with a letter or digit, and otherwise holds only letters, digits,
-    `.`, `_` and `-` (standards.md §1.1). Markup such as `<img ...>` fails the same rule.
+    Valid means: ASCII only (PyPI refuses non-ASCII names because of confusables,
+    pypi/warehouse#2151), starts and ends with a letter or digit, and otherwise holds only
+    letters, digits, `.`, `_` and `-` (docs/standards.md §1). Markup such as `<img ...>` fails
+    the same rule.
     """
     if not isinstance(name, str) or not name:
         raise InvalidInput("A project name is required.")
@@ -72,9 +73,10 @@ def normalize_name(name: str) -> str:
 def validate_version(version: str, *, allow_local: bool = True) -> Version:
     """Parse `version` as a PEP 440 version, or raise `InvalidInput` saying why it is not one.
 
-    Rejects leading or trailing whitespace (`Version` would silently strip it; reliability.md
-    §4 A.3), legacy versions and anything else `packaging` cannot parse. With
-    `allow_local=False`, also rejects local versions (`1.0+abc`) as PyPI does (standards §1.2).
+    Rejects leading or trailing whitespace (`Version` would silently strip it, as PEP 440
+    allows), legacy versions and anything else `packaging` cannot parse. With
+    `allow_local=False`, also rejects local versions (`1.0+abc`) as PyPI does
+    (docs/standards.md §1).
     """
     if not isinstance(version, str) or not version:
         raise InvalidInput("A version is required.")
@@ -104,6 +106,6 @@ def validate_version(version: str, *, allow_local: bool = True) -> Version:
 def wheel_name_part(project_name: str) -> str:
     """Return the escaped name used in wheel and sdist filenames: normalized, `-` -> `_`.
 
-    `Foo.Bar` -> `foo_bar` (standards.md §1.3, §1.4).
+    `Foo.Bar` -> `foo_bar` (the binary distribution format specification, PEP 625).
     """
     return canonicalize_name(project_name).replace("-", "_")

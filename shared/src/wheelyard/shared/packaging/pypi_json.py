@@ -3,7 +3,7 @@ plain inputs.
 
 Pure functions: the caller loads releases and files from the database and passes them in as
 `ReleaseInfo`/`FileInfo`; this module only decides which release is "latest" and lays the data
-out the way warehouse's `legacy/api/json.py` does (standards digest §6), so that pdm's opt-in
+out the way warehouse's `legacy/api/json.py` does (docs/standards.md §10), so that pdm's opt-in
 JSON API mode, Renovate and bandersnatch-style mirrors read it like PyPI's.
 """
 
@@ -89,7 +89,7 @@ def _is_prerelease(version: str) -> bool:
 def latest_version(releases: Iterable[ReleaseInfo]) -> ReleaseInfo | None:
     """The release the project route describes, or None when there are no releases.
 
-    Warehouse's order (digest §6): non-yanked before yanked, then final releases before
+    Warehouse's order (docs/standards.md §10): non-yanked before yanked, then final releases before
     pre-releases (dev releases count as pre-releases), then the highest PEP 440 version.
     """
     best: ReleaseInfo | None = None
@@ -113,15 +113,15 @@ def _utc_naive(value: datetime) -> datetime:
 
 def _file_entry(f: FileInfo, release: ReleaseInfo) -> dict[str, Any]:
     uploaded = _utc_naive(f.upload_time)
-    # A yanked release yanks all of its files (PyPI yanks whole releases, digest §4); a file
-    # may also be yanked on its own.
+    # A yanked release yanks all of its files (PyPI yanks whole releases:
+    # docs/standards.md §6); a file may also be yanked on its own.
     yanked = f.yanked or release.yanked
     reason = (f.yanked_reason or release.yanked_reason or None) if yanked else None
     return {
         "filename": f.filename,
         "packagetype": f.packagetype,
         "python_version": f.python_version,
-        # Signatures are no longer served (digest §2.3), so never advertise one.
+        # Signatures are no longer served (docs/standards.md §3), so never advertise one.
         "has_sig": False,
         "comment_text": f.comment_text,
         "md5_digest": f.md5,
@@ -216,7 +216,7 @@ def _document(
         "ownership": {"roles": [], "organization": None},
     }
     if releases is not None:
-        # Only the project route lists every release (digest §6, checklist item 60).
+        # Only the project route lists every release (pypi/warehouse#11775).
         data["releases"] = {
             r.version: _file_entries(r)
             for r in sorted(releases, key=lambda r: _order_key(r.version))
@@ -258,7 +258,7 @@ def render_pypi_release_json(
     project_url: str | None = None,
 ) -> bytes:
     """Render `/pypi/<project>/<version>/json`: like the project route for `release`, but
-    without the `releases` key (warehouse removed it there, digest §6)."""
+    without the `releases` key (warehouse removed it there, pypi/warehouse#11775)."""
     return _document(
         name=name,
         release=release,

@@ -21,11 +21,11 @@ _ALIASES = {
     JSON_V1: JSON_V1,
     HTML_V1: HTML_V1,
     TEXT_HTML: TEXT_HTML,
-    # The meta-version asks for the latest we have; we answer with the concrete type (§3.1).
+    # The meta-version asks for the latest we have; we answer with the concrete type (PEP 691).
     "application/vnd.pypi.simple.latest+json": JSON_V1,
     "application/vnd.pypi.simple.latest+html": HTML_V1,
 }
-# Ties among explicitly named types: most expressive first (§3.2 step 4).
+# Ties among explicitly named types: most expressive first (PEP 691 "Recommendations").
 _NAMED_PREFERENCE = (JSON_V1, HTML_V1, TEXT_HTML)
 # Ties won only through wildcards: HTML first, as PyPI, hatch, browsers and curl expect.
 _WILDCARD_PREFERENCE = (TEXT_HTML, HTML_V1, JSON_V1)
@@ -79,7 +79,7 @@ def _select(header: str) -> str | None:
                 specificity = 1
             else:
                 continue
-            # The most specific matching range decides (§3.2 step 3); equally specific ranges
+            # The most specific matching range decides (RFC 9110 §12.5.1); equally specific ranges
             # (e.g. v1+json and latest+json) take the higher q.
             if specificity > best_specificity or (
                 specificity == best_specificity and quality > best_quality
@@ -99,14 +99,16 @@ def _select(header: str) -> str | None:
 
 def _negotiate(accept: str | None, format_param: str | None) -> str:
     if format_param:
-        # `?format=` takes precedence over Accept (§3.1); one we cannot serve is ignored.
+        # `?format=` takes precedence over Accept (PEP 691, "URL Parameter"); one we cannot
+        # serve is ignored.
         chosen = _select(format_param)
         if chosen is not None:
             return chosen
     if accept is None or not accept.strip():
-        return TEXT_HTML  # No header counts as `*/*`, which PyPI answers with HTML (§3.2).
+        # No header counts as `*/*` (PEP 691), which PyPI answers with HTML (docs/standards.md §5).
+        return TEXT_HTML
     # Nothing acceptable (e.g. only `application/json`): PyPI serves its HTML default rather
-    # than 406, and so do we (§3.2 step 5, checklist item 13).
+    # than 406, and so do we (PEP 691 allows either; docs/standards.md §5).
     return _select(accept) or TEXT_HTML
 
 
@@ -116,13 +118,13 @@ _negotiate_cached = lru_cache(maxsize=512)(_negotiate)
 def negotiate(accept: str | None, format_param: str | None = None) -> str:
     """Return the media type to serve: `JSON_V1`, `HTML_V1` or `TEXT_HTML` (never None).
 
-    Implements digest §3.2: q-values (up to three decimals, q=0 means not acceptable), the most
-    specific matching range decides each offer's quality, `latest+json`/`latest+html` map to
-    the v1 types; ties among explicitly named types prefer JSON > v1+html > text/html, ties
-    reached only through wildcards (or no header) give text/html, and a header that accepts
-    nothing we offer gets text/html (PyPI parity, no 406). A `format_param` (the `?format=`
-    query value) that names one of our types wins over `Accept`. Results are memoized per
-    (accept, format) pair in a bounded LRU.
+    Implements docs/standards.md §5: q-values (up to three decimals, q=0 means not
+    acceptable), the most specific matching range decides each offer's quality,
+    `latest+json`/`latest+html` map to the v1 types; ties among explicitly named types prefer
+    JSON > v1+html > text/html, ties reached only through wildcards (or no header) give
+    text/html, and a header that accepts nothing we offer gets text/html (PyPI parity, no 406).
+    A `format_param` (the `?format=` query value) that names one of our types wins over
+    `Accept`. Results are memoized per (accept, format) pair in a bounded LRU.
     """
     if (accept is not None and len(accept) > _MAX_CACHED_ACCEPT) or (
         format_param is not None and len(format_param) > _MAX_CACHED_ACCEPT
@@ -135,8 +137,9 @@ def negotiate(accept: str | None, format_param: str | None = None) -> str:
 def content_type_for(media: str) -> str:
     """The full `Content-Type` value for a media type returned by `negotiate`.
 
-    `text/html; charset=utf-8` for text/html, the v1 types as they are (digest §2.3, §3.1).
-    Raises ValueError for any other type: we never send `application/json` (§3.1).
+    `text/html; charset=utf-8` for text/html, the v1 types as they are (PEP 691).
+    Raises ValueError for any other type: we never send `application/json`
+    (docs/standards.md §5).
     """
     try:
         return _CONTENT_TYPES[media]

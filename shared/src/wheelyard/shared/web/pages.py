@@ -26,7 +26,7 @@ STALE_HEADERS = {"X-Wheelyard-Stale": "true", "Warning": '110 - "Response is Sta
 def cache_control(request: Request, repo: RepositoryView, *, immutable: bool = False) -> str:
     """Cache-Control for a response from `repo`."""
     # Anything fetched with credentials, or from a private repository, must never be stored by
-    # a shared cache (reliability doc §3.4, artifact-keeper PR #3414).
+    # a shared cache (RFC 9111 §3.5; artifact-keeper PR #3414).
     private = repo.visibility == "private" or "authorization" in request.headers
     if immutable:
         return ("private" if private else "public") + ", max-age=31536000, immutable"
@@ -58,7 +58,8 @@ def project_name(project: str) -> str:
 
     Only a name that would be redirected is validated (the hot path stays cheap): a hostile
     segment (`%0d%0aSet-Cookie:...`, markup) gets a 404, never a redirect that echoes it
-    (reliability.md §4 A.15). A normalized unknown name is a plain 404 further on.
+    (the CRLF injection of pypiserver/pypiserver#237). A normalized unknown name is a plain
+    404 further on.
     """
     name = canonicalize_name(project)
     if name != project:

@@ -16,15 +16,15 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 #: The api-version we claim. 1.4 = versions/size/upload-time (1.1) + project-status (1.4);
-#: HTML is frozen at 1.4 forever (PEP 833, digest §2.3), and we never claim PEP 708 (§3.3).
+#: HTML is frozen at 1.4 (PEP 833), and we never claim PEP 708 (docs/standards.md §3, §4).
 API_VERSION = "1.4"
 
-#: PEP 691 media types (digest §3.1).
+#: PEP 691 media types ("Content-Types": text/html is an alias of v1+html).
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 TEXT_HTML = "text/html"
 
-#: PEP 792 project status markers (digest §3.3).
+#: PEP 792 project status markers.
 PROJECT_STATUSES = frozenset({"active", "archived", "quarantined", "deprecated"})
 
 
@@ -32,13 +32,14 @@ PROJECT_STATUSES = frozenset({"active", "archived", "quarantined", "deprecated"}
 class SimpleFile:
     """One distribution file as listed on a project page.
 
-    - `url` is emitted verbatim (relative or absolute); keep it query-free (digest §7.5) and
-      without a fragment: the `#sha256=` fragment is added by the HTML renderer.
+    - `url` is emitted verbatim (relative or absolute); keep it query-free
+      (docs/standards.md §8) and without a fragment: the `#sha256=` fragment is added by the
+      HTML renderer.
     - `sha256` is lowercase hex, or None when an upstream gave no sha256 (then HTML has no
       fragment and JSON has `"hashes": {}`).
     - `size` is the byte count, or None when unknown (upstream HTML pages do not carry it).
     - `upload_time` is converted to UTC; a naive datetime is taken to be UTC already.
-    - `yanked` is False, True (yanked without a reason) or the reason string (digest §4).
+    - `yanked` is False, True (yanked without a reason) or the reason string (PEP 592, PEP 691).
     - `core_metadata_sha256` is the sha256 of the PEP 658 `.metadata` bytes; when the metadata
       exists but its sha256 is unknown (upstream said `true` or gave another algorithm), set
       `has_core_metadata=True` and leave the hash None. A hash implies `has_core_metadata`.
@@ -62,9 +63,9 @@ class ProjectPage:
     """A project detail page: normalized `name`, its files and its versions.
 
     `versions` may be unsorted or contain duplicates; the renderers emit them deduplicated in
-    PEP 440 order. Callers must make sure every file's version is listed (checklist item 18).
+    PEP 440 order. Callers must make sure every file's version is listed (PEP 700).
     `status` is one of `PROJECT_STATUSES` or None (no marker); a `quarantined` page is rendered
-    with no files whatever `files` holds (PEP 792, digest §3.3).
+    with no files whatever `files` holds (PEP 792).
     """
 
     name: str

@@ -19,7 +19,8 @@ from wheelyard.shared.packaging.simple.model import (
 
 
 def _esc(value: str) -> str:
-    # quote=True also escapes `"` and `'`, so a value can never close its attribute (§2.3).
+    # quote=True also escapes `"` and `'`, so a value can never close its attribute
+    # (docs/standards.md §3).
     return escape(value, quote=True)
 
 
@@ -32,24 +33,27 @@ _HTML_EPILOGUE = "</body>\n</html>\n"
 
 def _render_html_anchor(f: SimpleFile) -> str:
     # html.escape with quote=True on every value: nothing from a caller or an upstream can close
-    # the attribute it sits in (digest §2.3). Calls are merged where possible: this runs once
-    # per file per render.
+    # the attribute it sits in (docs/standards.md §3). Calls are merged where possible: this
+    # runs once per file per render.
     sha256 = f.sha256
-    # Always sha256: uv fails the whole page on an algorithm it does not know (digest §2.3).
+    # Always sha256: uv fails the whole page on an algorithm it does not know
+    # (docs/standards.md §3).
     href = escape(f"{f.url}#sha256={sha256}" if sha256 else f.url, True)
     attrs = ""
     if f.requires_python:
-        # `>=3.8,<4` must appear as `&gt;=3.8,&lt;4` (checklist item 23).
+        # `>=3.8,<4` must appear as `&gt;=3.8,&lt;4` (PEP 503).
         attrs = f' data-requires-python="{escape(f.requires_python, True)}"'
     if f.core_metadata_sha256:
-        # PEP 714 name plus the PEP 658 name with the identical value, as PyPI does (§2.3).
+        # PEP 714 name plus the PEP 658 name with the identical value, as PyPI does
+        # (docs/standards.md §3).
         value = escape(f.core_metadata_sha256, True)
         attrs += f' data-core-metadata="sha256={value}" data-dist-info-metadata="sha256={value}"'
     elif f.has_core_metadata:
         attrs += ' data-core-metadata="true" data-dist-info-metadata="true"'
     yanked = f.yanked
     if yanked is True or yanked == "":
-        # Never a bare `data-yanked`: pip reads it as not yanked, uv as yanked (digest §2.3).
+        # Never a bare `data-yanked`: pip reads it as not yanked, uv as yanked
+        # (docs/standards.md §3).
         attrs += ' data-yanked=""'
     elif yanked:
         attrs += f' data-yanked="{escape(yanked, True)}"'
@@ -68,7 +72,7 @@ def render_project_html(page: ProjectPage) -> bytes:
     """Render a PEP 503 project page (api-version 1.4) as UTF-8 bytes.
 
     One anchor per file whose text is the filename; every attribute value is HTML-escaped; the
-    project-status metas appear only for a status other than `active` (digest §2.3).
+    project-status metas appear only for a status other than `active` (PEP 792).
     """
     name = _esc(page.name)
     parts = [_HTML_PROLOGUE]
@@ -85,7 +89,7 @@ def render_project_html(page: ProjectPage) -> bytes:
 
 
 def render_index_html(project_list: ProjectList) -> bytes:
-    """Render the root page: one `<a href="normalized/">Display</a>` per project (§2.2).
+    """Render the root page: one `<a href="normalized/">Display</a>` per project (PEP 503).
 
     The relative href keeps working behind any path prefix.
     """

@@ -22,7 +22,7 @@ from wheelyard.shared.packaging.simple.model import (
 
 
 def _format_upload_time(value: datetime) -> str:
-    """`YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC (PEP 700, digest §3.3, checklist item 17)."""
+    """`YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC (PEP 700)."""
     offset = value.utcoffset()
     if offset:
         value = value.astimezone(UTC)
@@ -53,17 +53,18 @@ def _render_json_file(f: SimpleFile) -> str:
     building a dict per file and handing the list to `json.dumps` (bench/render_bench.py).
     """
     sha256 = f.sha256
-    # The hashes object is required even when empty (digest §3.3).
+    # The hashes object is required even when empty (PEP 691).
     hashes = f'{{"sha256":{_json_str(sha256)}}}' if sha256 else "{}"
     requires_python = (
         f',"requires-python":{_json_str(f.requires_python)}' if f.requires_python else ""
     )
-    # Only `core-metadata`: a `dist-info-metadata` key crashes pip 22.3-23.1 (PEP 714, §3.3).
+    # Only `core-metadata`: a `dist-info-metadata` key crashes pip 22.3-23.1 (PEP 714,
+    # pypa/pip#12042).
     if f.core_metadata_sha256:
         core_metadata = f'{{"sha256":{_json_str(f.core_metadata_sha256)}}}'
     else:
         core_metadata = "true" if f.has_core_metadata else "false"
-    # `yanked` is false, true, or a non-empty reason (digest §3.3): "" means "no reason".
+    # `yanked` is false, true, or a non-empty reason (PEP 691): "" means "no reason".
     yanked = f.yanked
     if yanked is True or yanked == "":
         yanked_json = "true"
@@ -93,7 +94,7 @@ _json_file = lru_cache(maxsize=_FRAGMENT_CACHE_SIZE)(_render_json_file)
 def render_project_json(page: ProjectPage) -> bytes:
     """Render a PEP 691 project page (api-version 1.4) as compact JSON bytes.
 
-    Keys per digest §3.3: `name` (normalized), `versions` (sorted, deduplicated), `files`
+    Keys per docs/standards.md §4: `name` (normalized), `versions` (sorted, deduplicated), `files`
     (`hashes`, `requires-python` only when set, `core-metadata`, `yanked`, `size`, `upload-time`
     when known) and `project-status` only when a status is set. The output is ASCII.
     """

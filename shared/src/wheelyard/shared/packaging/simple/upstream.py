@@ -31,7 +31,8 @@ from wheelyard.shared.packaging.simple.model import (
 
 # What a distribution filename may look like. Names, PEP 440 versions (with `!` epochs and `+`
 # local parts) and wheel tags use only these characters; we re-emit the name in our own URLs
-# and markup, so anything else (`/`, `\`, controls, quotes, spaces) is refused (digest §1.5).
+# and markup, so anything else (`/`, `\`, controls, quotes, spaces) is refused
+# (docs/standards.md §2).
 _DIST_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\.(?:whl|tar\.gz|zip)")
 _MAX_FILENAME = 255
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -50,9 +51,10 @@ def _filename_for(declared: str, url_path: str) -> str | None:
     """The filename to list for a link, or None to skip it.
 
     pip and uv take an HTML file's name from the URL's last path segment, percent-decoded
-    (digest §2.3: `torch-2.1.0%2Bcu121-...whl` is `torch-2.1.0+cu121-...whl`); the spec says the
-    anchor text (or JSON `filename`) must be the same. When both are plausible and disagree the
-    link is ambiguous, so it is dropped rather than served under a name its bytes may not have.
+    (docs/standards.md §3: `torch-2.1.0%2Bcu121-...whl` is `torch-2.1.0+cu121-...whl`); PEP 503
+    says the anchor text (or JSON `filename`) must be the same. When both are plausible and
+    disagree the link is ambiguous, so it is dropped rather than served under a name its bytes
+    may not have.
     """
     declared = declared.strip()
     if "%" in declared:
@@ -76,7 +78,8 @@ def _clean_text(value: str | None) -> str | None:
 
 
 def _sha256_from(digests: dict[str, str] | None) -> str | None:
-    # Only sha256 survives: it is what we verify downloads with and what uv accepts (§2.3).
+    # Only sha256 survives: it is what we verify downloads with and what uv accepts
+    # (docs/standards.md §3).
     if not digests:
         return None
     value = digests.get("sha256")
@@ -95,8 +98,8 @@ def _valid_requires_python(value: str) -> bool:
 
 
 def _requires_python_from(value: str | None) -> str | None:
-    # An invalid specifier is ignored by pip anyway (§2.3); dropping it also removes any markup
-    # an upstream smuggled into the attribute.
+    # An invalid specifier is ignored by pip anyway (docs/standards.md §3); dropping it also
+    # removes any markup an upstream smuggled into the attribute.
     if not value:
         return None
     value = value.strip()
@@ -173,7 +176,7 @@ def _simple_file_from(
     core_sha256 = _sha256_from(package.metadata_digests)
     has_core = bool(package.has_metadata)
     if package.has_metadata is None and core_metadata_fallback is not None:
-        # HTML pages that only carry the PEP 658 attribute name (digest §2.3).
+        # HTML pages that only carry the PEP 658 attribute name (PEP 714).
         fallback = core_metadata_fallback.strip()
         algorithm, _, value = fallback.partition("=")
         if algorithm.lower() == "sha256":
@@ -183,7 +186,7 @@ def _simple_file_from(
         has_core = True
     yanked: bool | str = False
     if package.is_yanked:
-        # Mirrors MUST carry the yank flag through (digest §4); a bare or empty attribute is
+        # Mirrors MUST carry the yank flag through (PEP 592); a bare or empty attribute is
         # "yanked without a reason" (uv's reading, the safe one).
         reason = (_clean_text(package.yanked_reason) or "").strip()
         yanked = reason or True
@@ -211,7 +214,7 @@ def parse_upstream_page(
     resolve against it (and against a `<base href>`). `project` names the project when the
     page itself does not (HTML); by default it is the last path segment of `base_url`.
 
-    Promises about the result (digest §9):
+    Promises about the result (docs/standards.md §9):
     - `name` is normalized; `versions` are the upstream's plus every listed file's version.
     - Only http(s) links whose filename is a plausible `.whl`, `.tar.gz` or `.zip` distribution
       name are kept; percent-encoded names are decoded (`%2B` -> `+`).
