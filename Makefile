@@ -18,6 +18,7 @@ test: services
 lint:
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run mypy
 	$(UV) run lint-imports
 
 format:

@@ -8,13 +8,17 @@ from __future__ import annotations
 import enum
 import logging
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from wheelyard.cli.operators import grant, repo_app, token_app, user_app
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 app = typer.Typer(help="Wheelyard: a private Python package registry.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -25,8 +29,11 @@ app.add_typer(token_app, name="token")
 app.command("grant")(grant)
 
 
-class Service(enum.StrEnum):
-    """A service that can run on its own in split mode."""
+class Service(enum.Enum):
+    """A service that can run on its own in split mode (typer matches the values).
+
+    A plain Enum, not a StrEnum: a `str` member called `index` would shadow `str.index`.
+    """
 
     gateway = "gateway"
     index = "index"
@@ -42,14 +49,14 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _run(asgi_app: object, host: str, port: int, settings: Settings, access_log: bool) -> None:
+def _run(asgi_app: FastAPI, host: str, port: int, settings: Settings, access_log: bool) -> None:
     import uvicorn
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
     uvicorn.run(
-        asgi_app,  # type: ignore[arg-type]
+        asgi_app,
         host=host,
         port=port,
         log_level=settings.log_level,
@@ -86,6 +93,8 @@ def service(
 ) -> None:
     """Run one service on its own (split mode); the gateway forwards to the others by URL."""
     settings = _settings()
+    # The gateway's factory takes more keyword arguments than the others; only `settings` is used.
+    factory: Callable[..., FastAPI]
     if name is Service.gateway:
         from wheelyard.gateway.app import create_app as factory
     elif name is Service.index:

@@ -134,6 +134,8 @@ def repo_add(
         spec = RepositoryConfig(
             storage=storage,
             name=repo,
+            # Plain strings from the command line: pydantic checks them against the Literal
+            # fields at runtime (a ValueError below), which its constructor's types cannot say.
             type=type_,  # type: ignore[arg-type]
             visibility=visibility,  # type: ignore[arg-type]
             upstreams=[UpstreamConfig(url=u) for u in upstream or []],

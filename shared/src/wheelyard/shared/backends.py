@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -70,9 +71,9 @@ class Backends:
     async def readiness(self) -> dict[str, str | None]:
         """Probe each part concurrently: `{part: None}` when reachable, else an error text."""
 
-        async def probe(part: str, check: object) -> tuple[str, str | None]:
+        async def probe(part: str, check: Awaitable[object]) -> tuple[str, str | None]:
             try:
-                await asyncio.wait_for(check, READINESS_TIMEOUT)  # type: ignore[arg-type]
+                await asyncio.wait_for(check, READINESS_TIMEOUT)
             except TimeoutError:
                 return part, f"{part} did not answer within {READINESS_TIMEOUT:.0f}s"
             except Exception as exc:

@@ -23,7 +23,7 @@ KINDS = ("proxy", "group")
 
 def proxy_of(request: Request) -> ProxyService:
     """The process's proxy service."""
-    return request.app.state.proxy  # type: ignore[no-any-return]
+    return request.app.state.proxy
 
 
 async def readable(ctx: RequestContext, storage: str, repo: str) -> RepositoryView:

@@ -23,6 +23,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from anyio import to_thread
@@ -292,8 +293,12 @@ class ProxyPages:
                     breaker.success(circuit)
                     return await self._keep(repo, name, row, fetched_at)
                 page = await to_thread.run_sync(
-                    lambda r=result: parse_upstream_page(  # type: ignore[misc]
-                        r.body, r.content_type, r.url, project=name
+                    partial(
+                        parse_upstream_page,
+                        result.body,
+                        result.content_type,
+                        result.url,
+                        project=name,
                     )
                 )
             except UpstreamError as exc:

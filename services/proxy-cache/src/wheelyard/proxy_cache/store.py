@@ -153,7 +153,7 @@ async def save(
         async with sessions() as session:
             await begin_write(session)
             result = await session.exec(
-                update(ProxyPage)  # type: ignore[call-overload]
+                update(ProxyPage)
                 .where(
                     col(ProxyPage.repository_id) == repository_id,
                     col(ProxyPage.project) == project,
@@ -189,7 +189,7 @@ async def expire(sessions: SessionFactory, repository_id: int, project: str) -> 
     async with sessions() as session:
         await begin_write(session)
         result = await session.exec(
-            update(ProxyPage)  # type: ignore[call-overload]
+            update(ProxyPage)
             .where(col(ProxyPage.repository_id) == repository_id, col(ProxyPage.project) == project)
             .values(fetched_at=EPOCH, etag=None, last_modified=None)
         )

@@ -12,7 +12,7 @@ CVE-2024-53981 was about those two).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -50,7 +50,7 @@ def boundary_of(content_type: str) -> bytes:
 
 
 class _State:
-    def __init__(self, body: UploadBody, make_spool: object) -> None:
+    def __init__(self, body: UploadBody, make_spool: Callable[[], Spool]) -> None:
         self.body = body
         self.make_spool = make_spool
         self.header_field = b""
@@ -69,7 +69,7 @@ class _State:
 
 
 async def parse_upload_form(
-    stream: AsyncIterator[bytes], content_type: str, spool_factory: type[Spool] | object
+    stream: AsyncIterator[bytes], content_type: str, spool_factory: Callable[[], Spool]
 ) -> UploadBody:
     """Parse the form from `stream`; `spool_factory()` makes the Spool for the file part.
 
@@ -112,7 +112,7 @@ async def parse_upload_form(
                 body.filename = params[b"filename"].decode("utf-8", "replace")
                 ctype = st.headers.get(b"content-type")
                 body.content_type = ctype.decode("latin-1") if ctype else None
-                body.spool = st.make_spool()  # type: ignore[operator]
+                body.spool = st.make_spool()
         elif st.is_file and st.name not in IGNORED_FILE_FIELDS:
             # PyPI: "<field>: Should not be a tuple." A metadata field sent as a file.
             st.error = InvalidInput(f"{st.name}: Should not be a tuple.")
@@ -149,7 +149,7 @@ async def parse_upload_form(
 
     parser = MultipartParser(
         boundary_of(content_type),
-        callbacks={  # type: ignore[arg-type]
+        callbacks={
             "on_end": on_end,
             "on_header_field": on_header_field,
             "on_header_value": on_header_value,

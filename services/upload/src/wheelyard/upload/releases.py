@@ -30,7 +30,7 @@ async def announce(
 async def bump_serial(session: AsyncSession, project: Project) -> int:
     """Increment the project's serial in the current transaction and return the new value."""
     await session.exec(
-        update(Project).where(col(Project.id) == project.id).values(serial=Project.serial + 1)  # type: ignore[call-overload]
+        update(Project).where(col(Project.id) == project.id).values(serial=Project.serial + 1)
     )
     value = (await session.exec(select(Project.serial).where(Project.id == project.id))).one()
     return int(value)

@@ -166,6 +166,7 @@ async def record_upload(
         release = await _release_for_upload(session, project, dist, meta)
         if dist.kind == "sdist" and await _has_live_sdist(session, release):
             raise InvalidInput("Only one sdist may be uploaded per release.")
+        assert project.id is not None and release.id is not None  # both flushed or loaded
         session.add(
             File(
                 repository_id=repo.id,
@@ -267,6 +268,7 @@ async def _project_for_upload(
 async def _release_for_upload(
     session: AsyncSession, project: Project, dist: DistFile, meta: ParsedMetadata
 ) -> Release:
+    assert project.id is not None  # flushed or loaded by _project_for_upload
     stmt = select(Release).where(
         Release.project_id == project.id, Release.canonical_version == dist.canonical_version
     )

@@ -115,12 +115,13 @@ async def grant(
     if repo is None:
         raise NotFound(f"Repository '{storage}/{repository}' does not exist.")
     await session.exec(
-        delete(Permission).where(  # type: ignore[call-overload]
+        delete(Permission).where(
             col(Permission.user_id) == user.id, col(Permission.repository_id) == repo.id
         )
     )
     if level is None:
         return None
+    assert user.id is not None and repo.id is not None  # both loaded from the database
     permission = Permission(user_id=user.id, repository_id=repo.id, level=level)
     session.add(permission)
     return permission
@@ -156,6 +157,7 @@ async def create_token(
             raise InvalidInput(f"Repository {path!r} does not exist (use 'storage/repo').")
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidInput("expires_at must be in the future.")
+    assert owner.id is not None  # a stored user
     new: NewToken = generate_token()
     row = ApiToken(
         public_id=new.public_id,

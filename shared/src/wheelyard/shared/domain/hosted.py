@@ -46,7 +46,8 @@ async def find_project(session: AsyncSession, repository_id: int, name: str) -> 
     """The project with normalized `name` in the repository, or None."""
     row = (
         await session.exec(
-            select(
+            # sqlmodel's select() is typed for at most four columns; SQLAlchemy takes any number.
+            select(  # type: ignore[call-overload]
                 Project.id,
                 Project.name,
                 Project.display_name,
@@ -56,7 +57,7 @@ async def find_project(session: AsyncSession, repository_id: int, name: str) -> 
             ).where(Project.repository_id == repository_id, Project.name == name)
         )
     ).first()
-    return ProjectRef(*row) if row else None  # type: ignore[arg-type]
+    return ProjectRef(*row) if row else None
 
 
 async def live_files(session: AsyncSession, project_id: int) -> list[tuple[File, Release]]:
@@ -84,7 +85,8 @@ async def project_page(
     on a cache miss while other requests wait, so the load must be cheap.
     """
     rows = await session.exec(
-        select(
+        # sqlmodel's select() is typed for at most four columns; SQLAlchemy takes any number.
+        select(  # type: ignore[call-overload]
             File.filename,
             File.sha256,
             File.size,

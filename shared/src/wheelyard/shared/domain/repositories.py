@@ -44,7 +44,7 @@ class RepositoryView:
     type: str
     visibility: str
     ttl: int | None
-    settings: dict[str, object]
+    settings: dict[str, Any]
     upstreams: tuple[UpstreamConfig, ...] = ()
     members: tuple[str, ...] = field(default=())  # "storage/repo", in order
 
@@ -177,6 +177,7 @@ async def apply_repository(
         return await view_of(session, repo, spec.storage)
     member_ids = [await _member_id(session, spec, m) for m in spec.members]
     if repo is None:
+        assert storage.id is not None  # ensure_storage returns a flushed row
         repo = Repository(
             storage_id=storage.id,
             name=spec.name,
@@ -196,8 +197,9 @@ async def apply_repository(
         repo.type, repo.visibility, repo.ttl = spec.type, spec.visibility, spec.ttl
         repo.settings = _settings_of(spec, repo.settings or {})
         session.add(repo)
-    await session.exec(delete(Upstream).where(col(Upstream.repository_id) == repo.id))  # type: ignore[call-overload]
-    await session.exec(delete(RepositoryMember).where(col(RepositoryMember.group_id) == repo.id))  # type: ignore[call-overload]
+    assert repo.id is not None  # flushed above, or loaded
+    await session.exec(delete(Upstream).where(col(Upstream.repository_id) == repo.id))
+    await session.exec(delete(RepositoryMember).where(col(RepositoryMember.group_id) == repo.id))
     for pos, up in enumerate(spec.upstreams):
         session.add(
             Upstream(

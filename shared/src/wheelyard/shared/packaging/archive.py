@@ -460,6 +460,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
             raise _too_large(f"a tar extended header is larger than {self.max_header_size} bytes.")
         if self.type == tarfile.GNUTYPE_SPARSE:
             raise _invalid(f"sparse member {shown(self.name)} is not allowed.")
+        # A private TarInfo hook that typeshed does not declare.
         return super()._proc_member(tarfile_)  # type: ignore[misc]
 
 
@@ -510,6 +511,7 @@ def _scan_tar(archive: tarfile.TarFile, limits: ArchiveLimits) -> tuple[str, byt
             raise _too_large(f"more than {limits.max_members} entries in the archive.")
         name = _check_tar_member(member, symlinks)
         # tarfile keeps every header it has read; a forward-only scan needs none of them.
+        # (`members` is private and missing from typeshed.)
         archive.members.clear()  # type: ignore[attr-defined]
         if name == ".":
             continue  # an explicit entry for the archive root itself

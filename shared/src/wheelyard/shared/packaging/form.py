@@ -11,7 +11,7 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
@@ -191,7 +191,7 @@ def _check_filetype(fields: Mapping[str, list[str]]) -> tuple[FileType, str]:
             raise InvalidInput("Use 'source' as Python version for an sdist.")
     elif pyversion is None:
         raise InvalidInput("Python version is required for binary distribution uploads.")
-    return filetype, pyversion  # type: ignore[return-value]
+    return cast(FileType, filetype), pyversion  # checked against both values above
 
 
 def _check_digests(fields: Mapping[str, list[str]]) -> dict[str, str | None]:

@@ -62,7 +62,11 @@ def build_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = None if runtime is not None else await Backends.open(settings or load_settings())
         try:
-            current = runtime or Runtime.build(owned)  # type: ignore[arg-type]
+            if runtime is not None:
+                current = runtime
+            else:
+                assert owned is not None  # opened above exactly when no runtime was given
+                current = Runtime.build(owned)
             app.state.runtime = current
             if on_start is not None:
                 await on_start(app, current)

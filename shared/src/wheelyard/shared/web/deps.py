@@ -24,7 +24,7 @@ from wheelyard.shared.web.runtime import Runtime
 
 def runtime_of(request: Request) -> Runtime:
     """The process's runtime."""
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -61,7 +61,7 @@ class HotPaths:
 
     def __init__(self, app: ASGIApp, handlers: HotHandlers) -> None:
         self.app = app
-        self.handlers = {
+        self.handlers: dict[str, Callable[..., Awaitable[Response]]] = {
             routes.SIMPLE_ROOT.name: handlers.simple_root,
             routes.SIMPLE_PROJECT.name: handlers.simple_project,
             routes.DOWNLOAD.name: handlers.download,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -98,14 +99,15 @@ async def serve_blob(
     )
     if not isinstance(response, StreamingResponse):
         return response
-    iterator = response.body_iterator
+    # Starlette types the body as any iterable of str/bytes; ours is the blob's bytes iterator.
+    iterator = cast(AsyncIterator[bytes], response.body_iterator)
     try:
-        first = await anext(iterator)  # type: ignore[call-overload]
+        first = await anext(iterator)
     except StopAsyncIteration:
         first = b""
     except BlobNotFound as exc:
         raise NotFound("The file's bytes are missing from storage.") from exc
-    response.body_iterator = _prepended(first, iterator)  # type: ignore[arg-type]
+    response.body_iterator = _prepended(first, iterator)
     return response
 
 

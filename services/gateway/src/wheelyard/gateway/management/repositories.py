@@ -79,7 +79,7 @@ def _repository_json(view: RepositoryView) -> dict[str, Any]:
             }
             for u in view.upstreams
         ],
-        "allow_upstream": list(view.settings.get("allow_upstream", [])),  # type: ignore[call-overload]
+        "allow_upstream": list(view.settings.get("allow_upstream", [])),
         "url": f"/repositories/{view.storage}/{view.name}/",
     }
 
@@ -172,7 +172,7 @@ async def change_repository(
         "ttl": view.ttl,
         "members": list(view.members),
         "upstreams": [u.model_dump() for u in view.upstreams],
-        "allow_upstream": list(view.settings.get("allow_upstream", [])),  # type: ignore[call-overload]
+        "allow_upstream": list(view.settings.get("allow_upstream", [])),
     }
     changes = payload.model_dump(exclude_unset=True)
     if "upstreams" in changes:
@@ -211,6 +211,7 @@ async def delete_repository(
     repo = await find_repository(session, storage, name)
     if repo is None:
         raise NotFound(f"Repository '{storage}/{name}' does not exist.")
+    assert repo.id is not None  # a loaded row
     if await holds_files(session, repo.id) and not force:
         raise Conflict(
             f"Repository '{storage}/{name}' holds uploaded files; deleting it would orphan them. "
