@@ -10,16 +10,10 @@ requests each client made.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 
-import httpx
 import pytest
 
 from wheelyard.testing.clients import (
@@ -32,23 +26,12 @@ from wheelyard.testing.clients import (
     uv_binary,
 )
 from wheelyard.testing.dist_factory import escaped_name, make_wheel
+from wheelyard.testing.management import ManagementApi, http, unique_name
 from wheelyard.testing.server import clean_env
 from wheelyard.testing.server_fixtures import RunningServer
-
-#: httpx with a timeout for a loaded machine (argon2 and SQLite writes queue behind other
-#: work there; httpx's default is 5 s).
-http = SimpleNamespace(
-    **{
-        m: partial(getattr(httpx, m), timeout=30)
-        for m in ("get", "post", "put", "patch", "delete", "request")
-    }
-)
+from wheelyard.testing.uploads import upload_file
 
 PIP_FLAGS = ["--isolated", "--no-cache-dir", "--disable-pip-version-check", "--no-input"]
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @dataclass
@@ -90,36 +73,17 @@ class PrivateIndex:
 def index(
     wheelyard_server: RunningServer, tmp_path_factory: pytest.TempPathFactory
 ) -> PrivateIndex:
-    api = f"{wheelyard_server.url}/api/v1"
-    admin = wheelyard_server.admin
-    name = _name("e2e-priv")
-    repo = f"default/{name}"
-    r = http.post(
-        f"{api}/repositories",
-        json={"name": name, "type": "hosted", "visibility": "private"},
-        auth=admin,
-    )
-    assert r.status_code == 201, r.text
+    setup = ManagementApi.of(wheelyard_server)
+    repo = setup.repository("private", prefix="e2e-priv")
     users = {}
     for role, level in (("reader", "read"), ("writer", "write")):
-        user = (_name(f"e2e-{role}"), secrets.token_urlsafe(18))
-        r = http.post(f"{api}/users", json={"username": user[0], "password": user[1]}, auth=admin)
-        assert r.status_code == 201, r.text
-        r = http.put(
-            f"{api}/repositories/{repo}/permissions/{user[0]}", json={"level": level}, auth=admin
-        )
-        assert r.status_code == 200, r.text
-        users[role] = user
-    tokens = {}
-    for scope in ("read", "write"):
-        r = http.post(
-            f"{api}/tokens",
-            json={"name": f"e2e-{scope}", "repositories": [repo], "scope": scope},
-            auth=users["writer"],
-        )
-        assert r.status_code == 201, r.text
-        tokens[scope] = r.json()["token"]
-    project = _name("e2e-private")
+        users[role] = setup.user(f"e2e-{role}")
+        setup.grant(users[role][0], repo, level)
+    tokens = {
+        scope: setup.token(users["writer"], [repo], scope, name=f"e2e-{scope}")["token"]
+        for scope in ("read", "write")
+    }
+    project = unique_name("e2e-private")
     module = f"{escaped_name(project)}/__init__.py"
     wheel = make_wheel(
         tmp_path_factory.mktemp("e2e-auth-dists"),
@@ -137,22 +101,7 @@ def index(
         project,
         wheel,
     )
-    data = wheel.read_bytes()
-    r = http.post(
-        index.upload_url(),
-        data={
-            ":action": "file_upload",
-            "protocol_version": "1",
-            "name": project,
-            "version": "1.0",
-            "metadata_version": "2.1",
-            "filetype": "bdist_wheel",
-            "pyversion": "py3",
-            "sha256_digest": hashlib.sha256(data).hexdigest(),
-        },
-        files={"content": (wheel.name, data, "application/octet-stream")},
-        auth=users["writer"],
-    )
+    r = upload_file(index.upload_url(), wheel, auth=users["writer"])
     assert r.status_code == 200, r.text
     return index
 
@@ -212,7 +161,7 @@ def _uv_pip(python: Path, target: Path, env: dict[str, str], *args: str) -> Outc
 
 
 def _release(directory: Path, prefix: str) -> tuple[str, Path]:
-    project = _name(prefix)
+    project = unique_name(prefix)
     directory.mkdir(parents=True, exist_ok=True)
     return project, make_wheel(directory, project, "1.0")
 

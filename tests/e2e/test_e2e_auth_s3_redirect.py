@@ -9,17 +9,12 @@ own file URL still needs them.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import sys
 import uuid
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from wheelyard.shared.storage import S3Options
@@ -31,16 +26,9 @@ from wheelyard.testing.clients import (
     uv_binary,
 )
 from wheelyard.testing.dist_factory import escaped_name, make_wheel
+from wheelyard.testing.management import ManagementApi, http, unique_name
 from wheelyard.testing.server import ServerProcess, clean_env
-
-#: httpx with a timeout for a loaded machine (argon2 and SQLite writes queue behind other
-#: work there; httpx's default is 5 s).
-http = SimpleNamespace(
-    **{
-        m: partial(getattr(httpx, m), timeout=30)
-        for m in ("get", "post", "put", "patch", "delete", "request")
-    }
-)
+from wheelyard.testing.uploads import upload_file
 
 ADMIN = ("admin", "s3-redirect-admin-password")
 PIP_FLAGS = ["--isolated", "--no-cache-dir", "--disable-pip-version-check", "--no-input"]
@@ -52,50 +40,16 @@ class RedirectingRegistry:
     def __init__(self, process: ServerProcess, directory: Path) -> None:
         self.process = process
         self.url = process.url
-        api = f"{self.url}/api/v1"
-        name = f"s3-priv-{uuid.uuid4().hex[:8]}"
-        self.repo = f"default/{name}"
-        r = http.post(
-            f"{api}/repositories",
-            json={"name": name, "type": "hosted", "visibility": "private"},
-            auth=ADMIN,
-        )
-        assert r.status_code == 201, r.text
-        self.reader = (f"s3-reader-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(18))
-        r = http.post(
-            f"{api}/users",
-            json={"username": self.reader[0], "password": self.reader[1]},
-            auth=ADMIN,
-        )
-        assert r.status_code == 201, r.text
-        r = http.put(
-            f"{api}/repositories/{self.repo}/permissions/{self.reader[0]}",
-            json={"level": "read"},
-            auth=ADMIN,
-        )
-        assert r.status_code == 200, r.text
-        self.project = f"s3-private-{uuid.uuid4().hex[:8]}"
+        setup = ManagementApi(self.url, ADMIN)
+        self.repo = setup.repository("private", prefix="s3-priv")
+        self.reader = setup.user("s3-reader")
+        setup.grant(self.reader[0], self.repo, "read")
+        self.project = unique_name("s3-private")
         module = f"{escaped_name(self.project)}/__init__.py"
         self.wheel = make_wheel(
             directory, self.project, "1.0", extra_members={module: "VERSION = '1.0'\n"}
         )
-        data = self.wheel.read_bytes()
-        r = http.post(
-            f"{self.url}/repositories/{self.repo}/",
-            data={
-                ":action": "file_upload",
-                "protocol_version": "1",
-                "name": self.project,
-                "version": "1.0",
-                "metadata_version": "2.1",
-                "filetype": "bdist_wheel",
-                "pyversion": "py3",
-                "sha256_digest": hashlib.sha256(data).hexdigest(),
-            },
-            files={"content": (self.wheel.name, data, "application/octet-stream")},
-            auth=ADMIN,
-            timeout=60,
-        )
+        r = upload_file(f"{self.url}/repositories/{self.repo}/", self.wheel, auth=ADMIN)
         assert r.status_code == 200, r.text
 
     def file_url(self, base: str | None = None) -> str:

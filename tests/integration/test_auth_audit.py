@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,33 +16,9 @@ import httpx
 import pytest
 
 from wheelyard.testing.dist_factory import make_wheel
-from wheelyard.testing.management import http
+from wheelyard.testing.management import ManagementApi, http, unique_name
 from wheelyard.testing.server_fixtures import RunningServer
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def _upload(url: str, path: Path, auth: tuple[str, str]) -> httpx.Response:
-    data = path.read_bytes()
-    name, version = path.name.split("-")[:2]
-    return http.post(
-        url,
-        data={
-            ":action": "file_upload",
-            "protocol_version": "1",
-            "name": name,
-            "version": version,
-            "metadata_version": "2.1",
-            "filetype": "bdist_wheel",
-            "pyversion": "py3",
-            "sha256_digest": hashlib.sha256(data).hexdigest(),
-        },
-        files={"content": (path.name, data, "application/octet-stream")},
-        auth=auth,
-        timeout=60,
-    )
+from wheelyard.testing.uploads import upload_file
 
 
 class Story:
@@ -52,59 +27,25 @@ class Story:
     def __init__(self, server: RunningServer, directory: Path) -> None:
         api = f"{server.url}/api/v1"
         admin = server.admin
-        self.repo_name = _name("audit")
-        self.repo = f"default/{self.repo_name}"
-        self.user = _name("auditee")
-        self.password = secrets.token_urlsafe(18)
-        self.project = _name("auditpkg")
+        setup = ManagementApi.of(server)
+        self.repo = setup.repository("private", prefix="audit")
+        self.user, self.password = setup.user("auditee")
+        self.project = unique_name("auditpkg")
 
         def ok(r: httpx.Response, status: int = 200) -> httpx.Response:
             assert r.status_code == status, (r.request.method, r.request.url, r.text)
             return r
 
-        ok(
-            http.post(
-                f"{api}/repositories",
-                json={"name": self.repo_name, "type": "hosted", "visibility": "private"},
-                auth=admin,
-            ),
-            201,
-        )
-        ok(
-            http.post(
-                f"{api}/users", json={"username": self.user, "password": self.password}, auth=admin
-            ),
-            201,
-        )
-        ok(
-            http.put(
-                f"{api}/repositories/{self.repo}/permissions/{self.user}",
-                json={"level": "write"},
-                auth=admin,
-            )
-        )
+        setup.grant(self.user, self.repo, "write")
         mine = (self.user, self.password)
-        ok(http.post(f"{api}/auth/token", json={"username": self.user, "password": self.password}))
-        wrong = http.post(
-            f"{api}/auth/token", json={"username": self.user, "password": "wrong-" + self.password}
-        )
+        ok(setup.sign_in(self.user, self.password))
+        wrong = setup.sign_in(self.user, "wrong-" + self.password)
         assert wrong.status_code == 401
-        created = ok(
-            http.post(
-                f"{api}/tokens",
-                json={"name": "ci", "repositories": [self.repo], "scope": "write"},
-                auth=mine,
-            ),
-            201,
-        ).json()
+        created = setup.token(mine, [self.repo], "write")
         self.token_id = created["id"]
         self.token = created["token"]
         self.wheel = make_wheel(directory, self.project, "1.0")
-        ok(
-            _upload(
-                f"{server.url}/repositories/{self.repo}/", self.wheel, ("__token__", self.token)
-            )
-        )
+        ok(upload_file(server.upload_url(self.repo), self.wheel, auth=("__token__", self.token)))
         release = f"{api}/repositories/{self.repo}/projects/{self.project}/versions/1.0"
         ok(http.post(f"{release}/yank", json={"reason": "oops"}, auth=mine))
         ok(http.delete(f"{release}/files/{self.wheel.name}", auth=admin))
@@ -218,11 +159,9 @@ def test_audit_json_and_server_log_hold_no_secret(
 
 def test_audit_is_for_administrators_only(wheelyard_server: RunningServer, story: Story) -> None:
     url = f"{wheelyard_server.url}/api/v1/audit"
-    admin_token = http.post(
-        f"{wheelyard_server.url}/api/v1/tokens",
-        json={"name": "audit", "repositories": ["default/local"], "scope": "write"},
-        auth=wheelyard_server.admin,
-    ).json()["token"]
+    setup = ManagementApi.of(wheelyard_server)
+    admin = wheelyard_server.admin
+    admin_token = setup.token(admin, ["default/local"], "write", name="audit")["token"]
 
     assert http.get(url).status_code == 401
     assert http.get(url, auth=(story.user, story.password)).status_code == 403

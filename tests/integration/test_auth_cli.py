@@ -19,7 +19,6 @@ import secrets
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,16 +27,12 @@ from typer.testing import CliRunner
 
 from wheelyard.cli.main import app
 from wheelyard.shared.auth.authenticator import RECORD_TTL
-from wheelyard.testing.management import http
+from wheelyard.testing.management import ManagementApi, http, unique_name
 from wheelyard.testing.server import clean_env
 from wheelyard.testing.server_fixtures import RunningServer
 
 Cli = Callable[..., str]
 GRACE = RECORD_TTL + 5  # the documented bound, plus room for a loaded machine
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
@@ -68,18 +63,10 @@ def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def _access_token(server: RunningServer, username: str, password: str) -> str:
-    r = http.post(
-        f"{server.url}/api/v1/auth/token", json={"username": username, "password": password}
-    )
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])
-
-
 def test_cli_entry_point_adds_a_user_who_can_sign_in_to_the_running_server(
     wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
-    username, password = _name("cli-sub"), secrets.token_urlsafe(18)
+    username, password = unique_name("cli-sub"), secrets.token_urlsafe(18)
     env = clean_env(WHEELYARD_DATA_DIR=str(wheelyard_server.process.data_dir))
 
     done = subprocess.run(
@@ -94,14 +81,14 @@ def test_cli_entry_point_adds_a_user_who_can_sign_in_to_the_running_server(
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert password not in done.stdout + done.stderr
-    _access_token(wheelyard_server, username, password)
+    ManagementApi.of(wheelyard_server).access_token(username, password)
 
 
 def test_cli_repo_add_user_add_and_grant_open_a_private_repository(
     wheelyard_server: RunningServer, cli: Cli
 ) -> None:
-    repo = f"default/{_name('cli-priv')}"
-    username, password = _name("cli-user"), secrets.token_urlsafe(18)
+    repo = f"default/{unique_name('cli-priv')}"
+    username, password = unique_name("cli-user"), secrets.token_urlsafe(18)
 
     cli("repo", "add", repo, "--visibility", "private")
     cli("user", "add", username, "--password", password)
@@ -135,8 +122,8 @@ def test_cli_repo_add_user_add_and_grant_open_a_private_repository(
 def test_cli_token_create_works_and_revoke_and_passwd_take_effect_within_the_bound(
     wheelyard_server: RunningServer, cli: Cli
 ) -> None:
-    repo = f"default/{_name('cli-tok')}"
-    username, password = _name("cli-owner"), secrets.token_urlsafe(18)
+    repo = f"default/{unique_name('cli-tok')}"
+    username, password = unique_name("cli-owner"), secrets.token_urlsafe(18)
     new_password = secrets.token_urlsafe(18)
     cli("repo", "add", repo, "--visibility", "private")
     cli("user", "add", username, "--password", password)
@@ -153,7 +140,7 @@ def test_cli_token_create_works_and_revoke_and_passwd_take_effect_within_the_bou
         GRACE,
         "the CLI's token opens its repository",
     )
-    session = _access_token(wheelyard_server, username, password)
+    session = ManagementApi.of(wheelyard_server).access_token(username, password)
     assert http.get(url, headers={"Authorization": f"Bearer {session}"}).status_code == 200
 
     cli("token", "revoke", token_id)

@@ -16,16 +16,10 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -41,78 +35,30 @@ from wheelyard.shared.auth.internal_jwt import (
     load_key_pair,
 )
 from wheelyard.shared.auth.principal import Principal
-from wheelyard.testing.management import http
-from wheelyard.testing.server import clean_env
+from wheelyard.testing.management import ManagementApi, http
+from wheelyard.testing.server import ServerProcess
 from wheelyard.testing.server_fixtures import RunningServer
-from wheelyard.testing.tcp_proxy import free_port
 
 ADMIN = Principal(username="admin", user_id=1, is_admin=True)
-
-
-class ServiceProcess:
-    """`wheelyard service <name>` in a subprocess on a free port, output in `log_path`."""
-
-    def __init__(self, name: str, data_dir: Path, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"{name}.log"
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "wheelyard.cli", "service", name, "--port", str(self.port)],
-                env=clean_env(WHEELYARD_DATA_DIR=str(data_dir)),
-                cwd=workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"service exited:\n{self.log_path.read_text()}")
-            try:
-                if http.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"service not healthy in {timeout}s:\n{self.log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
 
 
 @pytest.fixture(scope="module")
 def index_service(
     wheelyard_server: RunningServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceProcess]:
-    service = ServiceProcess(
-        "index", wheelyard_server.process.data_dir, tmp_path_factory.mktemp("index-service")
-    )
-    try:
-        service.wait_healthy()
+) -> Iterator[ServerProcess]:
+    """`wheelyard service index` on the session server's data dir, logging in a dir of its own."""
+    with ServerProcess(
+        wheelyard_server.process.data_dir,
+        command=("service", "index"),
+        log_name="index.log",
+        workdir=tmp_path_factory.mktemp("index-service"),
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture(scope="module")
 def private_repo(wheelyard_server: RunningServer) -> str:
-    name = f"internal-{uuid.uuid4().hex[:10]}"
-    r = http.post(
-        f"{wheelyard_server.url}/api/v1/repositories",
-        json={"name": name, "type": "hosted", "visibility": "private"},
-        auth=wheelyard_server.admin,
-    )
-    assert r.status_code == 201, r.text
-    return f"default/{name}"
+    return ManagementApi.of(wheelyard_server).repository("private", prefix="internal")
 
 
 def _server_keys(server: RunningServer) -> KeyPair:
@@ -160,11 +106,7 @@ def forged_headers(wheelyard_server: RunningServer) -> dict[str, dict[str, str]]
     public_pem = (server.process.data_dir / PUBLIC_KEY_FILE).read_bytes()
     hs256_input = _unsigned("HS256")
     hs256 = hmac.new(public_pem, hs256_input.encode(), hashlib.sha256).digest()
-    access = http.post(
-        f"{server.url}/api/v1/auth/token",
-        json={"username": server.admin[0], "password": server.admin[1]},
-    )
-    assert access.status_code == 200, access.text
+    access_token = ManagementApi.of(server).access_token(*server.admin)
     return {
         "none": {},
         "x-forwarded-user": {"X-Forwarded-User": "admin"},
@@ -177,7 +119,7 @@ def forged_headers(wheelyard_server: RunningServer) -> dict[str, dict[str, str]]
             HEADER: jwt.encode(_admin_claims(), Ed25519PrivateKey.generate(), algorithm="EdDSA")
         },
         # Signed by the right key, but for the management API, not for services.
-        "access-token-as-internal": {HEADER: access.json()["access_token"]},
+        "access-token-as-internal": {HEADER: access_token},
         # Signed by the right key, for services, but expired.
         "expired-internal": {
             HEADER: jwt.encode(
@@ -209,7 +151,7 @@ FORGED = [
 
 
 def test_a_token_signed_with_the_gateways_key_reaches_the_service(
-    wheelyard_server: RunningServer, index_service: ServiceProcess, private_repo: str
+    wheelyard_server: RunningServer, index_service: ServerProcess, private_repo: str
 ) -> None:
     token = _server_minter(wheelyard_server).token_for(ADMIN)
 
@@ -223,7 +165,7 @@ def test_a_token_signed_with_the_gateways_key_reaches_the_service(
 @pytest.mark.parametrize("kind", FORGED)
 def test_a_request_straight_to_the_service_without_the_gateways_token_is_401(
     forged_headers: dict[str, dict[str, str]],
-    index_service: ServiceProcess,
+    index_service: ServerProcess,
     private_repo: str,
     kind: str,
 ) -> None:

@@ -18,11 +18,9 @@ import hmac
 import json
 import secrets
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -36,13 +34,9 @@ from wheelyard.testing.server_fixtures import RunningServer
 CHALLENGE = 'Basic realm="wheelyard"'
 
 
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
 @pytest.fixture(scope="module")
 def setup(wheelyard_server: RunningServer) -> Setup:
-    return Setup(wheelyard_server)
+    return Setup.of(wheelyard_server)
 
 
 @pytest.fixture(scope="module")
@@ -66,25 +60,13 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _sign_in(server: RunningServer, username: str, password: str) -> httpx.Response:
-    return http.post(
-        f"{server.url}/api/v1/auth/token", json={"username": username, "password": password}
-    )
-
-
-def _access_token(server: RunningServer, username: str, password: str) -> str:
-    r = _sign_in(server, username, password)
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])
-
-
 def test_access_token_from_json_credentials_opens_a_private_repository_as_bearer(
-    wheelyard_server: RunningServer, private_repo: str, reader: tuple[str, str]
+    wheelyard_server: RunningServer, setup: Setup, private_repo: str, reader: tuple[str, str]
 ) -> None:
     url = _page_url(wheelyard_server, private_repo)
     assert http.get(url).status_code == 401
 
-    r = _sign_in(wheelyard_server, *reader)
+    r = setup.sign_in(*reader)
 
     assert r.status_code == 200, r.text
     body = r.json()
@@ -117,9 +99,9 @@ def test_access_token_from_the_oauth2_password_form_works_for_the_management_api
 
 
 def test_access_token_request_with_a_wrong_password_is_401(
-    wheelyard_server: RunningServer, reader: tuple[str, str]
+    setup: Setup, reader: tuple[str, str]
 ) -> None:
-    r = _sign_in(wheelyard_server, reader[0], reader[1] + "-wrong")
+    r = setup.sign_in(reader[0], reader[1] + "-wrong")
 
     assert r.status_code == 401, r.text
     assert "access_token" not in r.text
@@ -196,8 +178,8 @@ FORGERIES: dict[str, Callable[[Forge], str]] = {
 
 
 @pytest.fixture(scope="module")
-def forge(wheelyard_server: RunningServer, reader: tuple[str, str]) -> Forge:
-    return Forge(wheelyard_server, _access_token(wheelyard_server, *reader))
+def forge(wheelyard_server: RunningServer, setup: Setup, reader: tuple[str, str]) -> Forge:
+    return Forge(wheelyard_server, setup.access_token(*reader))
 
 
 def test_a_token_signed_with_the_servers_key_and_valid_claims_is_accepted(
@@ -240,7 +222,7 @@ def test_password_change_refuses_an_access_token_issued_before_it(
         auth=(username, first_password),
     )
     assert reset.status_code == 200, reset.text
-    before = _access_token(wheelyard_server, username, password)
+    before = setup.access_token(username, password)
     assert http.get(url, headers=_bearer(before)).status_code == 200
 
     changed = http.patch(
@@ -251,7 +233,7 @@ def test_password_change_refuses_an_access_token_issued_before_it(
 
     assert changed.status_code == 200, changed.text
     assert http.get(url, headers=_bearer(before)).status_code == 401
-    after = _access_token(wheelyard_server, username, new_password)
+    after = setup.access_token(username, new_password)
     assert http.get(url, headers=_bearer(after)).status_code == 200
 
 
@@ -261,7 +243,7 @@ def test_deactivating_a_user_refuses_their_access_token_and_password_at_once(
     username, password = setup.user("jwt-leaver")
     setup.grant(username, private_repo, "read")
     url = _page_url(wheelyard_server, private_repo)
-    token = _access_token(wheelyard_server, username, password)
+    token = setup.access_token(username, password)
     assert http.get(url, headers=_bearer(token)).status_code == 200
     assert http.get(url, auth=(username, password)).status_code == 200
 

@@ -11,9 +11,7 @@ Reliability §4 B.18 (consistent across HTML, JSON and file routes), B.21, B.25 
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -24,44 +22,18 @@ import pytest
 
 from wheelyard.testing.dist_factory import make_wheel
 from wheelyard.testing.management import ManagementApi as Setup
-from wheelyard.testing.management import http
+from wheelyard.testing.management import http, unique_name
 from wheelyard.testing.server_fixtures import RunningServer
+from wheelyard.testing.uploads import upload_file
 
 CHALLENGE = 'Basic realm="wheelyard"'
 JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
 HTML_ACCEPT = {"Accept": "text/html"}
 
 
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
 @pytest.fixture(scope="module")
 def setup(wheelyard_server: RunningServer) -> Setup:
-    return Setup(wheelyard_server)
-
-
-def _upload(
-    server: RunningServer, repository: str, path: Path, auth: tuple[str, str] | None
-) -> httpx.Response:
-    data = path.read_bytes()
-    name, version = path.name.split("-")[:2]
-    return http.post(
-        f"{server.url}/repositories/{repository}/",
-        data={
-            ":action": "file_upload",
-            "protocol_version": "1",
-            "name": name,
-            "version": version,
-            "metadata_version": "2.1",
-            "filetype": "bdist_wheel",
-            "pyversion": "py3",
-            "sha256_digest": hashlib.sha256(data).hexdigest(),
-        },
-        files={"content": (path.name, data, "application/octet-stream")},
-        auth=auth,
-        timeout=60,
-    )
+    return Setup.of(wheelyard_server)
 
 
 class PrivateProject:
@@ -73,9 +45,9 @@ class PrivateProject:
         self.writer = setup.user("perm-writer")
         setup.grant(self.reader[0], self.repo, "read")
         setup.grant(self.writer[0], self.repo, "write")
-        self.project = _name("permpkg")
+        self.project = unique_name("permpkg")
         self.wheel = make_wheel(directory, self.project, "1.0")
-        r = _upload(server, self.repo, self.wheel, self.writer)
+        r = upload_file(server.upload_url(self.repo), self.wheel, auth=self.writer)
         assert r.status_code == 200, r.text
         base = f"{server.url}/repositories/{self.repo}"
         self.page = f"{base}/simple/{self.project}/"
@@ -97,9 +69,9 @@ def private(
 def test_upload_without_credentials_is_401_with_a_basic_challenge(
     wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
-    wheel = make_wheel(tmp_path, _name("anon"), "1.0")
+    wheel = make_wheel(tmp_path, unique_name("anon"), "1.0")
 
-    r = _upload(wheelyard_server, "default/local", wheel, auth=None)
+    r = upload_file(wheelyard_server.upload_url("default/local"), wheel, auth=None)
 
     assert r.status_code == 401, r.text
     assert r.headers["www-authenticate"] == CHALLENGE
@@ -108,9 +80,13 @@ def test_upload_without_credentials_is_401_with_a_basic_challenge(
 def test_upload_with_a_wrong_password_is_401(
     wheelyard_server: RunningServer, private: PrivateProject, tmp_path: Path
 ) -> None:
-    wheel = make_wheel(tmp_path, _name("wrongpw"), "1.0")
+    wheel = make_wheel(tmp_path, unique_name("wrongpw"), "1.0")
 
-    r = _upload(wheelyard_server, private.repo, wheel, (private.writer[0], "not-the-password"))
+    r = upload_file(
+        wheelyard_server.upload_url(private.repo),
+        wheel,
+        auth=(private.writer[0], "not-the-password"),
+    )
 
     assert r.status_code == 401, r.text
     assert r.headers["www-authenticate"] == CHALLENGE
@@ -120,9 +96,9 @@ def test_upload_with_a_valid_read_only_token_is_403(
     wheelyard_server: RunningServer, setup: Setup, private: PrivateProject, tmp_path: Path
 ) -> None:
     token = setup.token(private.writer, [private.repo], "read")["token"]
-    wheel = make_wheel(tmp_path, _name("readtok"), "1.0")
+    wheel = make_wheel(tmp_path, unique_name("readtok"), "1.0")
 
-    r = _upload(wheelyard_server, private.repo, wheel, ("__token__", token))
+    r = upload_file(wheelyard_server.upload_url(private.repo), wheel, auth=("__token__", token))
 
     assert r.status_code == 403, r.text
 
@@ -130,9 +106,9 @@ def test_upload_with_a_valid_read_only_token_is_403(
 def test_upload_to_a_proxy_repository_is_403_even_for_the_admin(
     wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
-    wheel = make_wheel(tmp_path, _name("toproxy"), "1.0")
+    wheel = make_wheel(tmp_path, unique_name("toproxy"), "1.0")
 
-    r = _upload(wheelyard_server, "default/pypi", wheel, wheelyard_server.admin)
+    r = upload_file(wheelyard_server.upload_url("default/pypi"), wheel, auth=wheelyard_server.admin)
 
     assert r.status_code == 403, r.text
     assert "proxy" in r.json()["detail"]
@@ -142,9 +118,11 @@ def test_upload_to_a_proxy_repository_is_403_even_for_the_admin(
 def test_upload_to_an_archived_or_quarantined_project_is_403(
     wheelyard_server: RunningServer, private: PrivateProject, tmp_path: Path, status: str
 ) -> None:
-    project = _name(f"perm-{status}")
-    first = _upload(
-        wheelyard_server, private.repo, make_wheel(tmp_path, project, "1.0"), private.writer
+    project = unique_name(f"perm-{status}")
+    first = upload_file(
+        wheelyard_server.upload_url(private.repo),
+        make_wheel(tmp_path, project, "1.0"),
+        auth=private.writer,
     )
     assert first.status_code == 200, first.text
     # No API sets a project's status yet (PEP 792): set it in the server's database.
@@ -153,11 +131,10 @@ def test_upload_to_an_archived_or_quarantined_project_is_403(
         changed = db.execute("UPDATE projects SET status = ? WHERE name = ?", (status, project))
         assert changed.rowcount == 1
 
-    r = _upload(
-        wheelyard_server,
-        private.repo,
+    r = upload_file(
+        wheelyard_server.upload_url(private.repo),
         make_wheel(tmp_path, project, "2.0"),
-        wheelyard_server.admin,
+        auth=wheelyard_server.admin,
     )
 
     assert r.status_code == 403, r.text
@@ -208,8 +185,10 @@ def test_private_repository_is_404_for_a_signed_in_user_without_access(
     ]:
         r = http.get(url, headers=headers, auth=outsider)
         assert r.status_code == 404, (route, r.status_code, r.text)
-    upload = _upload(
-        wheelyard_server, private.repo, make_wheel(tmp_path, _name("x"), "1.0"), outsider
+    upload = upload_file(
+        wheelyard_server.upload_url(private.repo),
+        make_wheel(tmp_path, unique_name("x"), "1.0"),
+        auth=outsider,
     )
     assert upload.status_code == 404, upload.text
     listed = http.get(f"{setup.api}/repositories", auth=outsider).json()
@@ -227,17 +206,27 @@ def test_write_permission_opens_uploads_to_that_repository_only(
     wheelyard_server: RunningServer, setup: Setup, private: PrivateProject, tmp_path: Path
 ) -> None:
     public = setup.repository("public")
-    project = _name("writer")
+    project = unique_name("writer")
 
-    own = _upload(
-        wheelyard_server, private.repo, make_wheel(tmp_path, project, "1.0"), private.writer
+    own = upload_file(
+        wheelyard_server.upload_url(private.repo),
+        make_wheel(tmp_path, project, "1.0"),
+        auth=private.writer,
     )
-    other = _upload(wheelyard_server, public, make_wheel(tmp_path, project, "1.0"), private.writer)
-    default = _upload(
-        wheelyard_server, "default/local", make_wheel(tmp_path, project, "1.0"), private.writer
+    other = upload_file(
+        wheelyard_server.upload_url(public),
+        make_wheel(tmp_path, project, "1.0"),
+        auth=private.writer,
     )
-    read_only = _upload(
-        wheelyard_server, private.repo, make_wheel(tmp_path, project, "2.0"), private.reader
+    default = upload_file(
+        wheelyard_server.upload_url("default/local"),
+        make_wheel(tmp_path, project, "1.0"),
+        auth=private.writer,
+    )
+    read_only = upload_file(
+        wheelyard_server.upload_url(private.repo),
+        make_wheel(tmp_path, project, "2.0"),
+        auth=private.reader,
     )
 
     assert own.status_code == 200, own.text
@@ -286,11 +275,11 @@ def _management_calls(
     public = "default/local"
     return [
         ("GET", f"{api}/users", None),
-        ("POST", f"{api}/users", {"username": _name("evil"), "password": "p" * 12}),
+        ("POST", f"{api}/users", {"username": unique_name("evil"), "password": "p" * 12}),
         ("PATCH", f"{api}/users/{victim}", {"password": "q" * 12}),
         ("PATCH", f"{api}/users/{private.reader[0]}", {"is_admin": True}),
         ("DELETE", f"{api}/users/{victim}", None),
-        ("POST", f"{api}/repositories", {"name": _name("evil"), "type": "hosted"}),
+        ("POST", f"{api}/repositories", {"name": unique_name("evil"), "type": "hosted"}),
         ("PATCH", f"{api}/repositories/{public}", {"visibility": "private"}),
         ("DELETE", f"{api}/repositories/{public}", None),
         ("PUT", f"{api}/repositories/{public}/permissions/{private.reader[0]}", {"level": "admin"}),
@@ -377,7 +366,7 @@ def test_any_response_to_a_request_with_credentials_is_private(
 def test_anonymous_public_pages_are_not_private(
     wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
-    project = _name("public")
+    project = unique_name("public")
     wheel = make_wheel(tmp_path, project, "1.0")
     assert wheelyard_server.upload(wheel).status_code == 200
 

@@ -19,7 +19,7 @@ from wheelyard.shared.auth.authenticator import (
     MAX_FAILURES_PER_ADDRESS,
     MAX_FAILURES_PER_USER,
 )
-from wheelyard.testing.management import http
+from wheelyard.testing.management import ManagementApi, http
 from wheelyard.testing.server import ServerProcess
 
 ADMIN = ("admin", "ratelimit-admin-password")
@@ -32,19 +32,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield process
 
 
-def _user(server: ServerProcess) -> tuple[str, str]:
-    name, password = f"rl-{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(18)
-    r = http.post(
-        f"{server.url}/api/v1/users", json={"username": name, "password": password}, auth=ADMIN
-    )
-    assert r.status_code == 201, r.text
-    return name, password
-
-
-def _sign_in(server: ServerProcess, username: str, password: str) -> httpx.Response:
-    return http.post(
-        f"{server.url}/api/v1/auth/token", json={"username": username, "password": password}
-    )
+@pytest.fixture(scope="module")
+def setup(server: ServerProcess) -> ManagementApi:
+    return ManagementApi(server.url, ADMIN)
 
 
 def _page(server: ServerProcess, auth: tuple[str, str]) -> httpx.Response:
@@ -58,36 +48,36 @@ def _assert_limited(r: httpx.Response) -> None:
 
 
 def test_repeated_wrong_passwords_lock_the_username_even_for_the_right_password(
-    server: ServerProcess,
+    server: ServerProcess, setup: ManagementApi
 ) -> None:
-    victim, password = _user(server)
-    bystander = _user(server)
+    victim, password = setup.user("rl")
+    bystander = setup.user("rl")
 
-    failures = [_attempt(server, victim, i) for i in range(MAX_FAILURES_PER_USER)]
+    failures = [_attempt(server, setup, victim, i) for i in range(MAX_FAILURES_PER_USER)]
 
     assert [r.status_code for r in failures] == [401] * MAX_FAILURES_PER_USER
-    _assert_limited(_sign_in(server, victim, "wrong-password"))
+    _assert_limited(setup.sign_in(victim, "wrong-password"))
     # Now the right password is refused too, on every route, until the window passes.
-    _assert_limited(_sign_in(server, victim, password))
+    _assert_limited(setup.sign_in(victim, password))
     _assert_limited(_page(server, (victim, password)))
     # Per username: someone else from the same address still gets in.
-    assert _sign_in(server, *bystander).status_code == 200
+    assert setup.sign_in(*bystander).status_code == 200
     assert _page(server, bystander).status_code == 200
 
 
-def _attempt(server: ServerProcess, username: str, i: int) -> httpx.Response:
+def _attempt(server: ServerProcess, setup: ManagementApi, username: str, i: int) -> httpx.Response:
     """A wrong password, alternately through sign-in and through Basic on a page."""
     if i % 2:
-        return _sign_in(server, username, f"wrong-{i}")
+        return setup.sign_in(username, f"wrong-{i}")
     return _page(server, (username, f"wrong-{i}"))
 
 
 def test_many_failures_from_one_address_lock_it_whatever_forwarded_for_says(
-    server: ServerProcess,
+    server: ServerProcess, setup: ManagementApi
 ) -> None:
     # Runs after the per-user test: it locks this address for the rest of the window.
-    user = _user(server)
-    assert _sign_in(server, *user).status_code == 200
+    user = setup.user("rl")
+    assert setup.sign_in(*user).status_code == 200
     statuses = []
     for i in range(MAX_FAILURES_PER_ADDRESS + 1):
         r = http.post(
@@ -99,6 +89,6 @@ def test_many_failures_from_one_address_lock_it_whatever_forwarded_for_says(
         statuses.append(r.status_code)
 
     assert set(statuses) <= {401, 429} and statuses[-1] == 429, statuses
-    _assert_limited(_sign_in(server, *user))
+    _assert_limited(setup.sign_in(*user))
     bogus_token = "wy_" + "C" * 12 + "_" + secrets.token_urlsafe(32)
     _assert_limited(_page(server, ("__token__", bogus_token)))

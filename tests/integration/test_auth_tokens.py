@@ -13,19 +13,18 @@ import hmac
 import secrets
 import sqlite3
 import time
-import uuid
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from wheelyard.shared.auth import tokens
 from wheelyard.testing.dist_factory import make_wheel
 from wheelyard.testing.management import ManagementApi as Setup
-from wheelyard.testing.management import http
+from wheelyard.testing.management import http, unique_name
 from wheelyard.testing.server_fixtures import RunningServer
+from wheelyard.testing.uploads import upload_file
 
 TOKEN_FIELDS = {
     "id",
@@ -38,10 +37,6 @@ TOKEN_FIELDS = {
     "expires_at",
     "revoked_at",
 }
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 class Repos:
@@ -57,7 +52,7 @@ class Repos:
 
 @pytest.fixture(scope="module")
 def setup(wheelyard_server: RunningServer) -> Setup:
-    return Setup(wheelyard_server)
+    return Setup.of(wheelyard_server)
 
 
 @pytest.fixture(scope="module")
@@ -73,37 +68,8 @@ def _page(server: RunningServer, repository: str) -> str:
     return f"{server.url}/repositories/{repository}/simple/"
 
 
-def _upload(
-    server: RunningServer,
-    repository: str,
-    path: Path,
-    *,
-    auth: tuple[str, str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    data = path.read_bytes()
-    name, version = path.name.split("-")[:2]
-    return http.post(
-        f"{server.url}/repositories/{repository}/",
-        data={
-            ":action": "file_upload",
-            "protocol_version": "1",
-            "name": name,
-            "version": version,
-            "metadata_version": "2.1",
-            "filetype": "bdist_wheel",
-            "pyversion": "py3",
-            "sha256_digest": hashlib.sha256(data).hexdigest(),
-        },
-        files={"content": (path.name, data, "application/octet-stream")},
-        auth=auth,
-        headers=headers,
-        timeout=60,
-    )
-
-
 def _wheel(tmp_path: Path, version: str = "1.0") -> Path:
-    return make_wheel(tmp_path, _name("tokpkg"), version)
+    return make_wheel(tmp_path, unique_name("tokpkg"), version)
 
 
 def test_write_token_uploads_as_token_user_and_as_bearer(
@@ -111,10 +77,11 @@ def test_write_token_uploads_as_token_user_and_as_bearer(
 ) -> None:
     token = setup.token(repos.owner, [repos.a], "write")["token"]
 
-    basic = _upload(wheelyard_server, repos.a, _wheel(tmp_path, "1.0"), auth=_as_token(token))
-    bearer = _upload(
-        wheelyard_server,
-        repos.a,
+    basic = upload_file(
+        wheelyard_server.upload_url(repos.a), _wheel(tmp_path, "1.0"), auth=_as_token(token)
+    )
+    bearer = upload_file(
+        wheelyard_server.upload_url(repos.a),
         _wheel(tmp_path, "2.0"),
         headers={"Authorization": f"Bearer {token}"},
     )
@@ -133,9 +100,13 @@ def test_read_scoped_token_reads_but_cannot_upload(
     read_bearer = http.get(
         _page(wheelyard_server, repos.a), headers={"Authorization": f"Bearer {token}"}
     )
-    upload = _upload(wheelyard_server, repos.a, _wheel(tmp_path), auth=_as_token(token))
-    upload_bearer = _upload(
-        wheelyard_server, repos.a, _wheel(tmp_path), headers={"Authorization": f"Bearer {token}"}
+    upload = upload_file(
+        wheelyard_server.upload_url(repos.a), _wheel(tmp_path), auth=_as_token(token)
+    )
+    upload_bearer = upload_file(
+        wheelyard_server.upload_url(repos.a),
+        _wheel(tmp_path),
+        headers={"Authorization": f"Bearer {token}"},
     )
 
     assert read.status_code == 200, read.text
@@ -153,9 +124,9 @@ def test_token_for_one_repository_cannot_read_or_upload_to_another(
     assert http.get(_page(wheelyard_server, repos.a), auth=auth).status_code == 200
 
     read_b = http.get(_page(wheelyard_server, repos.b), auth=auth)
-    upload_b = _upload(wheelyard_server, repos.b, _wheel(tmp_path), auth=auth)
+    upload_b = upload_file(wheelyard_server.upload_url(repos.b), _wheel(tmp_path), auth=auth)
     read_c = http.get(_page(wheelyard_server, repos.c), auth=auth)
-    upload_c = _upload(wheelyard_server, repos.c, _wheel(tmp_path), auth=auth)
+    upload_c = upload_file(wheelyard_server.upload_url(repos.c), _wheel(tmp_path), auth=auth)
 
     assert read_b.status_code == 403, read_b.text  # the owner knows B exists
     assert upload_b.status_code == 403, upload_b.text

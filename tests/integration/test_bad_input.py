@@ -13,7 +13,7 @@ import socket
 import tarfile
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,14 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
+from wheelyard.testing.checks import JSON_V1, assert_absent, blob_path, refused
 from wheelyard.testing.dist_factory import (
     TarMember,
     escaped_name,
     make_sdist,
     make_tar_bomb,
     make_wheel,
+    make_wheel_with_zeros,
     metadata_text,
     sdist_filename,
     wheel_filename,
@@ -39,56 +41,25 @@ from wheelyard.testing.server_fixtures import (
     RunningServer,
     unique_project,
 )
+from wheelyard.testing.uploads import (
+    FILE_CONTENT_TYPE,
+    FORM_CONTENT_TYPE,
+    field_parts,
+    form_body,
+    form_end,
+    form_part,
+    part_head,
+    twine_fields,
+    upload_bytes,
+)
 
-JSON_V1 = "application/vnd.pypi.simple.v1+json"
-BOUNDARY = "wheelyard-bad-input-boundary"
 MiB = 1024 * 1024
 SMALL_LIMIT = 1 * MiB
-FORM_CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 SECRETS = (b"root:x:0:0", b"SQLite format 3", b"test-admin-password")
 
 
 # ------------------------------------------------------------------------------------------
 # Helpers
-
-
-def part(name: str, value: bytes, filename: bytes | None = None, ctype: str | None = None) -> bytes:
-    disposition = f'Content-Disposition: form-data; name="{name}"'.encode()
-    if filename is not None:
-        disposition += b'; filename="' + filename + b'"'
-    head = disposition + (f"\r\nContent-Type: {ctype}".encode() if ctype else b"")
-    return f"--{BOUNDARY}\r\n".encode() + head + b"\r\n\r\n" + value + b"\r\n"
-
-
-def closing() -> bytes:
-    return f"--{BOUNDARY}--\r\n".encode()
-
-
-def twine_fields(filename: str, data: bytes) -> dict[str, str | None]:
-    if filename.endswith(".tar.gz"):
-        name, _, version = filename.removesuffix(".tar.gz").rpartition("-")
-        kind = {"filetype": "sdist", "pyversion": "source"}
-    else:
-        name, version, *_rest = filename.removesuffix(".whl").split("-")
-        kind = {"filetype": "bdist_wheel", "pyversion": "py3"}
-    return {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "name": name,
-        "version": version,
-        "metadata_version": "2.1",
-        "sha256_digest": hashlib.sha256(data).hexdigest(),
-        **kind,
-    }
-
-
-def form_body(filename: str | bytes, data: bytes, **overrides: str | None) -> bytes:
-    """A complete legacy upload form; `filename` may be raw bytes (control characters)."""
-    shown = filename.decode("latin-1") if isinstance(filename, bytes) else filename
-    fields = {**twine_fields(shown, data), **overrides}
-    raw_name = filename if isinstance(filename, bytes) else filename.encode()
-    body = b"".join(part(k, v.encode()) for k, v in fields.items() if v is not None)
-    return body + part("content", data, raw_name, "application/octet-stream") + closing()
 
 
 def upload(
@@ -98,11 +69,8 @@ def upload(
     data: bytes,
     **overrides: str | None,
 ) -> httpx.Response:
-    return client.post(
-        server.local + "/",
-        content=form_body(filename, data, **overrides),
-        headers={"Content-Type": FORM_CONTENT_TYPE},
-        auth=server.admin,
+    return upload_bytes(
+        server.upload_url(), filename, data, overrides=overrides, auth=server.admin, client=client
     )
 
 
@@ -110,33 +78,6 @@ def upload_path(
     client: httpx.Client, server: RunningServer, path: Path, **overrides: str | None
 ) -> httpx.Response:
     return upload(client, server, path.name, path.read_bytes(), **overrides)
-
-
-def refused(response: httpx.Response, statuses: Iterable[int], *needles: str) -> str:
-    """A 4xx in `statuses` whose problem+json detail contains every needle (case-insensitive)."""
-    assert response.status_code in tuple(statuses), (response.status_code, response.text)
-    assert response.headers["content-type"].startswith("application/problem+json")
-    text = str(response.json()["detail"])
-    assert text, "an error without a message"
-    for needle in needles:
-        assert needle.lower() in text.lower(), text
-    return text
-
-
-def assert_absent(client: httpx.Client, server: RunningServer, project: str) -> None:
-    """No trace of `project`: no simple page, no project data, not on the project list."""
-    normalized = canonicalize_name(project)
-    r = client.get(f"{server.local_simple}{normalized}/", headers={"Accept": JSON_V1})
-    assert r.status_code == 404, r.text
-    api = f"{server.url}/api/v1/repositories/default/local/projects/{normalized}"
-    assert client.get(api).status_code == 404
-    root = client.get(server.local_simple, headers={"Accept": JSON_V1}).json()
-    assert normalized not in {canonicalize_name(p["name"]) for p in root["projects"]}
-
-
-def blob_path(server: RunningServer, data: bytes) -> Path:
-    digest = hashlib.sha256(data).hexdigest()
-    return server.process.data_dir / "blobs" / "sha256" / digest[:2] / digest[2:4] / digest
 
 
 def spool_files(server: RunningServer) -> list[Path]:
@@ -331,31 +272,13 @@ def test_a05_invalid_distribution_file(
 # A 6-9: hostile archives
 
 
-def _wheel_with_zeros(path: Path, name: str, size: int) -> Path:
-    template = make_wheel(path.parent, name, "1.0", filename="template-" + path.name)
-    zeros = bytes(MiB)
-    with (
-        zipfile.ZipFile(template) as source,
-        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as target,
-    ):
-        for info in source.infolist():
-            target.writestr(info.filename, source.read(info))
-        member = zipfile.ZipInfo(f"{escaped_name(name)}/zeros.bin")
-        member.compress_type = zipfile.ZIP_DEFLATED
-        with target.open(member, "w") as out:
-            for _ in range(size // MiB):
-                out.write(zeros)
-    template.unlink()
-    return path
-
-
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])
 def test_a06_decompression_bomb_is_refused_with_bounded_memory(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, kind: str
 ) -> None:
     name = unique_project()
     if kind == "zip":
-        path = _wheel_with_zeros(tmp_path / wheel_filename(name, "1.0"), name, 96 * MiB)
+        path = make_wheel_with_zeros(tmp_path, name, "1.0", size=96 * MiB)
     else:
         top = f"{escaped_name(name)}-1.0"
         path = make_tar_bomb(tmp_path / sdist_filename(name, "1.0"), top=top, size=160 * MiB)
@@ -450,10 +373,8 @@ def test_a10_chunked_legacy_upload_over_the_limit(
     name = unique_project()
     filename = wheel_filename(name, "1.0")
     fields = twine_fields(filename, b"")
-    head = b"".join(part(k, v.encode()) for k, v in fields.items() if v is not None)
-    head += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="content"; '.encode()
-    head += f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
-    tail = b"\r\n" + closing()
+    head = field_parts(fields) + part_head("content", filename.encode(), FILE_CONTENT_TYPE)
+    tail = b"\r\n" + form_end()
     body = _chunks(head, tail, filler=b"\x00", filler_size=6 * SMALL_LIMIT)
     r = client.post(
         small_server.local + "/",
@@ -506,36 +427,30 @@ def test_a10_an_upload_under_the_limit_still_works(
 
 
 def _flood_body(kind: str, filename: str, data: bytes) -> Iterator[bytes]:
-    fields = b"".join(part(k, v.encode()) for k, v in twine_fields(filename, data).items() if v)
-    file_part = part("content", data, filename.encode(), "application/octet-stream")
+    fields = field_parts(twine_fields(filename, data))
+    file_part = form_part("content", data, filename.encode(), FILE_CONTENT_TYPE)
     if kind == "empty-fields-same-name":
         yield fields
-        yield part("comment", b"") * 100_000
-        yield file_part + closing()
+        yield form_part("comment", b"") * 100_000
+        yield file_part + form_end()
     elif kind == "empty-fields-distinct-names":
         yield fields
-        yield b"".join(part(f"f{i}", b"") for i in range(100_000))
-        yield file_part + closing()
+        yield b"".join(form_part(f"f{i}", b"") for i in range(100_000))
+        yield file_part + form_end()
     elif kind == "huge-field":
-        yield (
-            fields
-            + f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="description"\r\n\r\n'.encode()
-        )
+        yield fields + part_head("description")
         yield from _chunks(b"", filler=b"A", filler_size=64 * MiB)
-        yield b"\r\n" + file_part + closing()
+        yield b"\r\n" + file_part + form_end()
     elif kind == "crlf-preamble":
         yield from _chunks(b"", filler=b"\r\n", filler_size=64 * MiB)
-        yield fields + file_part + closing()
+        yield fields + file_part + form_end()
     elif kind == "epilogue":
-        yield fields + file_part + closing()
+        yield fields + file_part + form_end()
         yield from _chunks(b"", filler=b"\r\n", filler_size=64 * MiB)
     elif kind == "huge-ignored-file-part":
-        signature = 'name="gpg_signature"; filename="x.asc"'
-        yield (
-            fields + f"--{BOUNDARY}\r\nContent-Disposition: form-data; {signature}\r\n\r\n".encode()
-        )
+        yield fields + part_head("gpg_signature", b"x.asc")
         yield from _chunks(b"", filler=b"A", filler_size=64 * MiB)
-        yield b"\r\n" + file_part + closing()
+        yield b"\r\n" + file_part + form_end()
 
 
 @pytest.mark.parametrize(

@@ -15,39 +15,10 @@ from pathlib import Path
 import httpx
 from packaging.utils import canonicalize_name
 
+from wheelyard.testing.checks import JSON_V1, listed_files, problem_detail
 from wheelyard.testing.dist_factory import TarMember, escaped_name, make_sdist, make_wheel
 from wheelyard.testing.server_fixtures import RunningServer, unique_project
-
-JSON_V1 = "application/vnd.pypi.simple.v1+json"
-BOUNDARY = "wheelyard-concurrency-boundary"
-
-
-def form(path: Path) -> bytes:
-    """The legacy upload body twine would send for `path`."""
-    data = path.read_bytes()
-    if path.name.endswith(".tar.gz"):
-        name, _, version = path.name.removesuffix(".tar.gz").rpartition("-")
-        kind = {"filetype": "sdist", "pyversion": "source"}
-    else:
-        name, version = path.name.split("-")[:2]
-        kind = {"filetype": "bdist_wheel", "pyversion": "py3"}
-    fields = {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "name": name,
-        "version": version,
-        "sha256_digest": hashlib.sha256(data).hexdigest(),
-        **kind,
-    }
-    out = b"".join(
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items()
-    )
-    out += (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="content"; '
-        f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-    ).encode()
-    return out + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+from wheelyard.testing.uploads import FORM_CONTENT_TYPE, form_body
 
 
 class Racer:
@@ -58,7 +29,7 @@ class Racer:
         self.gate = asyncio.Event()
 
     async def _go(self, method: str, url: str, content: bytes | None = None) -> httpx.Response:
-        headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"} if content else {}
+        headers = {"Content-Type": FORM_CONTENT_TYPE} if content else {}
         async with httpx.AsyncClient(timeout=120, auth=self.server.admin) as client:
             # Connect first, so the requests leave together once the gate opens.
             await client.get(self.server.url + "/healthz")
@@ -66,7 +37,8 @@ class Racer:
             return await client.request(method, url, content=content, headers=headers)
 
     def upload(self, path: Path) -> asyncio.Task[httpx.Response]:
-        return asyncio.create_task(self._go("POST", self.server.local + "/", form(path)))
+        body = form_body(path.name, path.read_bytes())
+        return asyncio.create_task(self._go("POST", self.server.upload_url(), body))
 
     def delete(self, url: str) -> asyncio.Task[httpx.Response]:
         return asyncio.create_task(self._go("DELETE", url))
@@ -75,19 +47,6 @@ class Racer:
         await asyncio.sleep(0.3)  # every client connected and waiting
         self.gate.set()
         return list(await asyncio.gather(*tasks))
-
-
-def detail(response: httpx.Response) -> str:
-    assert response.headers["content-type"].startswith("application/problem+json"), response.text
-    return str(response.json()["detail"])
-
-
-def listed(client: httpx.Client, server: RunningServer, project: str) -> dict[str, dict]:
-    r = client.get(
-        f"{server.local_simple}{canonicalize_name(project)}/", headers={"Accept": JSON_V1}
-    )
-    assert r.status_code == 200, r.text
-    return {f["filename"]: f for f in r.json()["files"]}
 
 
 def no_server_errors(responses: list[httpx.Response]) -> None:
@@ -128,10 +87,10 @@ async def test_d43_same_filename_different_bytes_exactly_one_wins(
     for r in responses:
         if r.status_code != 200:
             assert r.status_code in (400, 409)
-            assert detail(r).startswith("File already exists"), r.text
+            assert problem_detail(r).startswith("File already exists"), r.text
     winner = paths[next(i for i, r in enumerate(responses) if r.status_code == 200)].read_bytes()
     with httpx.Client(timeout=30) as client:
-        files = listed(client, wheelyard_server, name)
+        files = listed_files(client, wheelyard_server, name)
         assert list(files) == [paths[0].name]
         entry = files[paths[0].name]
         served = client.get(entry["url"]).content
@@ -150,7 +109,7 @@ async def test_d44_identical_concurrent_uploads_all_succeed_once(
     no_server_errors(responses)
     assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
     with httpx.Client(timeout=30) as client:
-        files = listed(client, wheelyard_server, name)
+        files = listed_files(client, wheelyard_server, name)
         assert list(files) == [path.name]
         assert client.get(files[path.name]["url"]).content == path.read_bytes()
 
@@ -167,7 +126,7 @@ async def test_d45_twenty_files_to_a_new_project_at_once(
     assert [r.status_code for r in responses] == [200] * 20, [r.text for r in responses]
     normalized = canonicalize_name(name)
     with httpx.Client(timeout=30) as client:
-        files = listed(client, wheelyard_server, name)
+        files = listed_files(client, wheelyard_server, name)
         assert set(files) == {p.name for p in paths}
         for p in paths:
             assert files[p.name]["hashes"]["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
@@ -193,7 +152,7 @@ def test_d46_deleted_filename_cannot_be_reused(
         r = client.delete(file_api(wheelyard_server, name, "1.0", sdist.name))
         assert r.status_code == 200, r.text
         assert r.json()["deleted"] == [sdist.name]
-        assert sdist.name not in listed(client, wheelyard_server, name)
+        assert sdist.name not in listed_files(client, wheelyard_server, name)
         # The same bytes, and other bytes under the same name: both refused, with the reason.
         other_dir = tmp_path / "other"
         other_dir.mkdir()
@@ -203,11 +162,11 @@ def test_d46_deleted_filename_cannot_be_reused(
         for path in (sdist, other):
             r = wheelyard_server.upload(path)
             assert r.status_code == 400, r.text
-            assert "previously used" in detail(r)
+            assert "previously used" in problem_detail(r)
         # Deleting the whole release reserves the wheel's name too.
         assert client.delete(file_api(wheelyard_server, name, "1.0", None)).status_code == 200
         r = wheelyard_server.upload(wheel)
-        assert r.status_code == 400 and "previously used" in detail(r)
+        assert r.status_code == 400 and "previously used" in problem_detail(r)
         download = f"{wheelyard_server.local}/{canonicalize_name(name)}/1.0/{sdist.name}"
         assert client.get(download).status_code == 404
         page = client.get(f"{wheelyard_server.local_simple}{canonicalize_name(name)}/")
@@ -236,7 +195,7 @@ async def test_d46_delete_racing_reuploads_never_resurrects(
                 assert path is same  # an identical re-upload that ran before the delete
             else:
                 assert r.status_code in (400, 409), r.text
-                text = detail(r)
+                text = problem_detail(r)
                 assert "previously used" in text or text.startswith("File already exists")
         with httpx.Client(timeout=30) as client:
             download = f"{wheelyard_server.local}/{canonicalize_name(name)}/1.0/{same.name}"
@@ -244,4 +203,4 @@ async def test_d46_delete_racing_reuploads_never_resurrects(
             page = client.get(f"{wheelyard_server.local_simple}{canonicalize_name(name)}/")
             assert same.name not in page.text
         again = wheelyard_server.upload(same)
-        assert again.status_code == 400 and "previously used" in detail(again)
+        assert again.status_code == 400 and "previously used" in problem_detail(again)

@@ -1,17 +1,17 @@
 """Conformance of the legacy upload API with the standards digest §10, items 35, 37, 38, 41-49
 and 53-55, over HTTP against a real `wheelyard serve` process.
 
-Forms are built by hand (`multipart`) so a test controls every byte: part order, missing
-fields, a part without Content-Type, hostile filenames. Every refused upload is followed by a
-check that nothing became visible. Items 36, 39 and 40 (real clients) live in tests/e2e/.
+Forms are built by hand (`wheelyard.testing.uploads`) so a test controls every byte: part
+order, missing fields, a part without Content-Type, hostile filenames. Every refused upload is
+followed by a check that nothing became visible. Items 36, 39 and 40 (real clients) live in
+tests/e2e/.
 """
 
 from __future__ import annotations
 
 import hashlib
 import tarfile
-import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,63 +20,27 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
+from wheelyard.testing.checks import (
+    assert_absent,
+    blob_path,
+    listed_files,
+    project_page,
+    refused,
+)
 from wheelyard.testing.dist_factory import (
     TarMember,
     escaped_name,
     make_sdist,
     make_wheel,
+    make_wheel_with_zeros,
     metadata_text,
     sdist_filename,
-    wheel_filename,
 )
 from wheelyard.testing.server_fixtures import RunningServer, unique_project
-
-JSON_V1 = "application/vnd.pypi.simple.v1+json"
-BOUNDARY = "wheelyard-conformance-boundary"
-Fields = Mapping[str, str | list[str] | None]
-
+from wheelyard.testing.uploads import FILE_CONTENT_TYPE, FieldValue, upload_bytes
 
 # ------------------------------------------------------------------------------------------
 # Helpers
-
-
-def multipart(
-    fields: Iterable[tuple[str, str]],
-    filename: str,
-    data: bytes,
-    content_type: str | None = "application/octet-stream",
-) -> bytes:
-    """A multipart/form-data body: the text `fields`, then the `content` file part."""
-    out = bytearray()
-    for key, value in fields:
-        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'.encode()
-        out += value.encode() + b"\r\n"
-    out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="content"; '.encode()
-    out += b'filename="' + filename.encode() + b'"\r\n'
-    if content_type is not None:
-        out += f"Content-Type: {content_type}\r\n".encode()
-    out += b"\r\n" + data + f"\r\n--{BOUNDARY}--\r\n".encode()
-    return bytes(out)
-
-
-def twine_fields(filename: str, data: bytes) -> dict[str, str | list[str] | None]:
-    """The fields twine would send for `filename` (name and version from the filename)."""
-    if filename.endswith(".tar.gz"):
-        name, _, version = filename.removesuffix(".tar.gz").rpartition("-")
-        kind = {"filetype": "sdist", "pyversion": "source"}
-    else:
-        name, version, *_, python, _abi, _platform = filename.removesuffix(".whl").split("-")
-        kind = {"filetype": "bdist_wheel", "pyversion": python}
-    return {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "name": name,
-        "version": version,
-        "metadata_version": "2.1",
-        "sha256_digest": hashlib.sha256(data).hexdigest(),
-        "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest(),
-        **kind,
-    }
 
 
 def upload(
@@ -86,22 +50,18 @@ def upload(
     data: bytes,
     *,
     url: str | None = None,
-    content_type: str | None = "application/octet-stream",
-    **overrides: str | list[str] | None,
+    content_type: str | None = FILE_CONTENT_TYPE,
+    **overrides: FieldValue,
 ) -> httpx.Response:
-    """POST a legacy upload; `overrides` replace twine's fields (None drops a field)."""
-    fields = {**twine_fields(filename, data), **overrides}
-    pairs: list[tuple[str, str]] = []
-    for key, value in fields.items():
-        if value is None:
-            continue
-        for item in value if isinstance(value, list) else [value]:
-            pairs.append((key, item))
-    return client.post(
-        url or server.local + "/",
-        content=multipart(pairs, filename, data, content_type),
-        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    """POST a legacy upload as the admin; `overrides` replace twine's fields (None drops one)."""
+    return upload_bytes(
+        url or server.upload_url(),
+        filename,
+        data,
+        overrides=overrides,
         auth=server.admin,
+        client=client,
+        content_type=content_type,
     )
 
 
@@ -109,44 +69,6 @@ def upload_path(
     client: httpx.Client, server: RunningServer, path: Path, **overrides: Any
 ) -> httpx.Response:
     return upload(client, server, path.name, path.read_bytes(), **overrides)
-
-
-def detail(response: httpx.Response) -> str:
-    assert response.headers["content-type"].startswith("application/problem+json"), response.text
-    return str(response.json()["detail"])
-
-
-def refused(response: httpx.Response, status: int, *needles: str) -> str:
-    """Assert an error `status` whose problem+json detail contains every needle."""
-    assert response.status_code == status, (response.status_code, response.text)
-    text = detail(response)
-    for needle in needles:
-        assert needle.lower() in text.lower(), text
-    return text
-
-
-def project_json(client: httpx.Client, server: RunningServer, project: str) -> httpx.Response:
-    return client.get(
-        f"{server.local_simple}{canonicalize_name(project)}/", headers={"Accept": JSON_V1}
-    )
-
-
-def assert_absent(client: httpx.Client, server: RunningServer, project: str) -> None:
-    """No trace of `project`: no simple page, no project data, not on the project list."""
-    normalized = canonicalize_name(project)
-    assert project_json(client, server, project).status_code == 404
-    api = f"{server.url}/api/v1/repositories/default/local/projects/{normalized}"
-    assert client.get(api).status_code == 404
-    root = client.get(server.local_simple, headers={"Accept": JSON_V1}).json()
-    assert normalized not in {canonicalize_name(p["name"]) for p in root["projects"]}
-
-
-def listed_files(
-    client: httpx.Client, server: RunningServer, project: str
-) -> dict[str, dict[str, Any]]:
-    r = project_json(client, server, project)
-    assert r.status_code == 200, r.text
-    return {f["filename"]: f for f in r.json()["files"]}
 
 
 def file_url(server: RunningServer, project: str, version: str, filename: str) -> str:
@@ -209,7 +131,7 @@ def test_item_37_identical_reupload_is_200_without_duplicate(
     for _ in range(3):
         r = upload_path(client, wheelyard_server, path)
         assert r.status_code == 200, r.text
-    r = project_json(client, wheelyard_server, name)
+    r = project_page(client, wheelyard_server, name)
     assert [f["filename"] for f in r.json()["files"]] == [path.name]
     html = client.get(f"{wheelyard_server.local_simple}{canonicalize_name(name)}/").text
     assert html.count(f">{path.name}</a>") == 1
@@ -264,9 +186,9 @@ def test_item_41_digest_mismatch_and_missing_digest_are_refused(
         "digest",
     )
     assert_absent(client, wheelyard_server, name)
-    blob = hashlib.sha256(path.read_bytes()).hexdigest()
-    blobs = wheelyard_server.process.data_dir / "blobs" / "sha256" / blob[:2] / blob[2:4] / blob
-    assert not blobs.exists(), "a refused upload left a blob"
+    assert not blob_path(wheelyard_server, path.read_bytes()).exists(), (
+        "a refused upload left a blob"
+    )
 
 
 @pytest.mark.parametrize(
@@ -405,30 +327,11 @@ def test_item_46_sdist_without_regular_pkg_info(
     assert_absent(client, wheelyard_server, name)
 
 
-def _wheel_with_bomb(path: Path, name: str, size: int) -> Path:
-    """A valid wheel plus one member of `size` zero bytes, written streaming."""
-    template = make_wheel(path.parent, name, "1.0", filename="template-" + path.name)
-    zeros = bytes(1024 * 1024)
-    with (
-        zipfile.ZipFile(template) as source,
-        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as target,
-    ):
-        for info in source.infolist():
-            target.writestr(info.filename, source.read(info))
-        info = zipfile.ZipInfo(f"{escaped_name(name)}/zeros.bin")
-        info.compress_type = zipfile.ZIP_DEFLATED
-        with target.open(info, "w") as out:
-            for _ in range(size // len(zeros)):
-                out.write(zeros)
-    template.unlink()
-    return path
-
-
 def test_item_47_zip_bomb_is_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
-    path = _wheel_with_bomb(tmp_path / wheel_filename(name, "1.0"), name, 96 * 1024 * 1024)
+    path = make_wheel_with_zeros(tmp_path, name, "1.0", size=96 * 1024 * 1024)
     assert path.stat().st_size < 1024 * 1024  # ratio far above 50
     r = upload_path(client, wheelyard_server, path)
     refused(r, 400, "Invalid distribution file", "compression ratio")

@@ -27,6 +27,7 @@ from wheelyard.testing.dist_factory import (
     make_sdist,
     make_tar_bomb,
     make_wheel,
+    make_wheel_with_zeros,
     make_zip,
     make_zip_bomb,
     make_zip_tar_polyglot,
@@ -365,16 +366,7 @@ class TestWheelMemberNames:
 @pytest.fixture(scope="module")
 def zip_bomb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A wheel with 200 MiB of zeros streamed into one deflated member (about 200 KiB)."""
-    directory = tmp_path_factory.mktemp("bomb")
-    path = make_zip(directory / "demo-1.0-py3-none-any.whl", wheel_members())
-    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
-        info = zipfile.ZipInfo("demo/zeros.bin")
-        info.compress_type = zipfile.ZIP_DEFLATED
-        with archive.open(info, "w") as out:
-            chunk = bytes(MiB)
-            for _ in range(200):
-                out.write(chunk)
-    yield path
+    yield make_wheel_with_zeros(tmp_path_factory.mktemp("bomb"), size=200 * MiB)
 
 
 class TestWheelLimits:

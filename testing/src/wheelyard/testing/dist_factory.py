@@ -115,6 +115,34 @@ def make_wheel(
     return path
 
 
+def make_wheel_with_zeros(
+    directory: Path,
+    name: str = "demo",
+    version: str = "1.0",
+    *,
+    size: int,
+    chunk: int = 1024 * 1024,
+) -> Path:
+    """Write `make_wheel(directory, name, version)` plus one deflated member
+    `<escaped name>/zeros.bin` of exactly `size` zero bytes, and return its path.
+
+    The zeros are streamed in `chunk`-sized writes, so neither the test's memory nor the file
+    grows with `size` (100 MiB of zeros deflate to about 100 KiB): a decompression bomb that is
+    otherwise a valid wheel.
+    """
+    path = make_wheel(directory, name, version)
+    zeros = bytes(chunk)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo(f"{escaped_name(name)}/zeros.bin")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(info, "w", force_zip64=size > 0xFFFFFFFF) as out:
+            remaining = size
+            while remaining > 0:
+                out.write(zeros[: min(chunk, remaining)])
+                remaining -= chunk
+    return path
+
+
 def make_zip(
     path: Path,
     members: Members | Iterable[tuple[str, bytes | str]],

@@ -33,7 +33,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 class ServerProcess:
     """`wheelyard serve` (or another `command`, e.g. `service index`) in a subprocess, on a free
-    port, its output in `log_path`."""
+    port, its output in `log_path`.
+
+    The process runs in `workdir` and logs there (default: `data_dir`); give a process that
+    shares another's data dir (a split-mode service next to an embedded server) a workdir of
+    its own, so nothing of it lands in the other's data.
+    """
 
     def __init__(
         self,
@@ -41,23 +46,26 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         command: tuple[str, ...] = ("serve",),
         log_name: str = "server.log",
+        workdir: Path | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.workdir = workdir or data_dir
         self.command = command
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / log_name
+        self.log_path = self.workdir / log_name
         self._env = clean_env(WHEELYARD_DATA_DIR=str(data_dir), **(env or {}))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 60.0) -> ServerProcess:
         """Start the process and wait until `/healthz` answers 200 (or fail with its log)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "wheelyard.cli", *self.command, "--port", str(self.port)],
                 env=self._env,
-                cwd=self.data_dir,
+                cwd=self.workdir,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

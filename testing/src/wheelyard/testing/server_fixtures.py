@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from wheelyard.testing.server import ServerProcess
+from wheelyard.testing.uploads import upload_file
 
 ADMIN_PASSWORD = "test-admin-password"  # noqa: S105  (a throwaway test server)
 
@@ -37,40 +38,24 @@ class RunningServer:
         """Its simple index, with a trailing slash."""
         return f"{self.local}/simple/"
 
-    def upload(self, path: Path, *, repo: str | None = None, **fields: str) -> httpx.Response:
-        """Upload `path` with the legacy API, as twine would (form fields derived from the
-        filename unless given)."""
-        import hashlib
+    def upload_url(self, repository: str = "default/local") -> str:
+        """Where the legacy upload API of `storage/name` takes uploads (trailing slash)."""
+        return f"{self.url}/repositories/{repository}/"
 
-        data = path.read_bytes()
-        name, version = path.name.split("-")[:2]
-        if path.name.endswith(".tar.gz"):
-            version = version.removesuffix(".tar.gz")
-            form = {"filetype": "sdist", "pyversion": "source"}
-        else:
-            form = {"filetype": "bdist_wheel", "pyversion": path.name.split("-")[-3]}
-        form = {
-            ":action": "file_upload",
-            "protocol_version": "1",
-            "name": name,
-            "version": version,
-            "metadata_version": "2.1",
-            "sha256_digest": hashlib.sha256(data).hexdigest(),
-            **form,
-            **fields,
-        }
-        return httpx.post(
-            repo or self.local + "/",
-            data=form,
-            files={"content": (path.name, data, "application/octet-stream")},
-            auth=self.admin,
-            timeout=60,
-        )
+    def upload(self, path: Path, *, repo: str | None = None, **fields: str) -> httpx.Response:
+        """Upload `path` with the legacy API as the admin, as twine would (form fields from
+        `twine_fields` unless given); `repo` is the upload URL (default: `default/local`)."""
+        return upload_file(repo or self.upload_url(), path, overrides=fields, auth=self.admin)
+
+
+def unique_name(prefix: str) -> str:
+    """A name (user, repository, project) no other test uses: `prefix` and 10 hex digits."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def unique_project(prefix: str = "pkg") -> str:
     """A project name no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+    return unique_name(prefix)
 
 
 @pytest.fixture(scope="session")
