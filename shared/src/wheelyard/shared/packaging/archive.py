@@ -9,6 +9,9 @@ every member header is checked on the way. All failures are `InvalidInput` (size
 Why hand-written: neither `zipfile` nor `tarfile` offers a validating, bounded read of a
 hostile archive, and CPython only rejects overlapping zip entries from 3.11.8/3.12.2 on
 (CVE-2024-0450; this project runs on 3.11.7), so the framing walk below does it itself.
+
+Why one module of ~600 lines: the zip and tar readers check each other's framing (a file that
+is both a zip and a tar.gz is refused by either), so split they would import each other.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ The SDK blocks, so every call runs in a worker thread. A write streams to a temp
 the event loop to one uploading thread; on commit the object is copied server-side to its
 content-addressed key and the temporary one removed. Memory per write is the queue (a few
 chunks) plus the one part the SDK buffers (`PART_SIZE`).
+
+Why one module of ~500 lines: the store and its writer share the error translation and the
+thread hand-off; split, each half would import the other's private helpers.
 """
 
 from __future__ import annotations
