@@ -2,7 +2,9 @@
 installing from a private repository (URL userinfo, netrc, uv's per-index variables), and the
 same installs failing without credentials.
 
-Issue 4 "Done when" (first item); standards §8 and §10 items 51, 56 and 57. Every client runs
+Issue 4 "Done when" (first item). `__token__` with an API token as the password is PyPI's
+convention (https://pypi.org/help/#apitoken); the credential sources are those pip and uv
+document (URL userinfo, netrc, uv's `UV_INDEX_<NAME>_USERNAME`/`_PASSWORD`). Every client runs
 with `clean_env()` (pip also `--isolated`) and no cache, so the only place a distribution can
 come from is the server under test; the RequestRecorder in front of the server shows which
 requests each client made.

@@ -1,5 +1,5 @@
-"""Private files served from object storage by redirect (standards §8 "Redirects for
-downloads"; §10 item 58).
+"""Private files served from object storage by redirect: presigned storage URLs sit behind a
+redirect from a stable path (docs/standards.md §8).
 
 With S3 blobs and WHEELYARD_BLOB_REDIRECT=true, the registry answers an authorized file GET with
 a 302 to a presigned URL on the S3 host. pip (requests) and uv drop `Authorization` when a

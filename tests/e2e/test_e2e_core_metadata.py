@@ -1,4 +1,5 @@
-"""uv resolves from PEP 658/714 `.metadata` files instead of downloading wheels (§10 item 26).
+"""uv resolves from PEP 658/714 `.metadata` files instead of downloading wheels
+(docs/standards.md §8).
 
 The server's access log is off by default, so uv talks to it through a `RequestRecorder`, a
 forwarder that records every request line the server receives.

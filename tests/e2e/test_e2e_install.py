@@ -1,5 +1,6 @@
 """Installing from a hosted repository with the real installers: pip (a fresh venv's own pip)
-and uv, including yanked releases (standards §4; §10 item 34) and a direct file URL.
+and uv, including yanked releases (PEP 592: skipped unless an exact pin asks for one;
+docs/standards.md §6) and a direct file URL.
 
 Every install runs with `clean_env()`, `--isolated`/`UV_NO_CONFIG` and no cache, so the only
 place a distribution can come from is the Wheelyard server under test.

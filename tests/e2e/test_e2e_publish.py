@@ -1,7 +1,9 @@
 """Publishing with the real clients: twine 7 and uv publish against a `wheelyard serve` process.
 
-Standards digest §10: items 35 (twine upload), 36 (uv publish), 37 (identical re-upload) and
-40 (uv publish --check-url).
+An upload appears at once with its sha256, size and upload time; an identical re-upload
+succeeds without a second entry (docs/standards.md §7); `uv publish --check-url` skips files
+already there and fails on different bytes, which needs read-after-write on simple pages
+(docs/architecture.md, "The hot read path").
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`--skip-existing` of the publishers that interpret upload errors (standards §5.3; §10 item 39).
+"""`--skip-existing` of the publishers that interpret upload errors (docs/standards.md §7;
+pypa/twine#332).
 
 twine 6.1, poetry and pdm decide "already exists" from the server's answer to a conflicting
 upload (409, or 400 with "already exist"). Each test uploads a release, then uploads *different

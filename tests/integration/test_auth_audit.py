@@ -1,8 +1,9 @@
 """The audit log: who did what, when, from where; for administrators only; never a secret.
 
 Issue 4: audit events for logins, uploads, deletions, yanks, permission and token changes;
-`GET /api/v1/audit` for admins. Reliability §1.8 and §4 B.27: logs and audit records never
-contain tokens, Basic passwords or URL userinfo, on failing paths as well as successful ones.
+`GET /api/v1/audit` for admins. Logs and audit records never contain tokens, Basic passwords or
+URL userinfo, on failing paths as well as successful ones (clients that leaked them: pypa/pip#5394,
+astral-sh/uv#10554, rust-lang/cargo#9822).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Identity behind the gateway: services believe only the gateway's signed internal token.
 
 Issue 4 "Done when": a request sent straight to a service without the gateway's JWT is refused,
-as is a request that carries a forged `X-User`-style header. Reliability §4 B.22 and §1.2
-(trusted-header gateways: oauth2-proxy, authentik CVE-2024-47070; Gitea CVE-2025-68944).
+as is a request that carries a forged `X-User`-style header (docs/adr/0002; trusted-header
+bypasses such as authentik CVE-2024-47070; Gitea CVE-2025-68944: a scope lost when a token was
+re-minted).
 
 The index service runs on its own (`wheelyard service index`, split mode) on the data dir of the
 session's embedded server, so it shares that server's SQLite database and its public key; the

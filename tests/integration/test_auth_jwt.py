@@ -2,8 +2,9 @@
 `Authorization: Bearer`, and every forgery refused with 401.
 
 Issue 4 "Done when": a tampered, expired, wrong-algorithm (`none`, HS256 with the public key) or
-wrong-key JWT is refused with 401. Reliability §4 B.19 (also `nbf` in the future, wrong `aud`
-or `iss`) and §1.2 (python-jose CVE-2024-33663: signing with a public key).
+wrong-key JWT is refused with 401, and so is one with `nbf` in the future or a wrong `aud` or
+`iss` (RFC 7519 §4.1; RFC 8725 §2.1 and §3.1 on pinning algorithms; python-jose CVE-2024-33663
+was a token signed with the public key).
 
 The forgeries are built from the server's own key files in its data dir, so each one differs
 from a token the server accepts in exactly the property under test; `test_a_token_signed_with_

@@ -2,11 +2,13 @@
 the caching headers of private and authenticated responses.
 
 Issue 4 "Done when": a non-admin cannot manage users, repositories, permissions or others'
-tokens (403); standards §10 items 50 (401 with `WWW-Authenticate: Basic`, wrong password 401,
-read-only token 403), 52 (upload to a proxy repository or an archived/quarantined project 403)
-and 56 (a private repository's simple page, file and `.metadata` each need credentials);
-responses for private repositories carry `Cache-Control: private` or `no-store`.
-Reliability §4 B.18 (consistent across HTML, JSON and file routes), B.21, B.25 and §3.4.
+tokens (403). Missing or wrong credentials get 401 with a `WWW-Authenticate: Basic` challenge
+(RFC 9110 §15.5.2 and §11.6.1, RFC 7617); a caller without the permission gets 403 (RFC 9110
+§15.5.4): a read-only token, an upload to a proxy repository or to an archived or quarantined
+project (PEP 792). A private repository's simple page (HTML and JSON), file and `.metadata` each
+need credentials, alike on every route; responses for private repositories, and to any request
+that carries credentials, are `Cache-Control: private` or `no-store`, so no shared cache hands
+them to another caller (RFC 9111 §3.5).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def private(
     return PrivateProject(wheelyard_server, setup, tmp_path_factory.mktemp("perm-dists"))
 
 
-# -- items 50 and 52 ---------------------------------------------------------------------------
+# -- 401 without valid credentials, 403 without the permission ---------------------------------
 
 
 def test_upload_without_credentials_is_401_with_a_basic_challenge(
@@ -141,7 +143,7 @@ def test_upload_to_an_archived_or_quarantined_project_is_403(
     assert status in r.json()["detail"]
 
 
-# -- item 56: every read route of a private repository needs credentials -----------------------
+# -- every read route of a private repository needs credentials --------------------------------
 
 
 def _routes(private: PrivateProject) -> Iterator[tuple[str, str, dict[str, str]]]:

@@ -1,4 +1,5 @@
-"""Login rate limiting per username and per client address (reliability §4 B.24).
+"""Login rate limiting per username and per client address: 429 Too Many Requests (RFC 6585 §4)
+with Retry-After (RFC 9110 §10.2.3).
 
 A dedicated server: these tests lock accounts and the test's own address on purpose, which must
 not touch the session's shared server.

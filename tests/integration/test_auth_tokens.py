@@ -1,9 +1,11 @@
 """API tokens: scope, repositories, revocation, expiry, ownership and what listings show.
 
 Issue 4 "Done when": a read-scoped token cannot upload; a token for one repository cannot read
-or write another; a revoked or expired token is refused at once; standards §10 item 51
-(`__token__` + API token accepted). Reliability §4 B.21 (the token's scope survives the
-gateway's exchange for the internal token) and B.23 (revocation is immediate).
+or write another; a revoked or expired token is refused at once. Basic auth with the username
+`__token__` and an API token as the password is accepted, as on PyPI
+(https://pypi.org/help/#apitoken). The token's scope survives the gateway's exchange for the
+internal token (docs/adr/0002; Gitea CVE-2025-68944 lost it in such an exchange), and
+revocation is immediate.
 """
 
 from __future__ import annotations

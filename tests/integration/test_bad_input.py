@@ -1,4 +1,5 @@
-"""Bad input against hosted repositories: reliability.md §4 A, items 1-17.
+"""Bad input against hosted repositories: hostile filenames, versions, digests, archives, form
+bodies, project names and URLs.
 
 Each hostile request must get a 4xx whose problem+json `detail` says what is wrong, and leave
 nothing behind: no project, no file, no blob, no spool file, nothing written outside the data
@@ -139,7 +140,8 @@ def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
 
 
 # ------------------------------------------------------------------------------------------
-# A 1-5: names, versions, digests, archive contents
+# Filenames, versions, digests and archive contents, checked as PyPI checks them
+# (warehouse's forklift/legacy.py; docs/standards.md §1, §2, §7 and §8)
 
 
 @pytest.mark.parametrize(
@@ -156,7 +158,7 @@ def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
     ],
     ids=["dotdot-etc", "subdir", "backslash", "nul", "nul-suffix", "escape", "del", "absolute"],
 )
-def test_a01_filename_with_path_or_control_characters(
+def test_filename_with_path_or_control_characters_is_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, filename: bytes
 ) -> None:
     name = unique_project("evil")
@@ -172,7 +174,7 @@ def test_a01_filename_with_path_or_control_characters(
     assert not Path(f"/etc/{escaped_name(name)}-1.0.tar.gz").exists()
 
 
-def test_a02_filename_not_matching_form_name(
+def test_filename_not_matching_form_name_is_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     foo, bar = unique_project("foo"), unique_project("bar")
@@ -195,7 +197,7 @@ def test_a02_filename_not_matching_form_name(
     ],
     ids=["form-invalid", "form-leading", "form-trailing", "form-newline", "metadata", "filename"],
 )
-def test_a03_invalid_or_padded_version(
+def test_invalid_or_padded_version_is_refused(
     client: httpx.Client,
     wheelyard_server: RunningServer,
     tmp_path: Path,
@@ -218,7 +220,7 @@ def test_a03_invalid_or_padded_version(
     assert_absent(client, wheelyard_server, name)
 
 
-def test_a04_digest_mismatch_stores_nothing(
+def test_digest_mismatch_stores_nothing(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -258,7 +260,7 @@ def _not_a_gzip(directory: Path, name: str) -> Path:
     ],
     ids=["no-WHEEL", "no-METADATA", "no-PKG-INFO", "whl-not-zip", "sdist-not-gzip"],
 )
-def test_a05_invalid_distribution_file(
+def test_invalid_distribution_file_is_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, build: Any, needle: str
 ) -> None:
     name = unique_project()
@@ -269,11 +271,12 @@ def test_a05_invalid_distribution_file(
 
 
 # ------------------------------------------------------------------------------------------
-# A 6-9: hostile archives
+# Hostile archives: bombs (pypi/warehouse#13962), overlapping zip entries (CVE-2024-0450),
+# exotic compression, tar members that escape (CVE-2007-4559, PEP 706); docs/standards.md §8
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])
-def test_a06_decompression_bomb_is_refused_with_bounded_memory(
+def test_decompression_bomb_is_refused_with_bounded_memory(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, kind: str
 ) -> None:
     name = unique_project()
@@ -290,7 +293,7 @@ def test_a06_decompression_bomb_is_refused_with_bounded_memory(
     assert_absent(client, wheelyard_server, name)
 
 
-def test_a07_overlapping_zip_entries_are_refused(
+def test_overlapping_zip_entries_are_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     # Point a second central-directory entry at the first local header, as "quoted-overlap"
@@ -308,7 +311,7 @@ def test_a07_overlapping_zip_entries_are_refused(
 
 
 @pytest.mark.parametrize("method", [zipfile.ZIP_LZMA, zipfile.ZIP_BZIP2], ids=["lzma", "bzip2"])
-def test_a08_wheel_member_with_unsupported_compression(
+def test_wheel_member_with_unsupported_compression_is_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, method: int
 ) -> None:
     name = unique_project()
@@ -330,7 +333,7 @@ def test_a08_wheel_member_with_unsupported_compression(
     ],
     ids=["dotdot", "absolute", "symlink-abs", "symlink-up", "hardlink-abs", "block-device"],
 )
-def test_a09_hostile_tar_members_are_refused_consistently(
+def test_hostile_tar_members_are_refused_consistently(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, member: TarMember
 ) -> None:
     name = unique_project()
@@ -353,7 +356,7 @@ def test_a09_hostile_tar_members_are_refused_consistently(
 
 
 # ------------------------------------------------------------------------------------------
-# A 10-11: size limits and form floods
+# Size limits and form floods (Starlette CVE-2024-47874, python-multipart CVE-2024-53981)
 
 
 def _chunks(*pieces: bytes, filler: bytes = b"", filler_size: int = 0) -> Iterator[bytes]:
@@ -367,7 +370,7 @@ def _chunks(*pieces: bytes, filler: bytes = b"", filler_size: int = 0) -> Iterat
     yield from pieces[1:]
 
 
-def test_a10_chunked_legacy_upload_over_the_limit(
+def test_chunked_legacy_upload_over_the_limit_is_refused(
     client: httpx.Client, small_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -387,7 +390,7 @@ def test_a10_chunked_legacy_upload_over_the_limit(
     assert_absent(client, small_server, name)
 
 
-def test_a10_chunked_put_over_the_limit(
+def test_chunked_put_over_the_limit_is_refused(
     client: httpx.Client, small_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -400,7 +403,7 @@ def test_a10_chunked_put_over_the_limit(
     assert_absent(client, small_server, name)
 
 
-def test_a10_declared_length_over_the_limit_is_refused_before_reading(
+def test_declared_length_over_the_limit_is_refused_before_reading(
     small_server: RunningServer,
 ) -> None:
     name = unique_project()
@@ -417,7 +420,7 @@ def test_a10_declared_length_over_the_limit_is_refused_before_reading(
     assert b"too large" in payload.lower()
 
 
-def test_a10_an_upload_under_the_limit_still_works(
+def test_an_upload_under_the_limit_still_works(
     client: httpx.Client, small_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -464,7 +467,7 @@ def _flood_body(kind: str, filename: str, data: bytes) -> Iterator[bytes]:
         "huge-ignored-file-part",
     ],
 )
-def test_a11_form_floods_are_refused_without_stalling_the_server(
+def test_form_floods_are_refused_without_stalling_the_server(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, kind: str
 ) -> None:
     name = unique_project()
@@ -493,10 +496,12 @@ def test_a11_form_floods_are_refused_without_stalling_the_server(
 
 
 # ------------------------------------------------------------------------------------------
-# A 12-14: metadata content and names
+# Metadata content and names: a description's markup is stored as data; a name with markup
+# (stored XSS through a name: stevearc/pypicloud#280) or non-ASCII letters (pypi/warehouse#2151)
+# is refused; spellings of one name are one project (PEP 503; docs/standards.md §1)
 
 
-def test_a12_hostile_description_is_stored_as_data(
+def test_hostile_description_is_stored_as_data(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -531,7 +536,7 @@ def test_a12_hostile_description_is_stored_as_data(
     ids=["markup", "non-ascii", "cyrillic-confusable", "newline", "leading-dash", "trailing-dot"],
 )
 @pytest.mark.parametrize("where", ["form", "metadata"])
-def test_a13_invalid_project_names_are_refused(
+def test_invalid_project_names_are_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, bad_name: str, where: str
 ) -> None:
     name = unique_project()
@@ -546,7 +551,7 @@ def test_a13_invalid_project_names_are_refused(
     assert_absent(client, wheelyard_server, name)
 
 
-def test_a14_name_spellings_map_to_one_project(
+def test_name_spellings_map_to_one_project(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     token = unique_project("x").rsplit("-", 1)[1]
@@ -572,7 +577,8 @@ def test_a14_name_spellings_map_to_one_project(
 
 
 # ------------------------------------------------------------------------------------------
-# A 15-17: hostile URLs and truncated bodies
+# Hostile URLs and truncated bodies: header injection (pypiserver/pypiserver#237), encoded
+# traversal (Nexus CVE-2024-4956), a body that ends before its Content-Length
 
 
 @pytest.mark.parametrize(
@@ -588,7 +594,7 @@ def test_a14_name_spellings_map_to_one_project(
         "/api/v1/repositories/default/local/projects/foo%0d%0aSet-Cookie:injected=1",
     ],
 )
-def test_a15_crlf_in_the_path_injects_no_header(wheelyard_server: RunningServer, path: str) -> None:
+def test_crlf_in_the_path_injects_no_header(wheelyard_server: RunningServer, path: str) -> None:
     status, headers, _ = raw_request(
         wheelyard_server, f"GET {path} HTTP/1.1\r\nHost: {host(wheelyard_server)}"
     )
@@ -627,7 +633,7 @@ def existing_file(wheelyard_server: RunningServer, tmp_path_factory: pytest.Temp
         "/api/v1/repositories/default/local/projects/..%2F..%2F..%2Fetc%2Fpasswd",
     ],
 )
-def test_a16_path_traversal_on_read_routes_is_404(
+def test_path_traversal_on_read_routes_is_404(
     wheelyard_server: RunningServer, existing_file: str, path: str
 ) -> None:
     directory = existing_file.rsplit("/", 1)[0]
@@ -667,7 +673,7 @@ def _send_truncated(server: RunningServer, head: str, body: bytes, declared: int
 
 
 @pytest.mark.parametrize("route", ["put", "legacy"])
-def test_a17_body_shorter_than_content_length_stores_nothing(
+def test_body_shorter_than_content_length_stores_nothing(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, route: str
 ) -> None:
     # The whole, valid file is sent: only the missing promised bytes make it an aborted upload.

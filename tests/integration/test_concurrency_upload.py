@@ -1,4 +1,8 @@
-"""Concurrent uploads and deletes on a hosted repository: reliability.md §4 D, items 43-46.
+"""Concurrent uploads and deletes on a hosted repository: of two different files under one name
+exactly one wins, identical uploads succeed once, a new project takes many files at once, and a
+deleted filename is never reused, as on PyPI (https://pypi.org/help/#file-name-reuse; a
+delete and re-upload that swaps a release is stevearc/pypicloud#259). The answers a client
+matches are those of docs/standards.md §7.
 
 Requests race for real: many connections to a real `wheelyard serve` process, released at once.
 The database's unique constraints decide every race; the tests check the outcomes a client can
@@ -74,7 +78,7 @@ def variants(tmp_path: Path, name: str, count: int) -> list[Path]:
     return paths
 
 
-async def test_d43_same_filename_different_bytes_exactly_one_wins(
+async def test_same_filename_different_bytes_exactly_one_wins(
     wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -99,7 +103,7 @@ async def test_d43_same_filename_different_bytes_exactly_one_wins(
     assert entry["size"] == len(served)
 
 
-async def test_d44_identical_concurrent_uploads_all_succeed_once(
+async def test_identical_concurrent_uploads_all_succeed_once(
     wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -114,7 +118,7 @@ async def test_d44_identical_concurrent_uploads_all_succeed_once(
         assert client.get(files[path.name]["url"]).content == path.read_bytes()
 
 
-async def test_d45_twenty_files_to_a_new_project_at_once(
+async def test_twenty_files_to_a_new_project_at_once(
     wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project("Brand.New")
@@ -140,9 +144,7 @@ async def test_d45_twenty_files_to_a_new_project_at_once(
         )
 
 
-def test_d46_deleted_filename_cannot_be_reused(
-    wheelyard_server: RunningServer, tmp_path: Path
-) -> None:
+def test_deleted_filename_cannot_be_reused(wheelyard_server: RunningServer, tmp_path: Path) -> None:
     name = unique_project()
     sdist = make_sdist(tmp_path, name, "1.0")
     wheel = make_wheel(tmp_path, name, "1.0")
@@ -174,7 +176,7 @@ def test_d46_deleted_filename_cannot_be_reused(
         assert sdist.name not in page.text and wheel.name not in page.text
 
 
-async def test_d46_delete_racing_reuploads_never_resurrects(
+async def test_delete_racing_reuploads_never_resurrects(
     wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     for round_number in range(3):  # the delete lands at a different point each time

@@ -1,8 +1,11 @@
-"""Conformance of the hosted read side with the standards digest §10, items 1-33, 59 and 60.
+"""Conformance of the hosted read side with the simple repository API (PEP 503, 691, 700, 658/714,
+592, 629), the PyPI JSON API and plain HTTP downloads.
 
 Everything goes over HTTP to a real `wheelyard serve` process (the session `wheelyard_server`),
-against the hosted repository `default/local`. Each test is named after the checklist item it
-proves; items 34, 36, 39 and 40 (real clients) live in tests/e2e/.
+against the hosted repository `default/local`. Each section names the standard it checks and
+the section of docs/standards.md that records our reading of it; what real installers and
+publishers make of these pages (pip and uv installs, yanked pins, `uv publish`,
+`--skip-existing`, `--check-url`) is tested in tests/e2e/.
 """
 
 from __future__ import annotations
@@ -231,10 +234,11 @@ def fresh_project(server: RunningServer, tmp_path: Path, *versions: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------
-# Names and routing
+# Names and routing: normalized project URLs with a trailing slash (PEP 503; docs/standards.md
+# §1 and §5)
 
 
-def test_item_01_project_page_lists_only_its_own_files(
+def test_project_page_lists_only_its_own_files(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     r = client.get(simple_url(wheelyard_server, project.normalized))
@@ -247,7 +251,7 @@ def test_item_01_project_page_lists_only_its_own_files(
 
 
 @pytest.mark.parametrize("spelling", ["underscores", "dots", "mixed-case"])
-def test_item_02_non_normalized_name_redirects_keeping_repository_prefix(
+def test_non_normalized_name_redirects_keeping_repository_prefix(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project, spelling: str
 ) -> None:
     requested = {
@@ -266,7 +270,7 @@ def test_item_02_non_normalized_name_redirects_keeping_repository_prefix(
 
 
 @pytest.mark.parametrize("normalized", [True, False])
-def test_item_03_url_without_trailing_slash_redirects(
+def test_url_without_trailing_slash_redirects(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project, normalized: bool
 ) -> None:
     requested = project.normalized if normalized else project.name.replace(".", "_")
@@ -280,7 +284,7 @@ def test_item_03_url_without_trailing_slash_redirects(
     assert urljoin(bare_root, r.headers["location"]) == wheelyard_server.local_simple
 
 
-def test_item_04_root_page_has_one_anchor_per_project(
+def test_root_page_has_one_anchor_per_project(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     root = wheelyard_server.local_simple
@@ -299,7 +303,7 @@ def test_item_04_root_page_has_one_anchor_per_project(
 
 
 @pytest.mark.parametrize("accept", ["text/html", JSON_V1, HTML_V1])
-def test_item_05_unknown_project_is_404(
+def test_unknown_project_is_404(
     client: httpx.Client, wheelyard_server: RunningServer, accept: str
 ) -> None:
     missing = unique_project("does-not-exist")
@@ -309,7 +313,7 @@ def test_item_05_unknown_project_is_404(
 
 
 @pytest.mark.parametrize("accept", ["text/html", JSON_V1])
-def test_item_06_head_matches_get_without_body(
+def test_head_matches_get_without_body(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project, accept: str
 ) -> None:
     url = simple_url(wheelyard_server, project.normalized)
@@ -322,10 +326,10 @@ def test_item_06_head_matches_get_without_body(
 
 
 # ------------------------------------------------------------------------------------------
-# Negotiation
+# Negotiation: PEP 691 "Version + Format Selection" and our choices in docs/standards.md §5
 
 
-def test_item_07_json_accept_gives_pep691_json(
+def test_json_accept_gives_pep691_json(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     r = client.get(simple_url(wheelyard_server, project.normalized), headers={"Accept": JSON_V1})
@@ -337,7 +341,7 @@ def test_item_07_json_accept_gives_pep691_json(
 @pytest.mark.parametrize(
     "accept", [PIP_ACCEPT, UV_ACCEPT, POETRY_ACCEPT], ids=["pip", "uv", "poetry"]
 )
-def test_item_08_installer_accept_headers_get_json(
+def test_installer_accept_headers_get_json(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project, accept: str
 ) -> None:
     r = client.get(simple_url(wheelyard_server, project.normalized), headers={"Accept": accept})
@@ -350,7 +354,7 @@ def test_item_08_installer_accept_headers_get_json(
     ("accept", "expected"),
     [(HTML_V1, HTML_V1), ("text/html", "text/html")],
 )
-def test_item_09_html_media_types_are_echoed(
+def test_html_media_types_are_echoed(
     client: httpx.Client,
     wheelyard_server: RunningServer,
     project: Project,
@@ -363,7 +367,7 @@ def test_item_09_html_media_types_are_echoed(
     assert "<a " in r.text
 
 
-def test_item_10_no_accept_and_wildcard_give_text_html(
+def test_no_accept_and_wildcard_give_text_html(
     wheelyard_server: RunningServer, project: Project
 ) -> None:
     path = f"/repositories/default/local/simple/{project.normalized}/"
@@ -376,7 +380,7 @@ def test_item_10_no_accept_and_wildcard_give_text_html(
     assert headers["content-type"].startswith("text/html")
 
 
-def test_item_11_latest_json_is_answered_with_concrete_v1(
+def test_latest_json_is_answered_with_concrete_v1(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     r = client.get(
@@ -394,7 +398,7 @@ def test_item_11_latest_json_is_answered_with_concrete_v1(
         (f"text/html;q=0, {JSON_V1}", JSON_V1),
     ],
 )
-def test_item_12_q_values_are_honoured(
+def test_q_values_are_honoured(
     client: httpx.Client,
     wheelyard_server: RunningServer,
     project: Project,
@@ -406,7 +410,7 @@ def test_item_12_q_values_are_honoured(
     assert r.headers["content-type"].split(";")[0] == expected
 
 
-def test_item_13_plain_application_json_never_gets_application_json(
+def test_plain_application_json_never_gets_application_json(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     r = client.get(
@@ -420,7 +424,7 @@ def test_item_13_plain_application_json_never_gets_application_json(
 
 @pytest.mark.parametrize("accept", ["text/html", HTML_V1, JSON_V1, "*/*"])
 @pytest.mark.parametrize("page", ["project", "root"])
-def test_item_14_every_simple_response_has_vary_accept_and_content_type(
+def test_every_simple_response_has_vary_accept_and_content_type(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project, accept: str, page: str
 ) -> None:
     url = (
@@ -442,10 +446,10 @@ def test_item_14_every_simple_response_has_vary_accept_and_content_type(
 
 
 # ------------------------------------------------------------------------------------------
-# JSON content
+# JSON content: PEP 691 with PEP 700 and PEP 714 (docs/standards.md §4)
 
 
-def test_item_15_project_json_has_normalized_name_files_versions_meta(
+def test_project_json_has_normalized_name_files_versions_meta(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     data = get_json_page(client, wheelyard_server, project.normalized)
@@ -455,7 +459,7 @@ def test_item_15_project_json_has_normalized_name_files_versions_meta(
     assert re.fullmatch(r"1\.\d+", data["meta"]["api-version"])
 
 
-def test_item_16_every_file_has_filename_url_sha256_and_true_size(
+def test_every_file_has_filename_url_sha256_and_true_size(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     data = get_json_page(client, wheelyard_server, project.normalized)
@@ -469,7 +473,7 @@ def test_item_16_every_file_has_filename_url_sha256_and_true_size(
         assert f["size"] == len(served.content) == len(project.files[f["filename"]])
 
 
-def test_item_17_upload_time_format(
+def test_upload_time_format(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     data = get_json_page(client, wheelyard_server, project.normalized)
@@ -477,7 +481,7 @@ def test_item_17_upload_time_format(
         assert UPLOAD_TIME.match(f["upload-time"]), f["upload-time"]
 
 
-def test_item_18_versions_cover_every_file(
+def test_versions_cover_every_file(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     data = get_json_page(client, wheelyard_server, project.normalized)
@@ -486,7 +490,7 @@ def test_item_18_versions_cover_every_file(
     assert file_versions <= set(data["versions"])
 
 
-def test_item_19_json_never_contains_dist_info_metadata(
+def test_json_never_contains_dist_info_metadata(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     for url in (simple_url(wheelyard_server, project.normalized), wheelyard_server.local_simple):
@@ -496,7 +500,7 @@ def test_item_19_json_never_contains_dist_info_metadata(
         assert b'"dist-info-metadata"' not in r.content
 
 
-def test_item_20_urls_resolve_to_files_with_matching_sha256(
+def test_urls_resolve_to_files_with_matching_sha256(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     page_url = simple_url(wheelyard_server, project.normalized)
@@ -509,11 +513,11 @@ def test_item_20_urls_resolve_to_files_with_matching_sha256(
 
 
 # ------------------------------------------------------------------------------------------
-# HTML content
+# HTML content: PEP 503, PEP 629, PEP 658/714 (docs/standards.md §3 and §8)
 
 
 @pytest.mark.parametrize("page", ["project", "root"])
-def test_item_21_html_declares_repository_version_at_most_1_4(
+def test_html_declares_repository_version_at_most_1_4(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project, page: str
 ) -> None:
     url = (
@@ -528,7 +532,7 @@ def test_item_21_html_declares_repository_version_at_most_1_4(
     assert match and int(match.group(1)) <= 4
 
 
-def test_item_22_anchor_text_is_href_last_segment_and_sha256_fragment(
+def test_anchor_text_is_href_last_segment_and_sha256_fragment(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     anchors = parse_page(get_html_page(client, wheelyard_server, project.normalized)).anchors
@@ -542,7 +546,7 @@ def test_item_22_anchor_text_is_href_last_segment_and_sha256_fragment(
         assert match.group(1) == sha256(project.files[a.text])
 
 
-def test_item_23_requires_python_is_escaped_and_parses_back(
+def test_requires_python_is_escaped_and_parses_back(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     html = get_html_page(client, wheelyard_server, project.normalized)
@@ -560,7 +564,7 @@ def test_item_23_requires_python_is_escaped_and_parses_back(
     assert entry["requires-python"] == ">=3.8,<4"
 
 
-def test_item_24_no_requires_python_means_no_attribute_and_null_json(
+def test_no_requires_python_means_no_attribute_and_null_json(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     anchors = anchors_by_filename(get_html_page(client, wheelyard_server, project.normalized))
@@ -572,7 +576,7 @@ def test_item_24_no_requires_python_means_no_attribute_and_null_json(
         assert by_name[filename].get("requires-python") is None
 
 
-def test_item_25_pep503_parsers_read_the_page_without_errors(
+def test_pep503_parsers_read_the_page_without_errors(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     url = simple_url(wheelyard_server, project.normalized)
@@ -595,7 +599,7 @@ def test_item_25_pep503_parsers_read_the_page_without_errors(
     assert algorithms and set(algorithms) == {"sha256"}
 
 
-def test_item_26_wheel_metadata_hash_matches(
+def test_wheel_metadata_hash_matches(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     anchors = anchors_by_filename(get_html_page(client, wheelyard_server, project.normalized))
@@ -609,7 +613,7 @@ def test_item_26_wheel_metadata_hash_matches(
         assert sha256(r.content) == match.group(1)
 
 
-def test_item_27_metadata_bytes_identical_to_wheel_member(
+def test_metadata_bytes_identical_to_wheel_member(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     data = get_json_page(client, wheelyard_server, project.normalized)
@@ -623,7 +627,7 @@ def test_item_27_metadata_bytes_identical_to_wheel_member(
     assert b"\r\n" in wheel_metadata_bytes(project.files[filename_of(project, WHEEL_1)])
 
 
-def test_item_28_dist_info_metadata_equals_core_metadata_and_json_hash(
+def test_dist_info_metadata_equals_core_metadata_and_json_hash(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     anchors = anchors_by_filename(get_html_page(client, wheelyard_server, project.normalized))
@@ -639,7 +643,7 @@ def test_item_28_dist_info_metadata_equals_core_metadata_and_json_hash(
         assert by_name[filename]["core-metadata"] == {"sha256": expected}
 
 
-def test_item_29_file_without_metadata_advertises_none(
+def test_file_without_metadata_advertises_none(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     sdist = filename_of(project, SDIST_1)
@@ -655,7 +659,7 @@ def test_item_29_file_without_metadata_advertises_none(
     assert client.get(entry["url"] + ".metadata").status_code == 404
 
 
-def test_item_30_file_urls_carry_no_query_string(
+def test_file_urls_carry_no_query_string(
     client: httpx.Client, wheelyard_server: RunningServer, project: Project
 ) -> None:
     for a in parse_page(get_html_page(client, wheelyard_server, project.normalized)).anchors:
@@ -665,10 +669,10 @@ def test_item_30_file_urls_carry_no_query_string(
 
 
 # ------------------------------------------------------------------------------------------
-# Yanking
+# Yanking: PEP 592 (docs/standards.md §3 and §6)
 
 
-def test_item_31_yank_with_reason(
+def test_yank_with_reason(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = fresh_project(wheelyard_server, tmp_path, "1.0")
@@ -693,7 +697,7 @@ def test_item_31_yank_with_reason(
 
 
 @pytest.mark.parametrize("body", [None, {}, {"reason": ""}], ids=["no-body", "empty", "blank"])
-def test_item_32_yank_without_reason(
+def test_yank_without_reason(
     client: httpx.Client,
     wheelyard_server: RunningServer,
     tmp_path: Path,
@@ -717,7 +721,7 @@ def test_item_32_yank_without_reason(
     assert client.get(entry["url"]).status_code == 200
 
 
-def test_item_33_unyank_clears_the_flag(
+def test_unyank_clears_the_flag(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = fresh_project(wheelyard_server, tmp_path, "1.0")
@@ -735,13 +739,15 @@ def test_item_33_unyank_clears_the_flag(
 
 
 # ------------------------------------------------------------------------------------------
-# Downloads
+# Downloads: HEAD gives the length; byte ranges work (RFC 9110 §14: uv reads a wheel's zip
+# directory with a suffix range when no `.metadata` is offered); never a Content-Encoding, which
+# would change the bytes whose sha256 the installer checks
 
 
 @pytest.mark.parametrize(
     ("which", "metadata"), [(WHEEL_1, False), (SDIST_1, False), (WHEEL_1, True)]
 )
-def test_item_59_head_range_and_no_content_encoding(
+def test_head_range_and_no_content_encoding(
     client: httpx.Client,
     wheelyard_server: RunningServer,
     project: Project,
@@ -775,7 +781,7 @@ def test_item_59_head_range_and_no_content_encoding(
 
 
 # ------------------------------------------------------------------------------------------
-# PyPI JSON API
+# PyPI JSON API: as warehouse's legacy/api/json.py serves it (docs/standards.md §10)
 
 
 @pytest.fixture(scope="module")
@@ -798,7 +804,7 @@ def json_api_project(
 
 
 @pytest.mark.parametrize("tail", ["json", "json/", "1.0/json", "1.0/json/"])
-def test_item_60_pypi_json_non_normalized_name_redirects(
+def test_pypi_json_non_normalized_name_redirects(
     client: httpx.Client, wheelyard_server: RunningServer, json_api_project: str, tail: str
 ) -> None:
     normalized = canonicalize_name(json_api_project)
@@ -811,7 +817,7 @@ def test_item_60_pypi_json_non_normalized_name_redirects(
     assert client.get(target).status_code == 200
 
 
-def test_item_60_pypi_json_project_document(
+def test_pypi_json_project_document(
     client: httpx.Client, wheelyard_server: RunningServer, json_api_project: str
 ) -> None:
     normalized = canonicalize_name(json_api_project)
@@ -830,7 +836,7 @@ def test_item_60_pypi_json_project_document(
     json.dumps(data)  # plain JSON all the way down
 
 
-def test_item_60_pypi_json_release_document_and_unknown_version(
+def test_pypi_json_release_document_and_unknown_version(
     client: httpx.Client, wheelyard_server: RunningServer, json_api_project: str
 ) -> None:
     normalized = canonicalize_name(json_api_project)

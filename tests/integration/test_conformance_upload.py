@@ -1,10 +1,11 @@
-"""Conformance of the legacy upload API with the standards digest §10, items 35, 37, 38, 41-49
-and 53-55, over HTTP against a real `wheelyard serve` process.
+"""Conformance of the legacy upload API, over HTTP against a real `wheelyard serve` process: the
+answers of PyPI's upload API (warehouse's forklift/legacy.py) that publishers rely on, and the
+checks of the filename, the form and the archive (docs/standards.md §2, §7 and §8).
 
 Forms are built by hand (`wheelyard.testing.uploads`) so a test controls every byte: part
 order, missing fields, a part without Content-Type, hostile filenames. Every refused upload is
-followed by a check that nothing became visible. Items 36, 39 and 40 (real clients) live in
-tests/e2e/.
+followed by a check that nothing became visible. What real publishers do with the answers
+(`uv publish`, `--skip-existing`, `uv publish --check-url`) is tested in tests/e2e/.
 """
 
 from __future__ import annotations
@@ -89,10 +90,10 @@ def client() -> Iterator[httpx.Client]:
 
 
 # ------------------------------------------------------------------------------------------
-# Item 35: a valid upload shows up at once, with the right hash, size and time
+# A valid upload shows up at once, with the right hash, size and time
 
 
-def test_item_35_wheel_and_sdist_upload_appear_immediately(
+def test_wheel_and_sdist_upload_appear_immediately(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project("Up.Load")
@@ -120,10 +121,10 @@ def test_item_35_wheel_and_sdist_upload_appear_immediately(
 
 
 # ------------------------------------------------------------------------------------------
-# Items 37, 38: re-uploads
+# Re-uploads: the same bytes are a no-op, other bytes "File already exists" (docs/standards.md §7)
 
 
-def test_item_37_identical_reupload_is_200_without_duplicate(
+def test_identical_reupload_is_200_without_duplicate(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -137,7 +138,7 @@ def test_item_37_identical_reupload_is_200_without_duplicate(
     assert html.count(f">{path.name}</a>") == 1
 
 
-def test_item_38_different_bytes_under_existing_filename_conflict(
+def test_different_bytes_under_existing_filename_conflict(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -158,10 +159,11 @@ def test_item_38_different_bytes_under_existing_filename_conflict(
 
 
 # ------------------------------------------------------------------------------------------
-# Items 41-49: the form, the filename and the archive are checked; nothing is stored
+# The form, the filename and the archive are checked; nothing is stored (docs/standards.md
+# §2, §7 and §8)
 
 
-def test_item_41_digest_mismatch_and_missing_digest_are_refused(
+def test_digest_mismatch_and_missing_digest_are_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -202,7 +204,7 @@ def test_item_41_digest_mismatch_and_missing_digest_are_refused(
     ],
     ids=["sdist-py3", "wheel-no-pyversion", "bdist-egg", "sdist-as-wheel", "no-filetype"],
 )
-def test_item_42_filetype_and_pyversion_are_checked(
+def test_filetype_and_pyversion_are_checked(
     client: httpx.Client,
     wheelyard_server: RunningServer,
     tmp_path: Path,
@@ -217,7 +219,7 @@ def test_item_42_filetype_and_pyversion_are_checked(
     assert_absent(client, wheelyard_server, name)
 
 
-def test_item_43_form_or_metadata_disagreeing_with_filename(
+def test_form_or_metadata_disagreeing_with_filename_is_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -237,7 +239,7 @@ def test_item_43_form_or_metadata_disagreeing_with_filename(
     assert_absent(client, wheelyard_server, other)
 
 
-def test_item_44_non_normalized_or_invalid_filenames(
+def test_non_normalized_or_invalid_filenames_are_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     token = unique_project("x").split("-")[1]
@@ -287,7 +289,7 @@ def test_item_44_non_normalized_or_invalid_filenames(
         "inline-dotdot",
     ],
 )
-def test_item_45_filename_with_path_or_control_characters(
+def test_content_filename_with_path_or_control_characters_is_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, filename: str
 ) -> None:
     name = unique_project()
@@ -299,7 +301,7 @@ def test_item_45_filename_with_path_or_control_characters(
 
 
 @pytest.mark.parametrize("missing", ["METADATA", "WHEEL", "RECORD"])
-def test_item_46_wheel_without_required_dist_info_file(
+def test_wheel_without_required_dist_info_file_is_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, missing: str
 ) -> None:
     name = unique_project()
@@ -309,7 +311,7 @@ def test_item_46_wheel_without_required_dist_info_file(
 
 
 @pytest.mark.parametrize("case", ["no-pkg-info", "symlinked-pkg-info", "hardlinked-pkg-info"])
-def test_item_46_sdist_without_regular_pkg_info(
+def test_sdist_without_regular_pkg_info_is_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, case: str
 ) -> None:
     name = unique_project()
@@ -327,7 +329,7 @@ def test_item_46_sdist_without_regular_pkg_info(
     assert_absent(client, wheelyard_server, name)
 
 
-def test_item_47_zip_bomb_is_refused(
+def test_zip_bomb_is_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -351,7 +353,7 @@ def test_item_47_zip_bomb_is_refused(
     ],
     ids=["dotdot", "absolute", "device", "fifo", "sparse", "symlink-abs", "symlink-up"],
 )
-def test_item_48_dangerous_tar_members_are_refused(
+def test_dangerous_tar_members_are_refused(
     client: httpx.Client,
     wheelyard_server: RunningServer,
     tmp_path: Path,
@@ -376,7 +378,7 @@ def test_item_48_dangerous_tar_members_are_refused(
     assert not Path(f"/tmp/evil-{token}").exists()
 
 
-def test_item_49_second_sdist_for_a_release_is_refused(
+def test_second_sdist_for_a_release_is_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()
@@ -393,11 +395,11 @@ def test_item_49_second_sdist_for_a_release_is_refused(
 
 
 # ------------------------------------------------------------------------------------------
-# Items 53-55: upload URLs, retired actions, metadata versions
+# Upload URLs, retired actions, metadata versions (docs/standards.md §7 and §8)
 
 
 @pytest.mark.parametrize("suffix", ["/legacy", "/legacy/", "", "/"])
-def test_item_53_upload_urls_are_processed_without_redirect(
+def test_upload_urls_are_processed_without_redirect(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, suffix: str
 ) -> None:
     name = unique_project()
@@ -407,10 +409,11 @@ def test_item_53_upload_urls_are_processed_without_redirect(
     assert path.name in listed_files(client, wheelyard_server, name)
 
 
-def test_item_53_content_part_without_content_type_is_accepted(
+def test_content_part_without_content_type_is_accepted(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
-    # uv publish sends the file part with no Content-Type (digest §5.2).
+    # uv publish sends the file part with no Content-Type, which a form part may omit
+    # (RFC 7578 §4.4).
     name = unique_project()
     path = make_wheel(tmp_path, name, "1.0")
     assert upload_path(client, wheelyard_server, path, content_type=None).status_code == 200
@@ -418,7 +421,7 @@ def test_item_53_content_part_without_content_type_is_accepted(
 
 
 @pytest.mark.parametrize("action", ["submit", "submit_pkg_info", "doc_upload"])
-def test_item_54_retired_actions_are_gone(
+def test_retired_actions_are_gone(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, action: str
 ) -> None:
     name = unique_project()
@@ -431,7 +434,7 @@ def test_item_54_retired_actions_are_gone(
 
 
 @pytest.mark.parametrize("spelling", ["import_name", "import_names"])
-def test_item_55_metadata_2_5_import_name_is_accepted(
+def test_metadata_2_5_import_name_is_accepted(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path, spelling: str
 ) -> None:
     name = unique_project()
@@ -460,7 +463,7 @@ def test_item_55_metadata_2_5_import_name_is_accepted(
     assert stored["import_namespaces"] == ["nsp"]
 
 
-def test_item_55_metadata_version_2_0_is_refused(
+def test_metadata_version_2_0_is_refused(
     client: httpx.Client, wheelyard_server: RunningServer, tmp_path: Path
 ) -> None:
     name = unique_project()

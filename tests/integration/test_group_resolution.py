@@ -1,5 +1,7 @@
 """Group repositories: one index over ordered hosted and proxy members, with hosted names
-shadowing public ones (dependency-confusion protection, reliability.md §1.3 and §4 C.37).
+shadowing public ones, so a public project can never stand in for an internal one of the same
+name (dependency confusion, see PEP 708's Motivation; uv's default `first-index` strategy
+guards against it the same way).
 
 Groups of the session server (`proxy_env`): `corp` = internal, internal2, pypi; `optin` =
 internal, pypi; `mixed` = local, secret (a private proxy); the root alias `/simple/` serves the

@@ -1,4 +1,6 @@
-"""Store outages under a running server (reliability doc §3.3, items E50-E52).
+"""Store outages under a running server: each store fails in the way chosen for it (503 Service
+Unavailable, RFC 9110 §15.6.4, when the database or the blob store is down; only a slower
+service when the cache is, docs/architecture.md "Stores").
 
 Postgres, S3 and Redis each sit behind a TCP proxy the test can cut. Expected:
 - database down: reads and uploads answer 503 with Retry-After (no 500, no hang), /healthz

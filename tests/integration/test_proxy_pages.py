@@ -289,7 +289,7 @@ def test_proxy_root_lists_cached_projects_without_asking_the_upstream(proxy_env:
 
 def test_a_hostile_upstream_page_is_re_emitted_sanitised(proxy_env: ProxyEnv) -> None:
     """javascript: links, `../` filenames, markup in attributes: our page lists only plausible
-    distribution files, at our own URLs, with escaped values (reliability.md §4 C.38)."""
+    distribution files, at our own URLs, with escaped values (docs/standards.md §9)."""
     name = canonicalize_name(unique_project("hostile"))
     good = proxy_env.upstream.add_project(name, ("1.0",)).files[0]
     sha = good.sha256

@@ -1,4 +1,4 @@
-"""`DegradingCache`: a dead Redis costs speed, never requests (docs/reliability.md 3.3)."""
+"""`DegradingCache`: a dead Redis costs speed, never requests (docs/architecture.md, "Stores")."""
 
 from __future__ import annotations
 

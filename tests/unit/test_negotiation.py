@@ -1,4 +1,5 @@
-"""Content negotiation for simple pages (standards digest §3.1, §3.2; checklist items 7-13)."""
+"""Content negotiation for simple pages: PEP 691 "Version + Format Selection", with the choices
+it leaves to the server made as in docs/standards.md §5."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Safe core-metadata extraction from wheels and sdists, hostile archives included.
 
-Covers standards.md §7.3-7.5 and §10 items 46-48, reliability.md §4 A.5-A.9: exact bytes for
-PEP 658, zip and tar bombs refused quickly with bounded memory, framing tricks, path tricks.
+Covers docs/standards.md §8: exact bytes for PEP 658, required members (a wheel's METADATA,
+WHEEL and RECORD; an sdist's regular PKG-INFO), zip and tar bombs refused quickly with bounded
+memory (pypi/warehouse#13962), framing tricks such as overlapping entries (CVE-2024-0450), only
+stored or deflated members, and path tricks in member names (CVE-2007-4559, PEP 706).
 """
 
 from __future__ import annotations

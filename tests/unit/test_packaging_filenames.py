@@ -1,4 +1,5 @@
-"""Distribution filenames: parsing, the reject list of standards.md §1.5, and form/metadata ties."""
+"""Distribution filenames: parsing (PEP 427/491 wheels, PEP 625 sdists), the characters refused
+before parsing, and the ties to the form and the metadata (docs/standards.md §2)."""
 
 from __future__ import annotations
 
@@ -129,7 +130,8 @@ def test_malformed_wheel_names_are_refused(filename: str) -> None:
 
 
 def test_wheel_version_need_not_be_normalized() -> None:
-    # Consumers must accept it (standards.md §1.3); PyPI compares it as a Version.
+    # A filename carries the version as built, not its canonical form (the binary distribution
+    # format spec asks only for PEP 440 normalization); PyPI compares it as a Version.
     dist = parse_dist_filename("foo-1.0.0-py3-none-any.whl")
     assert dist.version_part == "1.0.0"
     assert dist.canonical_version == "1"

@@ -1,4 +1,5 @@
-"""The legacy upload form's non-file fields, per standards.md §5.2 and PyPI's messages."""
+"""The legacy upload form's non-file fields, as PyPI's upload API reads them and with PyPI's
+messages (warehouse's forklift/legacy.py; docs/standards.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The PyPI JSON API shape (standards digest §6; checklist item 60)."""
+"""The PyPI JSON API documents, shaped as warehouse's legacy/api/json.py shapes them
+(docs/standards.md §10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Rendering of simple-API pages (standards digest §2, §3.3, §4; checklist items 15-33)."""
+"""Rendering of simple-API pages: PEP 503 HTML and PEP 691 JSON with PEP 592, 629, 658/714 and 700
+(docs/standards.md §3, §4 and §6)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def test_html_has_repository_version_meta_and_anchor_text_is_filename():
     assert len(anchors) == 2
     for href, anchor_text in anchors:
         path, _, fragment = href.partition("#")
-        assert path.rsplit("/", 1)[-1] == anchor_text  # checklist item 22
+        assert path.rsplit("/", 1)[-1] == anchor_text  # PEP 503: the text is the filename
         assert fragment == f"sha256={SHA}"
 
 
@@ -96,7 +97,7 @@ def test_html_omits_absent_attributes():
     assert "data-requires-python" not in text
     assert "data-core-metadata" not in text
     assert "data-dist-info-metadata" not in text
-    assert "data-yanked" not in text  # checklist item 33: un-yanked means no attribute
+    assert "data-yanked" not in text  # PEP 592: not yanked, no attribute
 
 
 def test_html_yanked_without_reason_is_empty_value_never_bare():
@@ -123,7 +124,7 @@ def test_html_yanked_reason_is_escaped():
 def test_html_core_metadata_both_names_identical():
     text = render_project_html(make_page(make_file(core_metadata_sha256=META_SHA))).decode()
     assert f'data-core-metadata="sha256={META_SHA}"' in text
-    assert f'data-dist-info-metadata="sha256={META_SHA}"' in text  # checklist item 28
+    assert f'data-dist-info-metadata="sha256={META_SHA}"' in text  # old PEP 658 name, same value
 
 
 def test_html_core_metadata_marker_without_hash():

@@ -1,4 +1,5 @@
-"""Parsing and sanitizing upstream simple pages for the proxy (standards digest §2.3, §3.3, §9)."""
+"""Parsing and sanitizing upstream simple pages for the proxy: PEP 503 HTML and PEP 691 JSON in,
+only validated values out (docs/standards.md §9)."""
 
 from __future__ import annotations
 
