@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     pypi_proxy_ttl: int = Field(default=600, ge=0)
     allow_private_upstreams: bool = False
     max_upload_size: int = Field(default=1024**3, gt=0)
+    # Request heads (request line + headers): larger or more numerous get 431, slower 408.
+    max_header_size: int = Field(default=32 * 1024, ge=1024)
+    max_header_count: int = Field(default=100, ge=16)
+    header_timeout: float = Field(default=20.0, gt=0)
     allow_local_versions: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # The gateway signs internal tokens with this Ed25519 key (PEM text or a file path);
