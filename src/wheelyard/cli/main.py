@@ -53,6 +53,12 @@ def _run(asgi_app: object, host: str, port: int, settings: Settings, access_log:
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
     _raise_open_file_limit()
+    if not settings.public_url and settings.allowed_hosts is None:
+        logging.getLogger("wheelyard").warning(
+            "WHEELYARD_PUBLIC_URL and WHEELYARD_ALLOWED_HOSTS are unset: links in pages are "
+            "built from whatever Host header a client sends, and such pages may be kept by "
+            "shared caches; set one of them (docs/security.md)"
+        )
     limits = HeadLimits(
         max_size=settings.max_header_size,
         max_count=settings.max_header_count,
