@@ -192,7 +192,9 @@ class FilesystemBlobStore:
         when no other live process uses this store, else those older than STALE_AFTER. Call
         once at start, before this process writes; `close` gives the claim up."""
         if self._claim is None:
-            self._claim = await to_thread.run_sync(claim_temp_dir, self.temp_dir)
+            claim: TempDirClaim = await to_thread.run_sync(claim_temp_dir, self.temp_dir)
+            self._claim = claim
+            return claim.removed
         return self._claim.removed
 
     async def close(self) -> None:

@@ -377,7 +377,7 @@ class S3BlobStore:
                 )
                 for upload in page.uploads:
                     started = upload.initiated_time
-                    if upload.object_name and started is not None and started < cutoff:
+                    if upload.object_name and upload.upload_id and started and started < cutoff:
                         self._client._abort_multipart_upload(
                             self.bucket, upload.object_name, upload.upload_id
                         )

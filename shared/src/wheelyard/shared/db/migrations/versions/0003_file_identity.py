@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 from packaging.utils import (
     InvalidSdistFilename,
@@ -32,6 +31,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion
+from sqlmodel.sql.sqltypes import AutoString
 
 revision = "0003_file_identity"
 down_revision = "0002"
@@ -72,9 +72,7 @@ _files = sa.table(
 
 def upgrade() -> None:
     with op.batch_alter_table("files", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("identity", sqlmodel.sql.sqltypes.AutoString(length=512), nullable=True)
-        )
+        batch_op.add_column(sa.Column("identity", AutoString(length=512), nullable=True))
     bind = op.get_bind()
     rows = bind.execute(
         sa.select(_files.c.id, _files.c.repository_id, _files.c.filename).order_by(_files.c.id)
@@ -95,9 +93,7 @@ def upgrade() -> None:
             identity = f"{identity} #{row_id}"
         bind.execute(_files.update().where(_files.c.id == row_id).values(identity=identity))
     with op.batch_alter_table("files", schema=None) as batch_op:
-        batch_op.alter_column(
-            "identity", existing_type=sqlmodel.sql.sqltypes.AutoString(length=512), nullable=False
-        )
+        batch_op.alter_column("identity", existing_type=AutoString(length=512), nullable=False)
         batch_op.create_unique_constraint("uq_file_identity", ["repository_id", "identity"])
 
 
