@@ -68,12 +68,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return  # the connection is closing; nothing more is parsed
         if self._in_head and self._head_timer is None:
             self._arm()  # the first byte of the next request on a kept-alive connection
+        began_in_head = self._in_head
         super().data_received(data)
-        if self._in_head and self._refusal is None and not self.transport.is_closing():
+        if began_in_head and self._in_head and not self.transport.is_closing():
             # httptools keeps an unfinished header in memory until its line ends, so the
-            # bytes of an unfinished head are bounded here too. The count may include the
-            # tail of a pipelined previous request read in the same chunk, hence the slack;
-            # the exact limit is applied per header in on_header.
+            # bytes of a head still unfinished after this chunk are bounded here too (the
+            # exact limit is applied per header in on_header). A chunk that began in a body
+            # is not counted: its head part is unknown, and the next chunks count. A chunk
+            # may hold a pipelined request before the unfinished head, hence the slack.
             self._head_received += len(data)
             if self._head_received > self.limits.max_size + 65536:
                 self._refuse(431)
