@@ -4,7 +4,11 @@ The SDK blocks, so every call runs in a worker thread. A write streams to a temp
 `<prefix>tmp/<uuid>` with a multipart upload of unknown length, fed through a bounded queue from
 the event loop to one uploading thread; on commit the object is copied server-side to its
 content-addressed key and the temporary one removed. Memory per write is the queue (a few
-chunks) plus the one part the SDK buffers (`PART_SIZE`).
+chunks) plus the one part the SDK buffers (`PART_SIZE`). Writes a crash interrupted are cleaned
+up at start and by a bucket lifecycle rule (`recover_leftovers`).
+
+Longer than our usual 400 lines: the store, its writer's thread hand-off and the crash
+recovery share one client, its error mapping and the temp-object naming.
 """
 
 from __future__ import annotations
