@@ -48,7 +48,9 @@ def wheel(name: str, version: str, tag: str = "py3-none-any") -> tuple[str, byte
     files = {
         f"{name}/__init__.py": b"",
         f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-        f"{dist}/WHEEL": f"Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: {tag}\n".encode(),
+        f"{dist}/WHEEL": (
+            f"Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: {tag}\n"
+        ).encode(),
     }
     record = []
     for path, data in files.items():
@@ -65,7 +67,7 @@ def wheel(name: str, version: str, tag: str = "py3-none-any") -> tuple[str, byte
 
 def put(base: str, project: str, version: str, filename: str, data: bytes) -> None:
     url = f"{base}/repositories/default/local/{project}/{version}/{filename}"
-    request = urllib.request.Request(url, data=data, method="PUT")
+    request = urllib.request.Request(url, data=data, method="PUT")  # noqa: S310 (local)
     token = base64.b64encode(f"admin:{ADMIN}".encode()).decode()
     request.add_header("Authorization", f"Basic {token}")
     with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (local server)
@@ -97,9 +99,19 @@ def measure(checkout: Path, duration: int) -> dict[str, float]:
             k: v for k, v in os.environ.items() if not k.startswith(("WHEELYARD_", "UV_", "PIP_"))
         }
         env.update(WHEELYARD_DATA_DIR=data, WHEELYARD_ADMIN_PASSWORD=ADMIN)
-        server = subprocess.Popen(  # noqa: S603
-            ["uv", "run", "--directory", str(checkout), "python", "-m", "wheelyard.cli",
-             "serve", "--port", str(port)],
+        server = subprocess.Popen(
+            [
+                "uv",
+                "run",
+                "--directory",
+                str(checkout),
+                "python",
+                "-m",
+                "wheelyard.cli",
+                "serve",
+                "--port",
+                str(port),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

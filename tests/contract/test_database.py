@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -17,6 +18,7 @@ from wheelyard.shared.db.models import File, Project, Release, Repository, Stora
 from wheelyard.shared.domain.bootstrap import bootstrap
 from wheelyard.shared.domain.repositories import apply_repository, ensure_storage, load_repository
 from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
+from wheelyard.shared.packaging.filenames import parse_dist_filename
 from wheelyard.testing.db_fixtures import Database
 
 TABLES = {
@@ -69,12 +71,17 @@ async def _release(db: Database, repo: Repository) -> tuple[int, int]:
         return project.id, release.id
 
 
+def _identity(filename: str) -> str:
+    return parse_dist_filename(filename, allow_zip_sdist=True).identity
+
+
 def _file(repo_id: int, project_id: int, release_id: int, sha: str) -> File:
     return File(
         repository_id=repo_id,
         project_id=project_id,
         release_id=release_id,
         filename="demo-1.0-py3-none-any.whl",
+        identity=_identity("demo-1.0-py3-none-any.whl"),
         packagetype="bdist_wheel",
         python_version="py3",
         sha256=sha * 64,
@@ -257,3 +264,93 @@ async def test_writers_after_a_read_wait_for_each_other(database: Database) -> N
     await asyncio.gather(*(register(i) for i in range(12)))
     async with database.sessions() as s:
         assert len((await s.exec(select(Storage))).all()) == 12
+
+
+async def test_two_spellings_of_one_file_cannot_both_have_a_row(database: Database) -> None:
+    """`demo-1.0.0-py3-none-any.whl` is `demo-1.0-py3-none-any.whl` to an installer."""
+    repo = await _hosted(database)
+    project_id, release_id = await _release(database, repo)
+    async with database.sessions() as s:
+        s.add(_file(repo.id or 0, project_id, release_id, "a"))
+        await s.commit()
+    async with database.sessions() as s:
+        other = _file(repo.id or 0, project_id, release_id, "b")
+        other.filename = "demo-1.0.0-py3-none-any.whl"
+        other.identity = _identity(other.filename)
+        s.add(other)
+        with pytest.raises(IntegrityError):
+            await s.commit()
+
+
+_MIGRATION_0003 = importlib.import_module(
+    "wheelyard.shared.db.migrations.versions.0003_file_identity"
+)
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "demo-1.0-py3-none-any.whl",
+        "demo-v1.0.0-1abc-py3.py2-none-any.whl",
+        "demo-1.0a1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "demo-1.0.post1.tar.gz",
+        "demo-2.zip",
+    ],
+)
+def test_the_migrations_frozen_identity_agrees_with_the_packaging_code(filename: str) -> None:
+    assert _MIGRATION_0003.identity_of(filename) == _identity(filename)
+
+
+async def test_migration_0003_computes_the_identity_of_existing_files(database: Database) -> None:
+    repo = await _hosted(database)
+    project_id, release_id = await _release(database, repo)
+    await asyncio.to_thread(downgrade_database, database.url, "0002", schema=database.schema)
+    names = [
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.0-py2.py3-none-any.whl",
+        "demo-1.0.tar.gz",
+        "demo-1.0.0-py3-none-any.whl",  # uploaded before the rule: the same file as the first
+        "not a dist name",
+    ]
+    insert = text(
+        "INSERT INTO files (repository_id, project_id, release_id, filename, packagetype, "
+        "python_version, sha256, blake2_256, md5, size, upload_time, blob_key) VALUES "
+        "(:r, :p, :rel, :f, 'bdist_wheel', 'py3', :sha, 'b', 'c', 1, :t, 'k')"
+    )
+    async with database.engine.begin() as conn:
+        for i, name in enumerate(names):
+            await conn.execute(
+                insert,
+                {
+                    "r": repo.id,
+                    "p": project_id,
+                    "rel": release_id,
+                    "f": name,
+                    "sha": str(i) * 64,
+                    "t": datetime(2026, 1, 1),
+                },
+            )
+    await database.engine.dispose()  # no cached statement may outlive the schema change
+    await upgrade_database_async(database.url, schema=database.schema)
+
+    async with database.sessions() as s:
+        rows = {f.filename: f for f in (await s.exec(select(File))).all()}
+    assert rows["demo-1.0-py3-none-any.whl"].identity == "wheel demo 1 - py3-none-any"
+    assert rows["demo-1.0-py2.py3-none-any.whl"].identity == "wheel demo 1 - py2.py3-none-any"
+    assert rows["demo-1.0.tar.gz"].identity == "sdist demo 1"
+    assert rows["not a dist name"].identity == "file not a dist name"
+    newcomer = rows["demo-1.0.0-py3-none-any.whl"]
+    assert newcomer.identity == f"wheel demo 1 - py3-none-any #{newcomer.id}"
+    # From now on the constraint holds: a third spelling of the first file has no room.
+    async with database.sessions() as s:
+        third = _file(repo.id or 0, project_id, release_id, "d")
+        third.filename = "demo-v1-py3-none-any.whl"
+        third.identity = _identity(third.filename)
+        s.add(third)
+        with pytest.raises(IntegrityError):
+            await s.commit()
+    await asyncio.to_thread(downgrade_database, database.url, "0002", schema=database.schema)
+    await database.engine.dispose()
+    async with database.engine.connect() as conn:
+        columns = await conn.run_sync(lambda c: inspect(c).get_columns("files"))
+    assert "identity" not in {c["name"] for c in columns}

@@ -132,3 +132,34 @@ def test_uv_publish_check_url_skips_existing_files_and_fails_on_different_bytes(
     assert "do not match" in mismatch.output, mismatch.describe()
     assert hashlib.sha256(changed.read_bytes()).hexdigest() in mismatch.output
     _assert_listed_exactly(wheelyard_server, project, files)  # the stored file is unchanged
+
+
+def test_uv_publish_check_url_of_another_spelling_of_a_stored_file(
+    wheelyard_server: RunningServer, tmp_path: Path
+) -> None:
+    """`pkg-1.0.0-...whl` is the stored `pkg-1.0-...whl` to installers (issue 9), and to uv:
+    `--check-url` matches index files by parsed name, version and tags, not by spelling. The
+    same bytes under that name are skipped as existing; other bytes are refused by uv itself
+    against the stored file's hash. The index still lists the first files only."""
+    project = unique_project("uvspell")
+    files = _wheel_and_sdist(tmp_path / "first", project)
+    _uv_publish(wheelyard_server, *files).succeeded()
+    wheel = files[0]
+    renamed_dir = tmp_path / "renamed"
+    renamed_dir.mkdir()
+    renamed = renamed_dir / wheel.name.replace("-1.0-", "-1.0.0-")
+    renamed.write_bytes(wheel.read_bytes())
+
+    again = _uv_publish(wheelyard_server, renamed, check_url=wheelyard_server.local_simple)
+
+    again.succeeded()
+    assert "already exists, skipping" in again.output, again.describe()
+    other = make_wheel(
+        tmp_path, project, "1.0", filename=renamed.name, extra_members={"x.py": "X = 1\n"}
+    )
+    clash = _uv_publish(wheelyard_server, other, check_url=wheelyard_server.local_simple)
+
+    clash.failed()
+    assert "do not match" in clash.output, clash.describe()
+    assert hashlib.sha256(wheel.read_bytes()).hexdigest() in clash.output
+    _assert_listed_exactly(wheelyard_server, project, files)

@@ -386,7 +386,8 @@ def test_second_sdist_for_a_release_is_refused(
     assert upload_path(client, wheelyard_server, first).status_code == 200
     second = make_sdist(tmp_path, name, "1.0.0")  # the same release: 1.0 == 1.0.0
     assert second.name == sdist_filename(name, "1.0.0") != first.name
-    refused(upload_path(client, wheelyard_server, second), 400, "one sdist")
+    # An sdist's identity is (project, canonical version): the release has its sdist already.
+    refused(upload_path(client, wheelyard_server, second), 409, "File already exists", first.name)
     assert set(listed_files(client, wheelyard_server, name)) == {first.name}
     # A wheel for the same release is still welcome.
     assert (

@@ -203,3 +203,25 @@ class TestCheckMatches:
             check_matches(self.dist, version=" 1.0")
         with pytest.raises(InvalidInput, match="Invalid project name"):
             check_matches(self.dist, name="<b>")
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ("pkg-1.0-py3-none-any.whl", "pkg-1.0.0-py3-none-any.whl", True),
+        ("pkg-1.0-py3-none-any.whl", "pkg-v1.0-py3-none-any.whl", True),
+        ("pkg-1.0-py2.py3-none-any.whl", "pkg-1.0-py3.py2-none-any.whl", True),
+        ("pkg-1.0-1-py3-none-any.whl", "pkg-1.0-01-py3-none-any.whl", True),
+        ("pkg-1.0.tar.gz", "pkg-1.0.0.tar.gz", True),
+        ("pkg-1.0.tar.gz", "pkg-1.0.zip", True),
+        ("pkg-1.0-py3-none-any.whl", "pkg-1.0-1-py3-none-any.whl", False),
+        ("pkg-1.0-py3-none-any.whl", "pkg-1.0-py2.py3-none-any.whl", False),
+        ("pkg-1.0-py3-none-any.whl", "pkg-1.0.post0-py3-none-any.whl", False),
+        ("pkg-1.0-py3-none-any.whl", "pkg-1.0.tar.gz", False),
+        ("pkg-1.0+a-py3-none-any.whl", "pkg-1.0-py3-none-any.whl", False),
+    ],
+)
+def test_identity_is_what_an_installer_sees(first: str, second: str, same: bool) -> None:
+    one = parse_dist_filename(first, allow_zip_sdist=True)
+    other = parse_dist_filename(second, allow_zip_sdist=True)
+    assert (one.identity == other.identity) is same, (one.identity, other.identity)

@@ -50,15 +50,32 @@ def _settings() -> Settings:
 
 
 def _run(asgi_app: FastAPI, host: str, port: int, settings: Settings, access_log: bool) -> None:
+    """Serve `asgi_app`: the one place the HTTP server and its protocol are chosen
+    (uvicorn with request-head limits, docs/adr/0003-bounded-request-heads.md)."""
     import uvicorn
+
+    from wheelyard.cli.protocol import HeadLimits, bounded_protocol
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    _raise_open_file_limit()
+    if not settings.public_url and settings.allowed_hosts is None:
+        logging.getLogger("wheelyard").warning(
+            "WHEELYARD_PUBLIC_URL and WHEELYARD_ALLOWED_HOSTS are unset: links in pages are "
+            "built from whatever Host header a client sends, and such pages may be kept by "
+            "shared caches; set one of them (docs/security.md)"
+        )
+    limits = HeadLimits(
+        max_size=settings.max_header_size,
+        max_count=settings.max_header_count,
+        timeout=settings.header_timeout,
     )
     uvicorn.run(
         asgi_app,
         host=host,
         port=port,
+        http=bounded_protocol(limits),
         log_level=settings.log_level,
         access_log=access_log,
         proxy_headers=settings.trust_proxy_headers,
@@ -66,6 +83,21 @@ def _run(asgi_app: FastAPI, host: str, port: int, settings: Settings, access_log
         timeout_keep_alive=15,
         lifespan="on",
     )
+
+
+def _raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard one: every connection is a descriptor,
+    and the common soft limit of 1024 lets a thousand idle clients lock everyone else out
+    (the Go runtime raises it at start for the same reason, since Go 1.19)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            logging.getLogger(__name__).warning("cannot raise the open-file limit: %s", exc)
 
 
 HostOpt = Annotated[str, typer.Option(help="Address to listen on.")]

@@ -41,7 +41,8 @@ class Backends:
 
     @classmethod
     async def open(cls, settings: Settings) -> Backends:
-        """Connect to the configured backends (lazily: nothing is contacted until used)."""
+        """Connect to the configured backends (lazily: nothing is contacted until used, except
+        that the blob store starts cleaning up after crashed writes, `recover_leftovers`)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.effective_database_url)
         s3 = None
@@ -54,6 +55,7 @@ class Backends:
                 region=settings.s3_region,
             )
         blobs = open_blob_store(settings.effective_blob_url, s3=s3)
+        await blobs.recover_leftovers()  # before this process writes a byte
         cache = open_cache(settings.cache_url)
         if not isinstance(cache, MemoryCache):
             # A remote cache is an accelerator: when it is down we degrade, never fail.

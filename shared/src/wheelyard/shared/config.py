@@ -11,11 +11,16 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from wheelyard.shared.errors import ConfigurationError
 
@@ -87,6 +92,9 @@ class Settings(BaseSettings):
     blob_redirect: bool = False
     cache_url: str = "memory://"
     public_url: str | None = None
+    # Hosts whose name may appear in links of publicly cacheable pages (None: any; see
+    # web/base_url.py). Comma-separated in the environment, a list in TOML.
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = None
     trust_proxy_headers: bool = False
     admin_password: str | None = None
     pypi_proxy: str = "https://pypi.org/simple/"
@@ -95,6 +103,10 @@ class Settings(BaseSettings):
     pypi_proxy_ttl: int = Field(default=600, ge=0)
     allow_private_upstreams: bool = False
     max_upload_size: int = Field(default=1024**3, gt=0)
+    # Request heads (request line + headers): larger or more numerous get 431, slower 408.
+    max_header_size: int = Field(default=32 * 1024, ge=1024)
+    max_header_count: int = Field(default=100, ge=16)
+    header_timeout: float = Field(default=20.0, gt=0)
     allow_local_versions: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # The gateway signs internal tokens with this Ed25519 key (PEM text or a file path);
@@ -116,6 +128,19 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an absolute http(s) URL, e.g. https://pypi.example.com")
         return value.rstrip("/")
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", ",").split(",") if part]
+        if isinstance(value, list):
+            hosts = [str(h).strip().lower() for h in value]
+            for host in hosts:
+                if not host or "/" in host or "@" in host:
+                    raise ValueError(f"{host!r} is not a host name (e.g. pypi.example.com)")
+            return hosts
+        return value
 
     @field_validator("cache_url")
     @classmethod

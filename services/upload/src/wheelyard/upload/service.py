@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 import anyio
+from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -160,12 +161,10 @@ async def record_upload(
     try:
         await begin_write(session)
         project = await _project_for_upload(session, repo, dist.project, meta.name)
-        existing = await _file_named(session, repo, dist.filename)
+        existing = await _same_file(session, repo, dist)
         if existing is not None:
             return _existing_outcome(repo, existing, spool, dist)
         release = await _release_for_upload(session, project, dist, meta)
-        if dist.kind == "sdist" and await _has_live_sdist(session, release):
-            raise InvalidInput("Only one sdist may be uploaded per release.")
         assert project.id is not None and release.id is not None  # both flushed or loaded
         session.add(
             File(
@@ -173,6 +172,7 @@ async def record_upload(
                 project_id=project.id,
                 release_id=release.id,
                 filename=dist.filename,
+                identity=dist.identity,
                 packagetype="bdist_wheel" if dist.kind == "wheel" else "sdist",
                 python_version=form.pyversion if form else dist.python_tag,
                 sha256=spool.sha256,
@@ -199,9 +199,9 @@ async def record_upload(
         )
         await session.commit()
     except IntegrityError:
-        # A concurrent upload of the same filename (or project/release) won the race.
+        # A concurrent upload of the same file (or project/release) won the race.
         await session.rollback()
-        existing = await _file_named(session, repo, dist.filename)
+        existing = await _same_file(session, repo, dist)
         if existing is None:
             raise
         return _existing_outcome(repo, existing, spool, dist)
@@ -214,35 +214,57 @@ async def record_upload(
 def _existing_outcome(
     repo: RepositoryView, existing: File, spool: Spool, dist: DistFile
 ) -> Published:
+    """The answer to an upload of a file the repository holds or held: `existing` has the same
+    filename or, spelled otherwise, the same identity (what an installer sees)."""
+    same_name = existing.filename == dist.filename
     if existing.deleted_at is not None:
+        if same_name:
+            raise InvalidInput(
+                f"This filename was previously used by a file that has since been deleted: "
+                f"'{dist.filename}'. Use a new version."
+            )
         raise InvalidInput(
-            f"This filename was previously used by a file that has since been deleted: "
-            f"'{dist.filename}'. Use a new version."
+            f"'{dist.filename}' is the same file to installers as '{existing.filename}' "
+            "(same project, version, build tag and tags), a name previously used by a file "
+            "that has since been deleted. Use a new version."
         )
     if hmac.compare_digest(existing.sha256, spool.sha256):
+        # The same bytes: done already, whatever the spelling (twine --skip-existing and
+        # `uv publish --check-url` retries then succeed; the stored name is reported).
         return Published(
             repo.path,
             dist.project,
             str(dist.version),
-            dist.filename,
+            existing.filename,
             existing.sha256,
             existing.size,
             False,
         )
     # "File already exists" is load-bearing: twine, poetry and pdm match on it
     # (pypa/twine#332, pypi/warehouse#3482; docs/standards.md §7).
+    also = (
+        ""
+        if same_name
+        else f" '{dist.filename}' is the same file to installers (same project, version, "
+        "build tag and tags)."
+    )
     raise Conflict(
-        f"File already exists ('{dist.filename}', with sha256 hash '{existing.sha256}'). "
-        "A file's contents cannot change; upload it under a new version."
+        f"File already exists ('{existing.filename}', with sha256 hash '{existing.sha256}')."
+        f"{also} A file's contents cannot change; upload it under a new version."
     )
 
 
-async def _file_named(session: AsyncSession, repo: RepositoryView, filename: str) -> File | None:
-    return (
+async def _same_file(session: AsyncSession, repo: RepositoryView, dist: DistFile) -> File | None:
+    """The live or deleted file of `repo` named `dist.filename`, else the one with its identity."""
+    rows = (
         await session.exec(
-            select(File).where(File.repository_id == repo.id, File.filename == filename)
+            select(File).where(
+                File.repository_id == repo.id,
+                or_(col(File.filename) == dist.filename, col(File.identity) == dist.identity),
+            )
         )
-    ).first()
+    ).all()
+    return next((f for f in rows if f.filename == dist.filename), rows[0] if rows else None)
 
 
 async def _project_for_upload(
@@ -290,17 +312,6 @@ async def _release_for_upload(
     except IntegrityError:
         release = (await session.exec(stmt)).one()
     return release
-
-
-async def _has_live_sdist(session: AsyncSession, release: Release) -> bool:
-    row = await session.exec(
-        select(File.id).where(
-            File.release_id == release.id,
-            File.packagetype == "sdist",
-            col(File.deleted_at).is_(None),
-        )
-    )
-    return row.first() is not None
 
 
 def spool_dir(settings: Settings) -> Path:

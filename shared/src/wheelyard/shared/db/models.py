@@ -1,9 +1,9 @@
 """SQLModel tables: the source of truth for everything but file bytes.
 
 Unique constraints decide races (one project per repository + name, one file per repository +
-filename, one release per project + canonical version); callers catch IntegrityError instead of
-taking locks. A deleted file keeps its row (with `deleted_at`) so that its filename can never be
-reused with other bytes.
+filename and one per repository + identity, one release per project + canonical version);
+callers catch IntegrityError instead of taking locks. A deleted file keeps its row (with
+`deleted_at`) so that neither its filename nor its identity can ever be filled again.
 """
 
 from __future__ import annotations
@@ -139,15 +139,22 @@ class Release(SQLModel, table=True):
 
 
 class File(SQLModel, table=True):
-    """A distribution file. Rows are never reused: a deleted file keeps its filename reserved."""
+    """A distribution file. Rows are never reused: a deleted file keeps its filename and its
+    identity reserved."""
 
     __tablename__ = "files"
-    __table_args__ = (sa.UniqueConstraint("repository_id", "filename", name="uq_file_name"),)
+    __table_args__ = (
+        sa.UniqueConstraint("repository_id", "filename", name="uq_file_name"),
+        sa.UniqueConstraint("repository_id", "identity", name="uq_file_identity"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     repository_id: int = _fk("repositories.id")
     project_id: int = _fk("projects.id")
     release_id: int = _fk("releases.id")
     filename: str = Field(max_length=255)
+    # What an installer sees, whatever the spelling of the name (`DistFile.identity`):
+    # `pkg-1.0-py3-none-any.whl` and `pkg-1.0.0-py3-none-any.whl` share one.
+    identity: str = Field(max_length=512)
     packagetype: str = Field(max_length=16)  # bdist_wheel | sdist
     python_version: str = Field(max_length=64)
     sha256: str = Field(max_length=64)

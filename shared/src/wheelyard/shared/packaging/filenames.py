@@ -63,6 +63,28 @@ class DistFile:
         return canonicalize_version(self.version)
 
     @property
+    def identity(self) -> str:
+        """What an installer sees of this file, whatever the spelling of its name.
+
+        A wheel is (project, canonical version, build tag, tag set); an sdist is (project,
+        canonical version): `pkg-1.0-py3-none-any.whl`, `pkg-1.0.0-py3-none-any.whl` and
+        `pkg-v1.0-py3-none-any.whl` are one file to pip, and so are `py2.py3` and `py3.py2`.
+        The tag set of a wheel name is the product of its three dotted fields, so the sorted
+        sets of each field name it exactly. The database holds one live-or-deleted file per
+        identity and repository (`files.identity`; migration 0003 has a frozen copy of this).
+        """
+        if self.kind == "sdist":
+            return f"sdist {self.project} {self.canonical_version}"
+        build = f"{self.build_tag[0]}{self.build_tag[1]}" if self.build_tag else "-"
+        fields = (
+            sorted({t.interpreter for t in self.tags}),
+            sorted({t.abi for t in self.tags}),
+            sorted({t.platform for t in self.tags}),
+        )
+        tags = "-".join(".".join(parts) for parts in fields)
+        return f"wheel {self.project} {self.canonical_version} {build} {tags}"
+
+    @property
     def python_tag(self) -> str:
         """The `pyversion` a client would send: the raw python-tag field, or `source`."""
         return ".".join(self.python_tags) if self.kind == "wheel" else "source"

@@ -148,6 +148,13 @@ class BlobStore(Protocol):
         """Raise `BackendUnavailable` unless the store can be read and written right now."""
         ...
 
+    async def recover_leftovers(self) -> int:
+        """Clean up what writes interrupted by a crash left behind; call once at start, before
+        this process writes. Returns how many leftovers were removed before returning (work
+        the store does in the background afterwards is logged). Never removes a live write of
+        another process; never raises for an unreachable backend (it logs)."""
+        ...
+
     async def close(self) -> None:
         """Release connections and threads; the store is unusable afterwards."""
         ...

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -26,6 +25,7 @@ from wheelyard.shared.storage.base import (
     BlobNotFound,
     sha256_of_key,
 )
+from wheelyard.shared.storage.tempdir import TempDirClaim, claim_temp_dir, remove_files_older_than
 from wheelyard.shared.storage.writer import VerifyingWriter
 
 _TEMP_PREFIX = "blob-"
@@ -50,6 +50,7 @@ class FilesystemBlobStore:
         self.temp_dir = self.root / "tmp"
         #: Streams opened by `open` and not yet finished or closed (tests and metrics see leaks).
         self.open_streams = 0
+        self._claim: TempDirClaim | None = None
 
     def __repr__(self) -> str:
         return f"FilesystemBlobStore({str(self.root)!r})"
@@ -184,27 +185,23 @@ class FilesystemBlobStore:
         """Remove temp files not modified for `older_than_seconds` (crash leftovers); return how
         many were removed. A live writer touches its file on every flush, so a threshold well
         above the slowest expected upload chunk never removes a write in progress."""
+        return await to_thread.run_sync(remove_files_older_than, self.temp_dir, older_than_seconds)
 
-        def sweep() -> int:
-            cutoff = time.time() - older_than_seconds
-            removed = 0
-            try:
-                entries = list(os.scandir(self.temp_dir))
-            except FileNotFoundError:
-                return 0
-            for entry in entries:
-                try:
-                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
-                        os.unlink(entry.path)
-                        removed += 1
-                except FileNotFoundError:
-                    continue  # its writer committed or discarded it meanwhile
-            return removed
-
-        return await to_thread.run_sync(sweep)
+    async def recover_leftovers(self) -> int:
+        """Claim `tmp/` for this process (see `storage.tempdir`): every temp file is removed
+        when no other live process uses this store, else those older than STALE_AFTER. Call
+        once at start, before this process writes; `close` gives the claim up."""
+        if self._claim is None:
+            claim: TempDirClaim = await to_thread.run_sync(claim_temp_dir, self.temp_dir)
+            self._claim = claim
+            return claim.removed
+        return self._claim.removed
 
     async def close(self) -> None:
-        """Nothing to release: every file is closed when its stream or writer ends."""
+        """Give up the claim on `tmp/`; every file is closed when its stream or writer ends."""
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
 
     # -- helpers run in worker threads -------------------------------------------------------
 

@@ -4,14 +4,17 @@ The SDK blocks, so every call runs in a worker thread. A write streams to a temp
 `<prefix>tmp/<uuid>` with a multipart upload of unknown length, fed through a bounded queue from
 the event loop to one uploading thread; on commit the object is copied server-side to its
 content-addressed key and the temporary one removed. Memory per write is the queue (a few
-chunks) plus the one part the SDK buffers (`PART_SIZE`).
+chunks) plus the one part the SDK buffers (`PART_SIZE`). Writes a crash interrupted are cleaned
+up at start and by a bucket lifecycle rule (`recover_leftovers`).
 
-Why one module of ~500 lines: the store and its writer share the error translation and the
-thread hand-off; split, each half would import the other's private helpers.
+Longer than our usual 400 lines: the store, its writer's thread hand-off and the crash
+recovery share one client, its error mapping and the temp-object naming.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import logging
 import threading
@@ -26,9 +29,10 @@ import anyio
 import urllib3
 from anyio import to_thread
 from minio import Minio
-from minio.commonconfig import ComposeSource
+from minio.commonconfig import ENABLED, ComposeSource, Filter
 from minio.error import MinioException, S3Error
 from minio.helpers import check_bucket_name
+from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 
 from wheelyard.shared.errors import (
     BackendUnavailable,
@@ -40,6 +44,7 @@ from wheelyard.shared.storage.base import (
     BlobNotFound,
     sha256_of_key,
 )
+from wheelyard.shared.storage.tempdir import STALE_AFTER
 from wheelyard.shared.storage.writer import VerifyingWriter
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,11 @@ log = logging.getLogger(__name__)
 PART_SIZE = 16 * 1024 * 1024
 #: Chunks that may wait between the event loop and the uploading thread.
 QUEUE_CHUNKS = 4
+
+#: Multipart uploads under `tmp/` older than this are abandoned: the lifecycle rule and the
+#: start-up sweep abort them (a live write of the largest file takes hours, not a day).
+MULTIPART_STALE_DAYS = 1
+LIFECYCLE_RULE_ID = "wheelyard-abort-abandoned-uploads"
 
 _T = TypeVar("_T")
 _PROBE = b"wheelyard ping"
@@ -87,8 +97,8 @@ class S3BlobStore:
     Keys that are not exactly `blob_key_for(...)` strings name no blob: `stat` returns None,
     `open` raises `BlobNotFound`, `delete` and `url_for` raise `ValueError`. An unreachable or
     refusing endpoint raises `BackendUnavailable(part="blobs")`. The bucket is created on first
-    write (`ensure_bucket`). Abandoned multipart uploads (a killed process) are not listed by
-    `list_temp`: give the bucket an AbortIncompleteMultipartUpload lifecycle rule.
+    write (`ensure_bucket`), with a lifecycle rule that aborts multipart uploads under `tmp/`
+    a day after they started; `recover_leftovers` also aborts them at start (see there).
     """
 
     def __init__(self, bucket: str, options: S3Options, prefix: str = "") -> None:
@@ -102,6 +112,8 @@ class S3BlobStore:
         #: Streams opened by `open` and not yet finished or closed (tests and metrics see leaks).
         self.open_streams = 0
         self._bucket_ready = False
+        self._lifecycle_ready = False
+        self._recovery: asyncio.Task[None] | None = None
         self._pools: list[urllib3.PoolManager] = []
         # A read timeout bounds how long a stalled endpoint can hold a request (and a reader
         # being cancelled, which waits for its current read). Server-side copies are assumed
@@ -154,10 +166,46 @@ class S3BlobStore:
         return self.prefix + key
 
     async def ensure_bucket(self) -> None:
-        """Create the bucket unless it exists (idempotent, safe under concurrency)."""
+        """Create the bucket unless it exists (idempotent, safe under concurrency), and give
+        it the lifecycle rule of `ensure_lifecycle_rule`."""
         if self._bucket_ready:
             return
         await self._ensure_bucket_with(self._client)
+        await self.ensure_lifecycle_rule()
+
+    async def ensure_lifecycle_rule(self) -> bool:
+        """Make sure the bucket has LIFECYCLE_RULE_ID: abort multipart uploads under `tmp/`
+        (ours, abandoned by a killed process) a day after they started. The bucket's other
+        rules are kept. Returns False, with a warning, when the endpoint refuses lifecycle
+        rules (the start-up sweep of `recover_leftovers` covers them then)."""
+        if self._lifecycle_ready:
+            return True
+        rule = Rule(
+            ENABLED,
+            rule_filter=Filter(prefix=f"{self.prefix}tmp/"),
+            rule_id=LIFECYCLE_RULE_ID + (f"-{self.prefix.strip('/')}" if self.prefix else ""),
+            abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(
+                days_after_initiation=MULTIPART_STALE_DAYS
+            ),
+        )
+
+        def apply() -> None:
+            current = self._client.get_bucket_lifecycle(self.bucket)
+            rules = [r for r in (current.rules if current else []) if r.rule_id != rule.rule_id]
+            self._client.set_bucket_lifecycle(self.bucket, LifecycleConfig([*rules, rule]))
+
+        try:
+            await self._call(apply)
+        except (S3Error, BackendUnavailable) as e:
+            log.warning(
+                "%s: cannot set the lifecycle rule that aborts abandoned uploads (%s); "
+                "they are aborted at start instead",
+                self._where(),
+                _describe(e),
+            )
+            return False
+        self._lifecycle_ready = True
+        return True
 
     async def _ensure_bucket_with(self, client: Minio, *, abandon: bool = False) -> None:
         try:
@@ -313,6 +361,72 @@ class S3BlobStore:
                 removed += 1
         return removed
 
+    async def abort_stale_uploads(self, older_than_seconds: float) -> int:
+        """Abort the multipart uploads under `tmp/` started more than `older_than_seconds`
+        ago (a writer killed mid-upload leaves one, invisible to `list_temp`, its parts
+        stored and billed); return how many were aborted.
+
+        The minio SDK has no public call for this (`list_incomplete_uploads` went in 7.0), so
+        its ListMultipartUploads/AbortMultipartUpload helpers are used; the contract suite
+        runs this against SeaweedFS, so an SDK change shows there.
+        """
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        prefix = f"{self.prefix}tmp/"
+
+        def sweep() -> int:
+            aborted, marker = 0, None
+            while True:
+                page = self._client._list_multipart_uploads(
+                    self.bucket, prefix=prefix, key_marker=marker
+                )
+                for upload in page.uploads:
+                    started = upload.initiated_time
+                    if upload.object_name and upload.upload_id and started and started < cutoff:
+                        self._client._abort_multipart_upload(
+                            self.bucket, upload.object_name, upload.upload_id
+                        )
+                        aborted += 1
+                if not page.is_truncated or not page.uploads:
+                    return aborted
+                # Our temp names are unique, so the key alone is a sound page marker.
+                marker = page.next_key_marker or page.uploads[-1].object_name
+
+        try:
+            return await self._call(sweep)
+        except S3Error as e:
+            if _is_missing(e):
+                return 0
+            raise _refused(self, e) from e
+
+    async def recover_leftovers(self) -> int:
+        """Start cleaning up after crashed writers, in the background: temp objects older than
+        STALE_AFTER are removed, multipart uploads under `tmp/` started more than
+        MULTIPART_STALE_DAYS ago aborted, and the lifecycle rule set (`ensure_lifecycle_rule`).
+        Age, not ownership, decides, since replicas share the bucket: a live write is never
+        that old. Returns 0 at once (S3 being down must not hold up the start); what is
+        removed is logged; `close` stops it."""
+        if self._recovery is None:
+            self._recovery = asyncio.create_task(self._recover(), name="s3-recover-leftovers")
+        return 0
+
+    async def _recover(self) -> None:
+        try:
+            removed = await self.sweep_temp(STALE_AFTER)
+            aborted = await self.abort_stale_uploads(MULTIPART_STALE_DAYS * 86400)
+            if await self._call(self._client.bucket_exists, self.bucket):
+                await self.ensure_lifecycle_rule()
+        except (S3Error, BackendUnavailable) as e:
+            log.warning("%s: leftovers of crashed writes not cleaned up: %s", self._where(), e)
+            return
+        if removed or aborted:
+            log.warning(
+                "%s: removed %d temporary object(s) and aborted %d multipart upload(s) left "
+                "by crashed writes",
+                self._where(),
+                removed,
+                aborted,
+            )
+
     async def _remove_quietly(self, name: str) -> None:
         try:
             await self._call(self._client.remove_object, self.bucket, name)
@@ -322,7 +436,12 @@ class S3BlobStore:
             log.warning("could not remove temporary object %s: %s", name, e)
 
     async def close(self) -> None:
-        """Close pooled connections; the store is unusable afterwards."""
+        """Stop the start-up recovery, close pooled connections; the store is unusable
+        afterwards."""
+        if self._recovery is not None and not self._recovery.done():
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
         for pool in self._pools:
             pool.clear()
 

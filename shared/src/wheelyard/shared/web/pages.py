@@ -15,6 +15,7 @@ from starlette.responses import Response
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import InvalidInput, NotFound
 from wheelyard.shared.packaging.names import validate_project_name
+from wheelyard.shared.web.base_url import shareable_base
 from wheelyard.shared.web.conditional import if_none_match_matches
 from wheelyard.shared.web.negotiation import content_type_for, negotiate
 from wheelyard.shared.web.pagecache import CachedPage
@@ -26,8 +27,13 @@ STALE_HEADERS = {"X-Wheelyard-Stale": "true", "Warning": '110 - "Response is Sta
 def cache_control(request: Request, repo: RepositoryView, *, immutable: bool = False) -> str:
     """Cache-Control for a response from `repo`."""
     # Anything fetched with credentials, or from a private repository, must never be stored by
-    # a shared cache (RFC 9111 §3.5; artifact-keeper PR #3414).
-    private = repo.visibility == "private" or "authorization" in request.headers
+    # a shared cache (RFC 9111 §3.5; artifact-keeper PR #3414); nor anything whose
+    # links carry a Host the operator did not allow (cache poisoning, base_url.py).
+    private = (
+        repo.visibility == "private"
+        or "authorization" in request.headers
+        or not shareable_base(request, request.app.state.runtime.backends.settings)
+    )
     if immutable:
         return ("private" if private else "public") + ", max-age=31536000, immutable"
     return "private, no-cache" if private else "public, max-age=0, must-revalidate"

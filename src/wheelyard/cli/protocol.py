@@ -1,0 +1,184 @@
+"""The HTTP/1.1 protocol the server speaks: uvicorn's httptools protocol, with request heads
+bounded in size, count and time (docs/adr/0003-bounded-request-heads.md).
+
+uvicorn bounds none of these: httptools buffers a header of any length, nothing counts
+headers, and its only timer (keep-alive) runs between requests, so a client that sends a byte
+a second, or nothing at all, holds its connection for ever. This subclass adds, per request
+head (request line and headers):
+
+- a deadline, from the moment the connection opens or the first byte of a request arrives:
+  a client that has not sent its whole head by then gets 408 and is disconnected (a client
+  that sent nothing is just disconnected);
+- at most `max_count` headers and `max_size` bytes: 431 Request Header Fields Too Large
+  (RFC 6585 §5), and the connection is closed.
+
+It touches only the parser callbacks and the connection hooks of `HttpToolsProtocol`, which
+uvicorn keeps stable across releases; tests/integration/test_request_heads.py drives it over
+real sockets, so an upgrade that breaks it fails there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    """How large, how many and how slow a request head may be."""
+
+    max_size: int
+    max_count: int
+    timeout: float
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback to stop parsing a head that broke a limit."""
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """`HttpToolsProtocol` with `limits` enforced on every request head (module docstring)."""
+
+    limits: ClassVar[HeadLimits]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._in_head = True  # the bytes arriving now belong to a request head
+        self._head_bytes = 0  # request line and headers parsed so far
+        self._head_count = 0
+        self._head_received = 0  # bytes fed while the head was incomplete (see data_received)
+        self._refusal: int | None = None
+
+    # -- connection hooks --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return  # the connection is closing; nothing more is parsed
+        if self._in_head and self._head_timer is None:
+            self._arm()  # the first byte of the next request on a kept-alive connection
+        began_in_head = self._in_head
+        super().data_received(data)
+        if began_in_head and self._in_head and not self.transport.is_closing():
+            # httptools keeps an unfinished header in memory until its line ends, so the
+            # bytes of a head still unfinished after this chunk are bounded here too (the
+            # exact limit is applied per header in on_header). A chunk that began in a body
+            # is not counted: its head part is unknown, and the next chunks count. A chunk
+            # may hold a pipelined request before the unfinished head, hence the slack.
+            self._head_received += len(data)
+            if self._head_received > self.limits.max_size + 65536:
+                self._refuse(431)
+
+    # -- parser callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_bytes = self._head_count = self._head_received = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_bytes += len(url)
+        self._check()
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_count += 1
+        self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF, as on the wire
+        self._check()
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True  # what follows is the next request's head
+
+    # -- refusing ----------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        limits = self.limits
+        if self._head_count > limits.max_count or self._head_bytes > limits.max_size:
+            self._refusal = 431
+            raise _Refused  # httptools stops parsing; uvicorn then calls send_400_response
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a head the parser gave up on: 431 when a limit stopped it."""
+        if self._refusal == 431:
+            self._send_and_close(431, self._too_large_message())
+        else:
+            super().send_400_response(msg)
+
+    def _too_large_message(self) -> str:
+        limits = self.limits
+        return (
+            f"Request header fields too large: at most {limits.max_count} headers "
+            f"and {limits.max_size} bytes of request line and headers are accepted."
+        )
+
+    def _refuse(self, status: int) -> None:
+        self._refusal = status
+        self.logger.warning("Refused a request head: %d", status)
+        self._send_and_close(status, self._too_large_message())
+
+    def _send_and_close(self, status: int, message: str) -> None:
+        self._disarm()
+        body = message.encode("ascii")
+        head = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(head) + body)
+            self.transport.close()
+
+    # -- the deadline ------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.limits.timeout, self._head_timed_out)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or not self._in_head:
+            return
+        if self.flow.read_paused or (self.cycle is not None and not self.cycle.response_complete):
+            # A response is still being sent on this connection (the client pipelined), or we
+            # stopped reading: the wait is ours, not the client's.
+            self._arm()
+            return
+        if self._head_received or self._head_bytes:
+            self._refusal = 408
+            self._send_and_close(
+                408, f"The request head was not received within {self.limits.timeout:g} s."
+            )
+        else:
+            self.transport.close()
+
+
+def bounded_protocol(limits: HeadLimits) -> type[BoundedHttpToolsProtocol]:
+    """A `BoundedHttpToolsProtocol` class enforcing `limits` (uvicorn builds one per
+    connection from the class it is given)."""
+    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"limits": limits})
