@@ -15,6 +15,7 @@ from wheelyard.shared.web.runtime import Runtime
 
 async def _start(app: FastAPI, runtime: Runtime) -> None:
     app.state.proxy = ProxyService(runtime)
+    app.state.proxy.start()
 
 
 async def _stop(app: FastAPI, _runtime: Runtime) -> None:

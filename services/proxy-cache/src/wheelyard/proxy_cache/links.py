@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Iterable, Iterator
 
 from packaging.utils import (
     InvalidSdistFilename,
@@ -12,12 +12,13 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from wheelyard.proxy_cache.pages import DecodedPage
+from wheelyard.proxy_cache.store import PageContent
+from wheelyard.shared.memo import bytes_memo
 from wheelyard.shared.packaging.simple.model import ProjectPage, SimpleFile
 from wheelyard.shared.routes import file_path
 
 
-@lru_cache(maxsize=65536)
+@bytes_memo(4 * 1024 * 1024)
 def version_of(filename: str) -> str:
     """The version segment of a file's URL: the filename's version, or `0` if unparseable."""
     try:
@@ -28,11 +29,12 @@ def version_of(filename: str) -> str:
         return "0"
 
 
-def linked_page(decoded: DecodedPage, *, base: str, storage: str, repo: str) -> ProjectPage:
-    """The page with every file URL pointing through `storage/repo` on this server."""
-    name = decoded.page.name
-    files = [
-        SimpleFile(
+def linked_files(
+    files: Iterable[SimpleFile], *, name: str, base: str, storage: str, repo: str
+) -> Iterator[SimpleFile]:
+    """`files` with every URL pointing through `storage/repo` on this server (lazily)."""
+    for f in files:
+        yield SimpleFile(
             filename=f.filename,
             url=base + file_path(storage, repo, name, version_of(f.filename), f.filename),
             sha256=f.sha256,
@@ -43,12 +45,18 @@ def linked_page(decoded: DecodedPage, *, base: str, storage: str, repo: str) -> 
             core_metadata_sha256=f.core_metadata_sha256,
             has_core_metadata=f.has_core_metadata,
         )
-        for f in decoded.page.files
-    ]
+
+
+def linked_page(content: PageContent, *, base: str, storage: str, repo: str) -> ProjectPage:
+    """The stored page with every file URL pointing through `storage/repo` on this server;
+    its files are read from storage as the page is rendered (one pass)."""
+    name = content.row.project
+    head = content.row.head
+    status = head.get("status")
     return ProjectPage(
         name=name,
-        files=files,
-        versions=decoded.page.versions,
-        status=decoded.page.status,
-        status_reason=decoded.page.status_reason,
+        files=linked_files(content.files(), name=name, base=base, storage=storage, repo=repo),
+        versions=list(head.get("versions") or ()),
+        status=status if isinstance(status, str) else None,
+        status_reason=head.get("status_reason"),
     )

@@ -7,16 +7,18 @@ LRU: about twice as fast as one dict per file through `json.dumps` (`bench/rende
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from functools import lru_cache
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
+from wheelyard.shared.memo import bytes_memo, size_of
 from wheelyard.shared.packaging.simple.model import (
     API_VERSION,
     ProjectList,
     ProjectPage,
     SimpleFile,
+    join_batched,
     sort_versions,
 )
 
@@ -84,10 +86,10 @@ def _render_json_file(f: SimpleFile) -> str:
 
 # Per-file fragments are memoized: a page is re-rendered when one file changes (an upload, a
 # yank) and every other file's fragment is then a cache hit; `SimpleFile` is frozen, so equal
-# files render equally. Each entry is about 1 KiB with its key, so a cache holds at most ~8 MiB
-# (four 2,000-file pages, or many ordinary ones).
-_FRAGMENT_CACHE_SIZE = 8192
-_json_file = lru_cache(maxsize=_FRAGMENT_CACHE_SIZE)(_render_json_file)
+# files render equally. The budget is in bytes (key and fragment), since an upstream decides how
+# long a file's fields are: 8 MiB holds about four 2,000-file pages.
+FRAGMENT_CACHE_BYTES = 8 * 1024 * 1024
+_json_file = bytes_memo(FRAGMENT_CACHE_BYTES, key_size=size_of)(_render_json_file)
 
 
 def render_project_json(page: ProjectPage) -> bytes:
@@ -104,9 +106,18 @@ def render_project_json(page: ProjectPage) -> bytes:
             status["reason"] = page.status_reason
         head["project-status"] = status
     head["versions"] = sort_versions(page.versions)
-    files = ",".join(map(_json_file, page.listed_files))
-    # `head` always ends with the versions list, so its closing brace is where `files` goes.
-    return f'{_dumps(head)[:-1]},"files":[{files}]}}'.encode("ascii")
+
+    def parts() -> Iterator[str]:
+        # `head` always ends with the versions list, so its closing brace is where `files` goes.
+        yield _dumps(head)[:-1] + ',"files":['
+        separator = ""
+        for f in page.listed_files:
+            yield separator
+            yield _json_file(f)
+            separator = ","
+        yield "]}"
+
+    return join_batched(parts())
 
 
 def render_index_json(project_list: ProjectList) -> bytes:
