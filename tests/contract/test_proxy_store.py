@@ -50,7 +50,7 @@ async def test_a_page_is_stored_as_a_stream_and_read_back_file_by_file(
     repo = await _proxy(database)
     writer = store.PageWriter()
     for i in range(1, 2001):
-        writer.add(_file(i))
+        writer.add(_file(i), f"{i}.0")
     head, blob = writer.finish({"versions": ["1.0"], "source": 0, "serial": 7})
     assert head["count"] == 2000 and len(blob) < 2000 * 100  # compressed
     await store.save(

@@ -8,7 +8,6 @@ size stays under a byte budget. Values larger than the budget are computed and n
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable, Hashable
 from functools import wraps
@@ -19,40 +18,34 @@ from cachetools import LRUCache
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: What one entry costs besides its key and value (dict slot, LRU links, tuple).
-ENTRY_OVERHEAD = 160
+#: What one entry costs besides its key and value (dict slot, LRU links, tuples).
+ENTRY_OVERHEAD = 200
+
+Sizer = Callable[[tuple[Any, ...], Any], int]
 
 
-def size_of(value: Any) -> int:
-    """A cheap estimate of what `value` holds, in bytes: strings and bytes by length, tuples
-    and frozen dataclasses with slots by their parts (one level deep), anything else by
-    `sys.getsizeof`."""
+def _length(value: Any) -> int:
     if isinstance(value, str | bytes):
         return len(value) + 50
     if isinstance(value, tuple):
-        return 56 + sum(_shallow(v) for v in value)
-    slots = getattr(type(value), "__slots__", None)
-    if slots:
-        return 64 + sum(_shallow(getattr(value, s, None)) for s in slots)
-    return sys.getsizeof(value)
+        return 56 + sum(len(v) + 58 if isinstance(v, str) else 64 for v in value)
+    return 64
 
 
-def _shallow(value: Any) -> int:
-    if isinstance(value, str | bytes):
-        return len(value) + 50
-    if isinstance(value, tuple):
-        return 56 + 8 * len(value) + sum(len(v) for v in value if isinstance(v, str))
-    return 32
+def default_size(args: tuple[Any, ...], result: Any) -> int:
+    """A cheap estimate of an entry's bytes: strings and bytes by length, tuples of strings by
+    their parts, anything else 64 bytes (pass `size=` for bigger objects)."""
+    return sum(map(_length, args)) + _length(result)
 
 
 def bytes_memo(
-    max_bytes: int, *, key_size: Callable[..., int] | None = None
+    max_bytes: int, *, size: Sizer = default_size
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Memoize a function of hashable positional arguments in at most `max_bytes`.
 
-    An entry's size is `size_of(args) + size_of(result) + ENTRY_OVERHEAD` (or `key_size(*args)`
-    instead of `size_of(args)` when given). Thread-safe (parsers run in worker threads). The
-    wrapped function gains `cache_clear()` and `cache_bytes()`.
+    An entry's size is `size(args, result) + ENTRY_OVERHEAD`. Thread-safe (parsers and
+    renderers run in worker threads). The wrapped function gains `cache_clear()` and
+    `cache_bytes()`.
     """
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
@@ -69,11 +62,10 @@ def bytes_memo(
             if hit is not None:
                 return hit[0]
             result = func(*args, **kwargs)
-            size = (key_size(*args) if key_size else size_of(args)) + size_of(result)
-            size += ENTRY_OVERHEAD
-            if size <= max_bytes:
+            cost = size(args, result) + ENTRY_OVERHEAD
+            if cost <= max_bytes:
                 with lock:
-                    cache[args] = (result, size)
+                    cache[args] = (result, cost)
             return result
 
         def cache_clear() -> None:

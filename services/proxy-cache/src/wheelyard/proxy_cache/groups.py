@@ -115,9 +115,10 @@ async def resolve(
 
 async def group_page(
     ctx: RequestContext, pages: ProxyPages, group: RepositoryView, name: str, found: Resolution
-) -> ProjectPage:
+) -> tuple[ProjectPage, int]:
     """The group's page of `name`: hosted files (member order), then allowed upstream files,
-    every URL pointing through the group (the upstream ones read lazily, as it renders)."""
+    every URL pointing through the group (the upstream ones read lazily, as it renders);
+    and about how many files it lists."""
     base = ctx.base_url
     files: list[SimpleFile] = []
     versions: list[str] = []
@@ -139,6 +140,7 @@ async def group_page(
                 seen.add(f.filename)
                 files.append(f)
     upstream: Iterator[SimpleFile] = iter(())
+    count = len(files)
     if found.proxy is not None:
         member, _current = found.proxy
         content = await pages.content(member, name)
@@ -147,14 +149,16 @@ async def group_page(
             status, reason = page.status, page.status_reason
         versions.extend(page.versions)
         upstream = (f for f in page.files if f.filename not in seen)
+        count += content.count
 
     def every_file() -> Iterator[SimpleFile]:
         yield from files
         yield from upstream
 
-    return ProjectPage(
+    page = ProjectPage(
         name=name, files=every_file(), versions=versions, status=status, status_reason=reason
     )
+    return page, count
 
 
 async def group_index(ctx: RequestContext, pages: ProxyPages, group: RepositoryView) -> ProjectList:

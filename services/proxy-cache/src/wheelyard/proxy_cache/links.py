@@ -4,39 +4,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from urllib.parse import quote
 
 from wheelyard.proxy_cache.store import PageContent
-from wheelyard.shared.memo import bytes_memo
 from wheelyard.shared.packaging.simple.model import ProjectPage, SimpleFile
-from wheelyard.shared.routes import file_path
-
-
-@bytes_memo(4 * 1024 * 1024)
-def version_of(filename: str) -> str:
-    """The version segment of a file's URL: the filename's version, or `0` if unparseable."""
-    try:
-        if filename.endswith(".whl"):
-            return str(parse_wheel_filename(filename)[1])
-        return str(parse_sdist_filename(filename)[1])
-    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
-        return "0"
+from wheelyard.shared.routes import project_files_path
 
 
 def linked_files(
-    files: Iterable[SimpleFile], *, name: str, base: str, storage: str, repo: str
+    files: Iterable[tuple[SimpleFile, str]], *, name: str, base: str, storage: str, repo: str
 ) -> Iterator[SimpleFile]:
-    """`files` with every URL pointing through `storage/repo` on this server (lazily)."""
-    for f in files:
+    """`files` (with their URL version segments) with every URL pointing through
+    `storage/repo` on this server (lazily)."""
+    # `file_path` of every file, with the part they share built once.
+    prefix = base + project_files_path(storage, repo, name)
+    for f, version in files:
         yield SimpleFile(
             filename=f.filename,
-            url=base + file_path(storage, repo, name, version_of(f.filename), f.filename),
+            url=f"{prefix}{quote(version, safe='')}/{quote(f.filename, safe='')}",
             sha256=f.sha256,
             size=f.size,
             upload_time=f.upload_time,
@@ -55,7 +40,9 @@ def linked_page(content: PageContent, *, base: str, storage: str, repo: str) -> 
     status = head.get("status")
     return ProjectPage(
         name=name,
-        files=linked_files(content.files(), name=name, base=base, storage=storage, repo=repo),
+        files=linked_files(
+            content.files_and_versions(), name=name, base=base, storage=storage, repo=repo
+        ),
         versions=list(head.get("versions") or ()),
         status=status if isinstance(status, str) else None,
         status_reason=head.get("status_reason"),

@@ -19,13 +19,14 @@ from starlette.responses import Response
 
 from wheelyard.proxy_cache import groups
 from wheelyard.proxy_cache.files import ProxyFiles, Wanted
-from wheelyard.proxy_cache.links import linked_page, version_of
+from wheelyard.proxy_cache.links import linked_page
 from wheelyard.proxy_cache.netroutes import NetRoutes, ProxySettings
 from wheelyard.proxy_cache.pages import ProxyPages
 from wheelyard.proxy_cache.upstream import UpstreamClient
 from wheelyard.shared.domain.hosted import find_file, same_version
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
+from wheelyard.shared.packaging.filenames import listed_version
 from wheelyard.shared.packaging.simple.model import JSON_V1, ProjectList, ProjectPage
 from wheelyard.shared.packaging.simple.render_html import render_index_html, render_project_html
 from wheelyard.shared.packaging.simple.render_json import render_index_json, render_project_json
@@ -41,14 +42,20 @@ log = logging.getLogger(__name__)
 PURGE_EVERY = 300.0
 
 
-def _render(page: ProjectPage, media: str) -> bytes:
-    return render_project_json(page) if media == JSON_V1 else render_project_html(page)
+#: Pages with more files than this are rendered without the per-file fragment memo.
+MEMO_FILES = 2000
 
 
-async def _render_off_loop(page: ProjectPage, media: str) -> bytes:
+def _render(page: ProjectPage, media: str, memo: bool) -> bytes:
+    if media == JSON_V1:
+        return render_project_json(page, memo=memo)
+    return render_project_html(page, memo=memo)
+
+
+async def _render_off_loop(page: ProjectPage, media: str, files: int) -> bytes:
     # A proxied page can have 100,000 files: rendering it (and reading its files from the
     # stored row) takes long enough that it must not stall the event loop.
-    return await to_thread.run_sync(_render, page, media)
+    return await to_thread.run_sync(_render, page, media, files <= MEMO_FILES)
 
 
 def _digest_serial(version: str) -> int:
@@ -126,7 +133,7 @@ class ProxyService:
             async def render() -> bytes:
                 content = await self.pages.content(view, name)
                 page = linked_page(content, base=base, storage=view.storage, repo=view.name)
-                return await _render_off_loop(page, media)
+                return await _render_off_loop(page, media, content.count)
 
             page = await ctx.pages.page(
                 f"proxy:{view.id}:{name}", _digest_serial(current.version), variant, render
@@ -135,8 +142,8 @@ class ProxyService:
         found = await groups.resolve(ctx, self.pages, view, name)
 
         async def render_group() -> bytes:
-            page = await groups.group_page(ctx, self.pages, view, name, found)
-            return await _render_off_loop(page, media)
+            page, files = await groups.group_page(ctx, self.pages, view, name, found)
+            return await _render_off_loop(page, media, files)
 
         page = await ctx.pages.page(f"group:{view.id}:{name}", found.key(), variant, render_group)
         return page, found.proxy is not None and found.proxy[1].stale
@@ -190,7 +197,7 @@ class ProxyService:
         metadata = filename.endswith(".metadata")
         real_name = filename.removesuffix(".metadata") if metadata else filename
         listed, upstream_index = await self.pages.find_file(source, name, real_name)
-        if not same_version(version, version_of(real_name)) or (
+        if not same_version(version, listed_version(real_name)) or (
             metadata and not listed.has_core_metadata
         ):
             raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")

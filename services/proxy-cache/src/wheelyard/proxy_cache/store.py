@@ -29,12 +29,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import ProxyPage
+from wheelyard.shared.packaging.filenames import listed_version
 from wheelyard.shared.packaging.simple.model import SimpleFile
 
 SessionFactory = Callable[[], AsyncSession]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Decompressed bytes handled per step when reading a page's files.
 _STEP = 256 * 1024
+#: One encoder for every line (json.dumps with options builds a new one per call).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class StoredPage:
         return value if isinstance(value, int) else 0
 
 
-def _entry(f: SimpleFile) -> dict[str, Any]:
+def _entry(f: SimpleFile, version: str) -> dict[str, Any]:
     # `filename` first: `PageContent.find` matches lines by their start.
     return {
         "filename": f.filename,
@@ -76,6 +79,8 @@ def _entry(f: SimpleFile) -> dict[str, Any]:
         "yanked": f.yanked,
         "core_metadata_sha256": f.core_metadata_sha256,
         "has_core_metadata": f.has_core_metadata,
+        # Our URL's version segment, worked out once here rather than at every render.
+        "version": version,
     }
 
 
@@ -104,9 +109,9 @@ class PageWriter:
         self._digest = hashlib.blake2s(digest_size=8)
         self.count = 0
 
-    def add(self, f: SimpleFile) -> None:
-        """Append one file."""
-        line = json.dumps(_entry(f), separators=(",", ":")).encode() + b"\n"
+    def add(self, f: SimpleFile, version: str) -> None:
+        """Append one file, with its `listed_version`."""
+        line = _encode(_entry(f, version)).encode() + b"\n"
         self._digest.update(line)
         chunk = self._compressor.compress(line)
         if chunk:
@@ -132,6 +137,12 @@ class PageContent:
     row: StoredPage
     blob: bytes
 
+    @property
+    def count(self) -> int:
+        """How many files the page lists."""
+        value = self.row.head.get("count")
+        return value if isinstance(value, int) else 0
+
     def _lines(self) -> Iterator[bytes]:
         decompressor = zlib.decompressobj()
         pending = b""
@@ -146,6 +157,13 @@ class PageContent:
         """Every file, in page order, with `url` and `upstream_url` both the upstream URL."""
         for line in self._lines():
             yield _file(json.loads(line))
+
+    def files_and_versions(self) -> Iterator[tuple[SimpleFile, str]]:
+        """Every file with the version segment of its URL (`version_of` its filename)."""
+        for line in self._lines():
+            entry = json.loads(line)
+            f = _file(entry)
+            yield f, entry.get("version") or listed_version(f.filename)
 
     def find(self, filename: str) -> SimpleFile | None:
         """The file called `filename`, or None (only that file's line is decoded)."""

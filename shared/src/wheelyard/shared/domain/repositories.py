@@ -29,7 +29,9 @@ from wheelyard.shared.db.models import (
 from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
-_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?\Z")
+#: What a storage or repository name may be (1-64 characters).
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?\Z")
+_NAME_RE = NAME_PATTERN
 
 
 def validate_slug(kind: str, name: str) -> str:

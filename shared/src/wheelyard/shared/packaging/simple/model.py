@@ -94,7 +94,7 @@ class ProjectList:
 
 
 # A parsed Version holds a few hundred bytes besides the string it came from.
-@bytes_memo(4 * 1024 * 1024, key_size=lambda raw: 2 * len(raw) + 600)
+@bytes_memo(4 * 1024 * 1024, size=lambda args, _result: 2 * len(args[0]) + 600)
 def _version_key(raw: str) -> tuple[str, tuple[int, Any]]:
     """(normalized string, sort key) for one version string; memoized (in at most 4 MiB)
     because the same versions are sorted on every render of a page."""
@@ -112,7 +112,9 @@ def sort_versions(versions: Iterable[str]) -> list[str]:
 
     Strings that are not PEP 440 versions are kept as they are and sorted first.
     """
-    return list(_sorted_versions(tuple(versions)))
+    # Deduplicated first (a page of 100,000 files names a few thousand versions), keeping
+    # the first spelling of each string.
+    return list(_sorted_versions(tuple(dict.fromkeys(versions))))
 
 
 def join_batched(parts: Iterable[str], *, batch: int = 1024) -> bytes:

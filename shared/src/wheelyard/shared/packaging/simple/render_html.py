@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from html import escape
 
-from wheelyard.shared.memo import bytes_memo, size_of
+from wheelyard.shared.memo import bytes_memo
 from wheelyard.shared.packaging.simple.model import (
     API_VERSION,
     ProjectList,
@@ -58,20 +58,27 @@ def _render_html_anchor(f: SimpleFile) -> str:
     return f'<a href="{href}"{attrs}>{escape(f.filename, True)}</a><br/>\n'
 
 
+def _fragment_size(_args: tuple[SimpleFile], fragment: str) -> int:
+    # The key holds every field the fragment shows (unescaped): about as big again.
+    return 2 * len(fragment) + 250
+
+
 # Per-file fragments are memoized: a page is re-rendered when one file changes (an upload, a
 # yank) and every other file's fragment is then a cache hit; `SimpleFile` is frozen, so equal
 # files render equally. The budget is in bytes (key and fragment), since an upstream decides how
 # long a file's fields are: 8 MiB holds about four 2,000-file pages.
 FRAGMENT_CACHE_BYTES = 8 * 1024 * 1024
-_html_anchor = bytes_memo(FRAGMENT_CACHE_BYTES, key_size=size_of)(_render_html_anchor)
+_html_anchor = bytes_memo(FRAGMENT_CACHE_BYTES, size=_fragment_size)(_render_html_anchor)
 
 
-def render_project_html(page: ProjectPage) -> bytes:
+def render_project_html(page: ProjectPage, *, memo: bool = True) -> bytes:
     """Render a PEP 503 project page (api-version 1.4) as UTF-8 bytes.
 
     One anchor per file whose text is the filename; every attribute value is HTML-escaped; the
     project-status metas appear only for a status other than `active` (digest §2.3).
+    `memo=False` skips the fragment memo (a page far bigger than it would only churn it).
     """
+    anchor = _html_anchor if memo else _render_html_anchor
     name = _esc(page.name)
 
     def parts() -> Iterator[str]:
@@ -82,7 +89,7 @@ def render_project_html(page: ProjectPage) -> bytes:
                 reason = _esc(page.status_reason)
                 yield f'<meta name="pypi:project-status-reason" content="{reason}">\n'
         yield f"<title>Links for {name}</title>\n</head>\n<body>\n<h1>Links for {name}</h1>\n"
-        yield from map(_html_anchor, page.listed_files)
+        yield from map(anchor, page.listed_files)
         yield _HTML_EPILOGUE
 
     return join_batched(parts())

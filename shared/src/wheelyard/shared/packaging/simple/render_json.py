@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
-from wheelyard.shared.memo import bytes_memo, size_of
+from wheelyard.shared.memo import bytes_memo
 from wheelyard.shared.packaging.simple.model import (
     API_VERSION,
     ProjectList,
@@ -84,21 +84,28 @@ def _render_json_file(f: SimpleFile) -> str:
     )
 
 
+def _fragment_size(_args: tuple[SimpleFile], fragment: str) -> int:
+    # The key holds every field the fragment shows (unescaped): about as big again.
+    return 2 * len(fragment) + 250
+
+
 # Per-file fragments are memoized: a page is re-rendered when one file changes (an upload, a
 # yank) and every other file's fragment is then a cache hit; `SimpleFile` is frozen, so equal
 # files render equally. The budget is in bytes (key and fragment), since an upstream decides how
 # long a file's fields are: 8 MiB holds about four 2,000-file pages.
 FRAGMENT_CACHE_BYTES = 8 * 1024 * 1024
-_json_file = bytes_memo(FRAGMENT_CACHE_BYTES, key_size=size_of)(_render_json_file)
+_json_file = bytes_memo(FRAGMENT_CACHE_BYTES, size=_fragment_size)(_render_json_file)
 
 
-def render_project_json(page: ProjectPage) -> bytes:
+def render_project_json(page: ProjectPage, *, memo: bool = True) -> bytes:
     """Render a PEP 691 project page (api-version 1.4) as compact JSON bytes.
 
     Keys per digest §3.3: `name` (normalized), `versions` (sorted, deduplicated), `files`
     (`hashes`, `requires-python` only when set, `core-metadata`, `yanked`, `size`, `upload-time`
     when known) and `project-status` only when a status is set. The output is ASCII.
+    `memo=False` skips the fragment memo (a page far bigger than it would only churn it).
     """
+    fragment = _json_file if memo else _render_json_file
     head: dict[str, Any] = {"meta": {"api-version": API_VERSION}, "name": page.name}
     if page.status is not None:
         status: dict[str, str] = {"status": page.status}
@@ -113,7 +120,7 @@ def render_project_json(page: ProjectPage) -> bytes:
         separator = ""
         for f in page.listed_files:
             yield separator
-            yield _json_file(f)
+            yield fragment(f)
             separator = ","
         yield "]}"
 

@@ -28,6 +28,7 @@ from packaging.utils import canonicalize_name
 
 from wheelyard.shared.errors import UpstreamError
 from wheelyard.shared.memo import bytes_memo
+from wheelyard.shared.packaging.filenames import listed_version
 from wheelyard.shared.packaging.simple.model import (
     HTML_V1,
     JSON_V1,
@@ -206,7 +207,8 @@ class PageHead:
     status_reason: str | None = None
 
 
-FileSink = Callable[[SimpleFile], None]
+#: Receives each kept file and the version its filename names (`listed_version`).
+FileSink = Callable[[SimpleFile, str], None]
 
 # -- PEP 691 JSON ------------------------------------------------------------------------------
 
@@ -266,7 +268,7 @@ def _json_file(entry: Any, base_url: str) -> SimpleFile | None:
             upload_time = None
     return _sanitized(
         declared_filename=filename,
-        url=urljoin(base_url, url),
+        url=url if url.startswith(("https://", "http://")) else urljoin(base_url, url),
         sha256=_sha256_from({k: v for k, v in hashes.items() if isinstance(v, str)}),
         core_sha256=core_sha256,
         has_core=has_core,
@@ -295,29 +297,27 @@ def _check_api_version(declared: Any) -> None:
 def _read_json(source: IO[bytes], base_url: str, hint: str, sink: FileSink) -> PageHead:
     import ijson
 
-    top: dict[str, Any] = {}
+    # Two passes over the spooled body, both in ijson's C code: the files one object at a
+    # time, then the few top-level keys (which may come before or after the files).
     versions: list[str] = []
+    for entry in ijson.items(source, "files.item", use_float=True):
+        simple = _json_file(entry, base_url)
+        if simple is not None:
+            version = listed_version(simple.filename)
+            sink(simple, version)
+            if version != "0":
+                versions.append(version)
+    source.seek(0)
+    top: dict[str, Any] = {}
     events = ijson.parse(source, use_float=True)
     first = next(events, None)
     if first is None or first[1] != "start_map":
         raise UpstreamError("upstream page is not a JSON object")
     for prefix, event, value in events:
-        if prefix == "files" and event == "start_array":
-            continue
-        if prefix == "files.item":
-            simple = _json_file(_take(events, event, value), base_url)
-            if simple is not None:
-                sink(simple)
-                version = _version_from_filename(simple.filename)
-                if version:
-                    versions.append(version)
-        elif prefix in ("meta", "name", "versions", "project-status"):
+        if prefix in ("meta", "name", "versions", "project-status"):
             top[prefix] = _take(events, event, value)
-        elif prefix == "files":
-            if event != "end_array":
-                raise UpstreamError("upstream page has a `files` value that is not a list")
-        elif "." not in prefix and event in ("start_map", "start_array"):
-            _take(events, event, value)  # a key we do not use: skip it whole
+        elif prefix == "files" and event not in ("start_array", "end_array"):
+            raise UpstreamError("upstream page has a `files` value that is not a list")
     meta = top.get("meta")
     _check_api_version(meta.get("api-version") if isinstance(meta, dict) else None)
     listed = top.get("versions")
@@ -402,9 +402,10 @@ def _read_html(
             upload_time=None,
         )
         if simple is not None:
-            sink(simple)
-            if package.version:
-                versions.append(package.version)
+            version = listed_version(simple.filename)
+            sink(simple, version)
+            if version != "0":
+                versions.append(version)
     status = _known_status(metas.metas.get("pypi:project-status"))
     reason = metas.metas.get("pypi:project-status-reason")
     return PageHead(
@@ -413,15 +414,6 @@ def _read_html(
         status=status,
         status_reason=_clean_text(reason) if status is not None else None,
     )
-
-
-def _version_from_filename(filename: str) -> str | None:
-    from pypi_simple import UnparsableFilenameError, parse_filename
-
-    try:
-        return parse_filename(filename)[1]
-    except UnparsableFilenameError:
-        return None
 
 
 # -- entry points ------------------------------------------------------------------------------
@@ -489,7 +481,7 @@ def parse_upstream_page(
     has no files). For tests and small pages; the proxy streams."""
     files: list[SimpleFile] = []
     head = read_upstream_page(
-        io.BytesIO(body), content_type, base_url, files.append, project=project
+        io.BytesIO(body), content_type, base_url, lambda f, _v: files.append(f), project=project
     )
     return ProjectPage(
         name=head.name,
