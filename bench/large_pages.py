@@ -17,8 +17,6 @@ first to last, its peak (VmHWM), and per page the times (cold JSON, HTML, warm J
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import statistics
 import tempfile
 import time
@@ -31,31 +29,6 @@ from wheelyard.testing.upstream import LocalUpstream
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 MiB = 1024 * 1024
-
-
-def page_body(name: str, files: int, base: str) -> bytes:
-    """A PEP 691 page of `files` wheels, shaped like PyPI's (long manylinux filenames)."""
-    entries = []
-    module = name.replace("-", "_")
-    for i in range(files):
-        version = f"{i // 40}.{i % 40}"
-        filename = f"{module}-{version}-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
-        sha = hashlib.sha256(filename.encode()).hexdigest()
-        entries.append(
-            {
-                "filename": filename,
-                "url": f"{base}/files/{sha[:2]}/{filename}",
-                "hashes": {"sha256": sha},
-                "requires-python": ">=3.8",
-                "yanked": False,
-                "size": 1000 + i,
-                "upload-time": "2024-01-01T00:00:00.000000Z",
-                "core-metadata": {"sha256": sha},
-            }
-        )
-    versions = sorted({f"{i // 40}.{i % 40}" for i in range(files)})
-    data = {"meta": {"api-version": "1.1"}, "name": name, "versions": versions, "files": entries}
-    return json.dumps(data).encode()
 
 
 def memory(pid: int) -> tuple[int, int]:
@@ -84,12 +57,9 @@ def main() -> None:
         root = Path(tmp)
         with LocalUpstream(root / "upstream") as upstream:
             names = [f"huge-{i}" for i in range(args.pages)]
-            sizes = []
             for name in names:
-                body = page_body(name, args.files, upstream.url)
-                sizes.append(len(body))
-                upstream.serve_page(name, body, JSON_V1)
-            del body
+                upstream.serve_large_page(name, args.files)
+            sizes = [len(upstream.raw_page(name)) for name in names]
             server = ServerProcess(
                 root / "server",
                 {

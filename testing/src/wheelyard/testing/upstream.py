@@ -262,6 +262,44 @@ class LocalUpstream:
         with self._lock:
             self._raw_pages[canonicalize_name(name)] = (body, content_type)
 
+    def serve_large_page(self, name: str, files: int) -> list[dict[str, Any]]:
+        """Answer `/simple/<name>/` (JSON) with a page of `files` wheels shaped like PyPI's
+        biggest (long manylinux filenames, hashes, sizes, upload times, core-metadata); the
+        files themselves are not served. Returns the listed entries."""
+        module = canonicalize_name(name).replace("-", "_")
+        entries = []
+        for i in range(files):
+            version = f"{i // 40}.{i % 40}"
+            filename = (
+                f"{module}-{version}-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+            )
+            sha = hashlib.sha256(filename.encode()).hexdigest()
+            entries.append(
+                {
+                    "filename": filename,
+                    "url": f"{self.url}/files/{sha[:2]}/{filename}",
+                    "hashes": {"sha256": sha},
+                    "requires-python": ">=3.8",
+                    "yanked": False,
+                    "size": 1000 + i,
+                    "upload-time": "2024-01-01T00:00:00.000000Z",
+                    "core-metadata": {"sha256": sha},
+                }
+            )
+        data = {
+            "meta": {"api-version": "1.1"},
+            "name": canonicalize_name(name),
+            "versions": sorted({f"{i // 40}.{i % 40}" for i in range(files)}),
+            "files": entries,
+        }
+        self.serve_page(name, json.dumps(data).encode(), JSON_V1)
+        return entries
+
+    def raw_page(self, name: str) -> bytes:
+        """The body `serve_page` set for `name`."""
+        with self._lock:
+            return self._raw_pages[canonicalize_name(name)][0]
+
     def remove_project(self, name: str) -> None:
         """Forget a project: its page answers 404 from now on."""
         with self._lock:
