@@ -111,11 +111,21 @@ class LocalUpstream:
     """A simple-API upstream on 127.0.0.1 (see the module docstring). Use as a context manager
     or call `start()` / `close()`."""
 
-    def __init__(self, directory: Path, *, formats: tuple[str, ...] = ("json", "html")) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        formats: tuple[str, ...] = ("json", "html"),
+        tls: Any = None,
+    ) -> None:
+        """`tls`: a `trustme.CA` to serve HTTPS with a certificate it issues for 127.0.0.1
+        (`ca_pem` is then the CA's certificate, for the trusting side)."""
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         #: Which page formats are offered: JSON-less upstreams answer HTML to everyone.
         self.formats = formats
         self.projects: dict[str, UpstreamProject] = {}
@@ -133,6 +143,11 @@ class LocalUpstream:
     # -- life cycle ---------------------------------------------------------------------------
 
     @property
+    def ca_pem(self) -> str:
+        """The PEM certificate of the CA behind `tls`."""
+        return str(self.tls.cert_pem.bytes().decode())
+
+    @property
     def simple_url(self) -> str:
         """`http://127.0.0.1:<port>/simple/`."""
         return f"{self.url}/simple/"
@@ -143,6 +158,13 @@ class LocalUpstream:
 
         if self._thread is not None:
             return self
+        ssl: dict[str, str] = {}
+        if self.tls is not None:
+            cert = self.tls.issue_cert("127.0.0.1", "localhost")
+            chain, key = self.directory / "server-chain.pem", self.directory / "server-key.pem"
+            chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+            key.write_bytes(cert.private_key_pem.bytes())
+            ssl = {"ssl_certfile": str(chain), "ssl_keyfile": str(key)}
         config = uvicorn.Config(
             self._app,
             host="127.0.0.1",
@@ -154,6 +176,7 @@ class LocalUpstream:
             log_level="critical",
             access_log=False,
             timeout_graceful_shutdown=1,
+            **ssl,  # type: ignore[arg-type]
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name=f"upstream-{self.port}", daemon=True)
