@@ -134,6 +134,8 @@ class LocalUpstream:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.auth: tuple[str, str] | None = None
         self.auth_prefix = "/"
+        #: Whether `/pypi/<project>/json` (PyPI's JSON API) is answered; 404 when False.
+        self.json_api = True
         self._raw_pages: dict[str, tuple[bytes, str]] = {}
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -437,6 +439,8 @@ class LocalUpstream:
         head = scope["method"] == "HEAD"
         if path.startswith("/simple/"):
             return await self._page(path, headers, send, head)
+        if path.startswith("/pypi/") and self.json_api:
+            return await self._json_api(path, send, head)
         if path.startswith("/files/"):
             return await self._file(path, faults, send, head)
         return await _plain(send, 404, b"not found")
@@ -468,6 +472,42 @@ class LocalUpstream:
             await send({"type": "http.response.body", "body": b""})
             return 304
         return await _plain(send, 200, body, [("content-type", ctype), *extra], head=head)
+
+    async def _json_api(self, path: str, send: Any, head: bool) -> int:
+        """PyPI's JSON API: `/pypi/<project>/json` and `/pypi/<project>/<version>/json`."""
+        segments = [unquote(s) for s in path.split("/") if s]
+        if len(segments) not in (3, 4) or segments[-1] != "json":
+            return await _plain(send, 404, b"not found")
+        with self._lock:
+            project = self.projects.get(canonicalize_name(segments[1]))
+        if project is None:
+            return await _plain(send, 404, b"no such project")
+        by_version: dict[str, list[dict[str, Any]]] = {}
+        for f in project.files:
+            by_version.setdefault(_version_of(f.filename), []).append(_json_api_file(f, self.url))
+        from packaging.version import Version
+
+        latest = max(by_version, key=Version)
+        version = segments[2] if len(segments) == 4 else latest
+        if version not in by_version:
+            return await _plain(send, 404, b"no such release")
+        data: dict[str, Any] = {
+            "info": {
+                "name": project.name,
+                "version": version,
+                "summary": f"{project.name} from the upstream's JSON API",
+                "classifiers": ["Programming Language :: Python :: 3"],
+                "platform": None,
+            },
+            "last_serial": project.serial,
+            "urls": by_version[version],
+            "vulnerabilities": [],
+        }
+        if len(segments) == 3:
+            data["releases"] = by_version
+        return await _plain(
+            send, 200, json.dumps(data).encode(), [("content-type", "application/json")], head=head
+        )
 
     def _root(self, json_wanted: bool) -> tuple[bytes, str]:
         with self._lock:
@@ -595,6 +635,22 @@ def _project_json(project: UpstreamProject, base: str) -> tuple[bytes, str]:
         "files": files,
     }
     return json.dumps(data).encode(), JSON_V1
+
+
+def _json_api_file(f: UpstreamFile, base: str) -> dict[str, Any]:
+    wheel = f.filename.endswith(".whl")
+    return {
+        "filename": f.filename,
+        "url": base + f.path,
+        "digests": {"sha256": f.sha256, "md5": hashlib.md5(f.data).hexdigest()},  # noqa: S324
+        "size": len(f.data),
+        "packagetype": "bdist_wheel" if wheel else "sdist",
+        "python_version": f.filename.split("-")[-3] if wheel else "source",
+        "requires_python": f.requires_python,
+        "upload_time_iso_8601": f.upload_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "yanked": bool(f.yanked),
+        "yanked_reason": f.yanked if isinstance(f.yanked, str) else None,
+    }
 
 
 def _project_html(project: UpstreamProject, base: str) -> tuple[bytes, str]:

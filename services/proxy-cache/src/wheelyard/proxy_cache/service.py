@@ -22,6 +22,7 @@ from wheelyard.proxy_cache.files import ProxyFiles, Wanted
 from wheelyard.proxy_cache.links import linked_page
 from wheelyard.proxy_cache.netroutes import NetRoutes, ProxySettings
 from wheelyard.proxy_cache.pages import ProxyPages
+from wheelyard.proxy_cache.pypi_api import PypiApi
 from wheelyard.proxy_cache.upstream import UpstreamClient
 from wheelyard.shared.domain.hosted import find_file, same_version
 from wheelyard.shared.domain.repositories import RepositoryView
@@ -93,6 +94,7 @@ class ProxyService:
             spool_dir=Path(backends.settings.data_dir) / "proxy-spool",
             sessions=backends.sessions,
         )
+        self.pypi = PypiApi(self.pages, self.client)
         self._purger: asyncio.Task[None] | None = None
 
     def start(self) -> None:

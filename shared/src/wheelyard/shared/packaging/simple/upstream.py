@@ -48,6 +48,12 @@ _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def plausible_filename(name: str) -> bool:
+    """True for a plausible `.whl`, `.tar.gz` or `.zip` distribution filename (nothing we
+    would re-emit in a URL or markup can hide in it)."""
+    return _plausible_filename(name)
+
+
 def _plausible_filename(name: str) -> bool:
     return (
         len(name) <= _MAX_FILENAME
@@ -102,6 +108,11 @@ def _valid_requires_python(value: str) -> bool:
     except InvalidSpecifier:
         return False
     return True
+
+
+def requires_python_from(value: str | None) -> str | None:
+    """`value` stripped when it is a valid specifier set, else None."""
+    return _requires_python_from(value)
 
 
 def _requires_python_from(value: str | None) -> str | None:
