@@ -58,3 +58,18 @@ def test_proxy_settings_come_from_the_standard_variables(monkeypatch) -> None:
     assert settings.https_proxy == "http://proxy.corp:3128"
     assert settings.no_proxy == "localhost,.corp"
     assert settings.http_proxy is None
+
+
+async def test_the_ssrf_guard_applies_through_a_proxy_too() -> None:
+    from wheelyard.proxy_cache.addresses import AddressGuard, UpstreamRefused
+    from wheelyard.shared.errors import UpstreamError
+
+    guard = AddressGuard()
+    # Behind an egress proxy only the proxy resolves public names: let them through...
+    await guard.check("https://pypi.invalid/simple/", allow_internal=False, via_proxy=True)
+    with pytest.raises(UpstreamError):
+        await guard.check("https://pypi.invalid/simple/", allow_internal=False)
+    # ... but metadata and loopback targets are refused whatever the route.
+    for url in ("http://169.254.169.254/latest/", "http://127.0.0.1:8000/", "http://[::1]/"):
+        with pytest.raises(UpstreamRefused):
+            await guard.check(url, allow_internal=False, via_proxy=True)

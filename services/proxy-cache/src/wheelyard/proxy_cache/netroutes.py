@@ -15,6 +15,8 @@ and how a failure is told.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import ipaddress
 import ssl
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from wheelyard.shared.config import read_pem
 
 USER_AGENT = "wheelyard-proxy/0.1"
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+#: Clients kept for distinct upstream CA bundles; past it the oldest is closed.
+MAX_CLIENTS = 32
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,10 @@ class _Routed(httpx.AsyncBaseTransport):
             return self.direct
         return proxied
 
+    def proxied(self, url: httpx.URL) -> bool:
+        """True when `url` is reached through a forward proxy."""
+        return self.pick(url) is not self.direct
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return await self.pick(request.url).handle_async_request(request)
 
@@ -121,25 +129,41 @@ class NetRoutes:
     ) -> None:
         self.ca_bundle = read_pem(ca_bundle) if ca_bundle else None
         self.proxies = proxies or ProxySettings()
-        self._clients: dict[str | None, httpx.AsyncClient] = {}
+        self._clients: dict[str | None, tuple[httpx.AsyncClient, _Routed]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
-    def client(self, upstream_bundle: str | None) -> httpx.AsyncClient:
-        """The client for an upstream with `upstream_bundle` (PEM text, or None)."""
-        found = self._clients.get(upstream_bundle)
+    def _entry(self, upstream_bundle: str | None) -> tuple[httpx.AsyncClient, _Routed]:
+        key = hashlib.sha256(upstream_bundle.encode()).hexdigest() if upstream_bundle else None
+        found = self._clients.get(key)
         if found is None:
             transport = _Routed(trust_context(self.ca_bundle, upstream_bundle), self.proxies)
-            found = httpx.AsyncClient(
+            client = httpx.AsyncClient(
                 transport=transport,
                 follow_redirects=False,
                 headers={"User-Agent": USER_AGENT},
                 trust_env=False,
             )
-            self._clients[upstream_bundle] = found
+            if len(self._clients) >= MAX_CLIENTS:
+                # Bundles changed through the management API leave clients nobody uses.
+                oldest = next(k for k in self._clients if k is not None)
+                stale = self._clients.pop(oldest)[0]
+                task = asyncio.get_running_loop().create_task(stale.aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+            found = self._clients[key] = (client, transport)
         return found
+
+    def client(self, upstream_bundle: str | None) -> httpx.AsyncClient:
+        """The client for an upstream with `upstream_bundle` (PEM text, or None)."""
+        return self._entry(upstream_bundle)[0]
+
+    def proxied(self, url: str, upstream_bundle: str | None = None) -> bool:
+        """True when `url` is reached through a forward proxy (HTTPS_PROXY/HTTP_PROXY)."""
+        return self._entry(upstream_bundle)[1].proxied(httpx.URL(url))
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        for client in self._clients.values():
+        for client, _transport in self._clients.values():
             await client.aclose()
         self._clients.clear()
 

@@ -130,11 +130,19 @@ class UpstreamClient:
                 f"the upstream did not answer within {upstream.timeout:g}s"
             ) from None
 
+    async def _check(self, url: str, upstream: UpstreamConfig, allow_internal: bool) -> None:
+        via_proxy = self.routes.proxied(url, upstream.ca_bundle)
+        await self.guard.check(url, allow_internal=allow_internal, via_proxy=via_proxy)
+
+    async def _internal(self, upstream: UpstreamConfig) -> bool:
+        via_proxy = self.routes.proxied(upstream.url, upstream.ca_bundle)
+        return await self.guard.is_internal(upstream.url, via_proxy=via_proxy)
+
     async def _page(self, upstream: UpstreamConfig, url: str, headers: dict[str, str]) -> PageFetch:
-        allow_internal = await self.guard.is_internal(upstream.url)
+        allow_internal = await self._internal(upstream)
         http = self.routes.client(upstream.ca_bundle)
         for _hop in range(MAX_REDIRECTS + 1):
-            await self.guard.check(url, allow_internal=allow_internal)
+            await self._check(url, upstream, allow_internal)
             request = http.build_request(
                 "GET", url, headers=headers, timeout=_timeout(upstream.timeout)
             )
@@ -181,11 +189,11 @@ class UpstreamClient:
         The caller must `aclose()` the response. Raises `UpstreamTimeout`, `UpstreamRefused`
         or `UpstreamError` (any other status).
         """
-        allow_internal = await self.guard.is_internal(upstream.url)
+        allow_internal = await self._internal(upstream)
         timeout = _timeout(upstream.timeout)
         http = self.routes.client(upstream.ca_bundle)
         for _hop in range(MAX_REDIRECTS + 1):
-            await self.guard.check(url, allow_internal=allow_internal)
+            await self._check(url, upstream, allow_internal)
             auth = _auth_for(url, upstream)
             request = http.build_request(
                 "GET", url, headers={"Accept-Encoding": "identity"}, timeout=timeout
