@@ -174,7 +174,8 @@ def _upstream_file(entry: Any, url_for: UrlFor) -> pypi_json.FileInfo | None:
     filename = entry.get("filename")
     if not isinstance(filename, str) or not plausible_filename(filename):
         return None
-    digests = entry.get("digests") if isinstance(entry.get("digests"), dict) else {}
+    found = entry.get("digests")
+    digests: dict[str, Any] = found if isinstance(found, dict) else {}
     size = entry.get("size")
     core = entry.get("core-metadata", entry.get("data-dist-info-metadata"))
     yanked = entry.get("yanked") is True

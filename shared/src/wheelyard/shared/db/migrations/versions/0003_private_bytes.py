@@ -32,7 +32,7 @@ branch_labels = None
 depends_on = None
 
 
-def _pages() -> sa.Table:
+def _pages() -> sa.TableClause:
     return sa.table(
         "proxy_pages",
         sa.column("id", sa.Integer()),
