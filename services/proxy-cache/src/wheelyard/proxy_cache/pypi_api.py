@@ -39,7 +39,7 @@ from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound, UpstreamError
 from wheelyard.shared.packaging import pypi_json
 from wheelyard.shared.packaging.filenames import listed_version
-from wheelyard.shared.packaging.simple.upstream import plausible_filename, requires_python_from
+from wheelyard.shared.packaging.simple.sanitize import plausible_filename, requires_python_from
 from wheelyard.shared.routes import file_path, repository_path
 from wheelyard.shared.web.context import RequestContext
 

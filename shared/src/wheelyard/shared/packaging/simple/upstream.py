@@ -14,197 +14,35 @@ handed to the caller's `sink` as soon as it is read, so memory stays bounded wha
 from __future__ import annotations
 
 import io
-import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from html.parser import HTMLParser
 from typing import IO, Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from wheelyard.shared.errors import UpstreamError
-from wheelyard.shared.memo import bytes_memo
 from wheelyard.shared.packaging.filenames import listed_version
 from wheelyard.shared.packaging.simple.model import (
     HTML_V1,
     JSON_V1,
-    PROJECT_STATUSES,
     TEXT_HTML,
     ProjectPage,
     SimpleFile,
     sort_versions,
 )
-
-# What a distribution filename may look like. Names, PEP 440 versions (with `!` epochs and `+`
-# local parts) and wheel tags use only these characters; we re-emit the name in our own URLs
-# and markup, so anything else (`/`, `\`, controls, quotes, spaces) is refused (digest §1.5).
-_DIST_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\.(?:whl|tar\.gz|zip)")
-_MAX_FILENAME = 255
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def plausible_filename(name: str) -> bool:
-    """True for a plausible `.whl`, `.tar.gz` or `.zip` distribution filename (nothing we
-    would re-emit in a URL or markup can hide in it)."""
-    return _plausible_filename(name)
-
-
-def _plausible_filename(name: str) -> bool:
-    return (
-        len(name) <= _MAX_FILENAME
-        and ".." not in name
-        and _DIST_FILENAME.fullmatch(name) is not None
-    )
-
-
-def _filename_for(declared: str, url_path: str) -> str | None:
-    """The filename to list for a link, or None to skip it.
-
-    pip and uv take an HTML file's name from the URL's last path segment, percent-decoded
-    (digest §2.3: `torch-2.1.0%2Bcu121-...whl` is `torch-2.1.0+cu121-...whl`); the spec says the
-    anchor text (or JSON `filename`) must be the same. When both are plausible and disagree the
-    link is ambiguous, so it is dropped rather than served under a name its bytes may not have.
-    """
-    declared = declared.strip()
-    if "%" in declared:
-        declared = unquote(declared)  # `%` never occurs in a real distribution filename.
-    from_url = unquote(url_path.rsplit("/", 1)[-1])
-    declared_ok = _plausible_filename(declared)
-    from_url_ok = _plausible_filename(from_url)
-    if declared_ok and from_url_ok:
-        return declared if declared == from_url else None
-    if declared_ok:
-        return declared  # e.g. `/download?id=1`: the proxy rewrites the URL anyway.
-    if from_url_ok:
-        return from_url
-    return None
-
-
-def _clean_text(value: str | None) -> str | None:
-    if value is None:
-        return None
-    return _CONTROL_CHARS.sub("", value)
-
-
-def _sha256_from(digests: dict[str, str] | None) -> str | None:
-    # Only sha256 survives: it is what we verify downloads with and what uv accepts (§2.3).
-    if not digests:
-        return None
-    value = digests.get("sha256")
-    if value is None or not _SHA256_HEX.fullmatch(value):
-        return None
-    return value.lower()
-
-
-@bytes_memo(1024 * 1024)
-def _valid_requires_python(value: str) -> bool:
-    try:
-        SpecifierSet(value)
-    except InvalidSpecifier:
-        return False
-    return True
-
-
-def requires_python_from(value: str | None) -> str | None:
-    """`value` stripped when it is a valid specifier set, else None."""
-    return _requires_python_from(value)
-
-
-def _requires_python_from(value: str | None) -> str | None:
-    # An invalid specifier is ignored by pip anyway (§2.3); dropping it also removes any markup
-    # an upstream smuggled into the attribute.
-    if not value:
-        return None
-    value = value.strip()
-    return value if value and _valid_requires_python(value) else None
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def _media_type_of(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-def _charset_of(content_type: str) -> str | None:
-    for param in content_type.split(";")[1:]:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "charset":
-            return value.strip().strip('"') or None
-    return None
-
-
-def _project_from_url(base_url: str) -> str:
-    segments = [s for s in urlsplit(base_url).path.split("/") if s]
-    return unquote(segments[-1]) if segments else ""
-
-
-def _first(values: list[str] | None) -> str | None:
-    return values[0] if values else None
-
-
-def _known_status(value: object) -> str | None:
-    # PEP 792 statuses only; an unknown marker is ignored rather than failing the whole page.
-    status = str(value).strip().lower() if value is not None else None
-    return status if status in PROJECT_STATUSES else None
-
-
-def _sanitized(
-    *,
-    declared_filename: str,
-    url: str,
-    sha256: str | None,
-    core_sha256: str | None,
-    has_core: bool,
-    yanked_reason: str | None,
-    is_yanked: bool,
-    requires_python: str | None,
-    size: Any,
-    upload_time: datetime | None,
-) -> SimpleFile | None:
-    """One upstream file, checked and cleaned, or None to skip it. `url` is absolute."""
-    # Everything after the first `#` is the fragment (RFC 3986): an HTML hash fragment was
-    # already moved into the digests, a JSON `url` may still carry one.
-    absolute = url.partition("#")[0]
-    split = urlsplit(absolute)
-    # javascript:, file:, data: and friends never become download URLs.
-    if split.scheme not in ("http", "https") or not split.netloc:
-        return None
-    if _CONTROL_CHARS.search(absolute) or " " in absolute:
-        return None
-    filename = _filename_for(declared_filename, split.path)
-    if filename is None:
-        return None
-    if core_sha256 is not None:
-        has_core = True
-    yanked: bool | str = False
-    if is_yanked:
-        # Mirrors MUST carry the yank flag through (digest §4); a bare or empty attribute is
-        # "yanked without a reason" (uv's reading, the safe one).
-        yanked = (_clean_text(yanked_reason) or "").strip() or True
-    good_size = size if type(size) is int and size >= 0 else None
-    return SimpleFile(
-        filename=filename,
-        url=absolute,
-        sha256=sha256,
-        size=good_size,
-        upload_time=_utc(upload_time),
-        requires_python=_requires_python_from(requires_python),
-        yanked=yanked,
-        core_metadata_sha256=core_sha256,
-        has_core_metadata=has_core,
-        upstream_url=absolute,
-    )
+from wheelyard.shared.packaging.simple.sanitize import (
+    charset_of,
+    clean_text,
+    known_status,
+    media_type_of,
+    project_from_url,
+    sanitized_file,
+    sha256_from,
+)
 
 
 @dataclass
@@ -261,7 +99,7 @@ def _json_file(entry: Any, base_url: str) -> SimpleFile | None:
             break
     core_sha256 = None
     if isinstance(core, dict):
-        core_sha256 = _sha256_from(core)
+        core_sha256 = sha256_from(core)
         has_core = True
     elif isinstance(core, bool) or core is None:
         has_core = bool(core)
@@ -277,10 +115,10 @@ def _json_file(entry: Any, base_url: str) -> SimpleFile | None:
             upload_time = datetime.fromisoformat(raw_time)
         except ValueError:
             upload_time = None
-    return _sanitized(
+    return sanitized_file(
         declared_filename=filename,
         url=url if url.startswith(("https://", "http://")) else urljoin(base_url, url),
-        sha256=_sha256_from({k: v for k, v in hashes.items() if isinstance(v, str)}),
+        sha256=sha256_from({k: v for k, v in hashes.items() if isinstance(v, str)}),
         core_sha256=core_sha256,
         has_core=has_core,
         yanked_reason=yanked if isinstance(yanked, str) else None,
@@ -337,7 +175,7 @@ def _read_json(source: IO[bytes], base_url: str, hint: str, sink: FileSink) -> P
     status = reason = None
     page_status = top.get("project-status")
     if isinstance(page_status, dict):
-        status = _known_status(page_status.get("status"))
+        status = known_status(page_status.get("status"))
         found_reason = page_status.get("reason")
         reason = found_reason if isinstance(found_reason, str) else None
     name = top.get("name")
@@ -345,7 +183,7 @@ def _read_json(source: IO[bytes], base_url: str, hint: str, sink: FileSink) -> P
         name=canonicalize_name(name if isinstance(name, str) and name else hint),
         versions=sort_versions(versions),
         status=status,
-        status_reason=_clean_text(reason) if status is not None else None,
+        status_reason=clean_text(reason) if status is not None else None,
     )
 
 
@@ -380,7 +218,7 @@ def _read_html(
     from pypi_simple import DistributionPackage, parse_links_stream
 
     metas = _HeadMetas()
-    charset = _charset_of(content_type)
+    charset = charset_of(content_type)
 
     def chunks() -> Iterator[bytes]:
         while chunk := source.read(256 * 1024):
@@ -391,19 +229,19 @@ def _read_html(
     versions: list[str] = []
     for link in parse_links_stream(chunks(), base_url=base_url, http_charset=charset):
         package = DistributionPackage.from_link(link, hint or None)
-        core_sha256 = _sha256_from(package.metadata_digests)
+        core_sha256 = sha256_from(package.metadata_digests)
         has_core = bool(package.has_metadata)
         legacy = link.get_str_attrib("data-dist-info-metadata")
         if package.has_metadata is None and legacy is not None:
             # Pages that only carry the PEP 658 attribute name (digest §2.3).
             algorithm, _, value = legacy.strip().partition("=")
             if algorithm.lower() == "sha256":
-                core_sha256 = _sha256_from({"sha256": value})
+                core_sha256 = sha256_from({"sha256": value})
             has_core = bool(value) or legacy.strip().lower() == "true"
-        simple = _sanitized(
+        simple = sanitized_file(
             declared_filename=package.filename,
             url=package.url,
-            sha256=_sha256_from(package.digests),
+            sha256=sha256_from(package.digests),
             core_sha256=core_sha256,
             has_core=has_core,
             yanked_reason=package.yanked_reason,
@@ -417,13 +255,13 @@ def _read_html(
             sink(simple, version)
             if version != "0":
                 versions.append(version)
-    status = _known_status(metas.metas.get("pypi:project-status"))
+    status = known_status(metas.metas.get("pypi:project-status"))
     reason = metas.metas.get("pypi:project-status-reason")
     return PageHead(
         name=canonicalize_name(hint),
         versions=sort_versions(versions),
         status=status,
-        status_reason=_clean_text(reason) if status is not None else None,
+        status_reason=clean_text(reason) if status is not None else None,
     )
 
 
@@ -462,8 +300,8 @@ def read_upstream_page(
     import ijson
     from pypi_simple import UnsupportedRepoVersionError
 
-    media = _media_type_of(content_type)
-    hint = project or _project_from_url(base_url)
+    media = media_type_of(content_type)
+    hint = project or project_from_url(base_url)
     try:
         # pypi-simple warns about a newer minor api-version; not actionable for one page, and
         # an error under a `-W error` test run. (catch_warnings swaps process-wide state; at
