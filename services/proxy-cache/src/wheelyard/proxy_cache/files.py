@@ -24,6 +24,9 @@ the lock, then serve the committed blob.
 
 Files the upstream lists without a sha256 cannot be verified, so they are streamed through
 and not cached.
+
+(Over 400 lines: the fetch task, the readers that follow its spool and the response that picks
+between them are one mechanism, and split apart they would share private state.)
 """
 
 from __future__ import annotations
