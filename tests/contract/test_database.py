@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
+import zlib
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +16,15 @@ from sqlmodel import select
 from wheelyard.shared.config import RepositoryConfig, Settings, UpstreamConfig
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.migrate import downgrade_database, upgrade_database_async
-from wheelyard.shared.db.models import File, Project, Release, Repository, Storage, User
+from wheelyard.shared.db.models import (
+    File,
+    Project,
+    ProxyPage,
+    Release,
+    Repository,
+    Storage,
+    User,
+)
 from wheelyard.shared.domain.bootstrap import bootstrap
 from wheelyard.shared.domain.repositories import apply_repository, ensure_storage, load_repository
 from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
@@ -33,7 +43,10 @@ TABLES = {
     "permissions",
     "api_tokens",
     "audit_events",
+    "proxy_pages",
+    "proxy_files",
 }
+T = {"t": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)}
 
 
 async def _tables(db: Database) -> set[str]:
@@ -354,3 +367,68 @@ async def test_migration_0003_computes_the_identity_of_existing_files(database: 
     async with database.engine.connect() as conn:
         columns = await conn.run_sync(lambda c: inspect(c).get_columns("files"))
     assert "identity" not in {c["name"] for c in columns}
+
+
+async def test_migration_0004_keeps_rows_converts_pages_and_never_reuses_ids(
+    database: Database,
+) -> None:
+    """From 0002 with data: children survive the SQLite table copy, stored proxy pages are
+    split into head and streamed files (and back on downgrade), and after the upgrade a
+    deleted repository's id is never given to a new one (issue 9: cache keys use ids)."""
+    url, schema = database.url, database.schema
+    await asyncio.to_thread(downgrade_database, url, "0002", schema=schema)
+    entry = {"filename": "demo-1.0.tar.gz", "upstream_url": "https://u.example/demo-1.0.tar.gz"}
+    async with database.engine.begin() as conn:
+        await conn.execute(text("INSERT INTO storages (name, created_at) VALUES ('st', :t)"), T)
+        for name in ("a", "b", "c"):
+            await conn.execute(
+                text(
+                    "INSERT INTO repositories (storage_id, name, type, visibility, settings,"
+                    " created_at) VALUES (1, :n, 'proxy', 'public', '{}', :t)"
+                ),
+                {"n": name, **T},
+            )
+        await conn.execute(
+            text(
+                "INSERT INTO proxy_pages (repository_id, project, data, fetched_at, missing)"
+                " VALUES (3, 'demo', :d, :t, false)"
+            ),
+            {"d": json.dumps({"files": [entry], "versions": ["1.0"], "source": 0}), **T},
+        )
+    await upgrade_database_async(url, schema=schema)
+    async with database.engine.connect() as conn:
+        data, files = (
+            await conn.execute(text("SELECT data, files FROM proxy_pages WHERE project='demo'"))
+        ).one()
+        head = json.loads(data) if isinstance(data, str) else data
+        assert head["versions"] == ["1.0"] and head["count"] == 1 and head["digest"]
+        assert [json.loads(line) for line in zlib.decompress(files).splitlines()] == [entry]
+    async with database.sessions() as s:
+        row = await s.get(Repository, 3)
+        await s.delete(row)
+        await s.commit()
+        assert (await s.exec(select(ProxyPage))).all() == []  # cascaded
+    async with database.sessions() as s:
+        view = await apply_repository(s, RepositoryConfig(storage="st", name="d", type="hosted"))
+        await s.commit()
+    assert view.id > 3
+    await upgrade_database_async(url, schema=schema)  # idempotent
+    async with database.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO proxy_pages (repository_id, project, data, fetched_at, missing)"
+                " VALUES (2, 'demo', :d, :t, false)"
+            ),
+            {"d": json.dumps({"files": [entry], "source": 0}), **T},
+        )
+    await upgrade_database_async(url, schema=schema)
+    async with database.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE proxy_pages SET files = :f, data = :d WHERE repository_id = 2"),
+            {"f": zlib.compress(json.dumps(entry).encode() + b"\n"), "d": '{"digest": "x"}'},
+        )
+    await asyncio.to_thread(downgrade_database, url, "0002", schema=schema)
+    async with database.engine.connect() as conn:
+        (data,) = (await conn.execute(text("SELECT data FROM proxy_pages"))).one()
+        assert (json.loads(data) if isinstance(data, str) else data)["files"] == [entry]
+        assert (await conn.execute(text("SELECT count(*) FROM repositories"))).scalar() == 3

@@ -9,12 +9,20 @@ or update at start. Every variable is documented in docs/configuration.md.
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -26,6 +34,34 @@ from wheelyard.shared.errors import ConfigurationError
 
 RepositoryType = Literal["hosted", "proxy", "group"]
 Visibility = Literal["public", "private"]
+#: The largest CA bundle accepted (PEM text; a system bundle is about 200 KB).
+MAX_CA_BUNDLE = 1024 * 1024
+
+
+def check_pem_bundle(pem: str) -> str:
+    """`pem` if it is one or more PEM certificates OpenSSL accepts, else ValueError saying why."""
+    if len(pem) > MAX_CA_BUNDLE:
+        raise ValueError(f"a CA bundle is at most {MAX_CA_BUNDLE} bytes")
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise ValueError("a CA bundle must be PEM text with -----BEGIN CERTIFICATE----- blocks")
+    try:
+        ssl.create_default_context(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ValueError(f"the CA bundle is not valid PEM certificates: {exc}") from None
+    return pem
+
+
+def read_pem(value: str) -> str:
+    """A PEM bundle given as text or as the path of a file holding it (checked)."""
+    if "-----BEGIN" not in value:
+        try:
+            value = Path(value).read_text()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read the CA bundle {value!r}: {exc}") from exc
+    try:
+        return check_pem_bundle(value)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
 
 
 class UpstreamConfig(BaseModel):
@@ -35,6 +71,9 @@ class UpstreamConfig(BaseModel):
     username: str | None = None
     password: str | None = None
     timeout: float = Field(default=30.0, gt=0)
+    #: PEM certificates trusted for this upstream besides the system store and the global
+    #: WHEELYARD_PYPI_PROXY_CA_BUNDLE (a TLS-inspecting proxy, a private CA).
+    ca_bundle: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -43,6 +82,11 @@ class UpstreamConfig(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"upstream URL must be http(s)://host/..., got {value!r}")
         return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else check_pem_bundle(value)
 
 
 class RepositoryConfig(BaseModel):
@@ -79,6 +123,7 @@ class Settings(BaseSettings):
         env_prefix="WHEELYARD_",
         extra="forbid",
         validate_default=True,
+        populate_by_name=True,
     )
 
     data_dir: Path = Path(".wheelyard")
@@ -101,6 +146,22 @@ class Settings(BaseSettings):
     pypi_proxy_auth: str | None = None
     pypi_proxy_timeout: float = Field(default=30.0, gt=0)
     pypi_proxy_ttl: int = Field(default=600, ge=0)
+    # PEM certificates (text or a file path) trusted for every upstream besides the system's.
+    pypi_proxy_ca_bundle: str | None = None
+    # Forward proxies for upstream requests: the standard variables (either case), as curl,
+    # pip and uv read them; WHEELYARD_-prefixed names win.
+    https_proxy: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("WHEELYARD_HTTPS_PROXY", "HTTPS_PROXY", "https_proxy"),
+    )
+    http_proxy: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("WHEELYARD_HTTP_PROXY", "HTTP_PROXY", "http_proxy"),
+    )
+    no_proxy: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("WHEELYARD_NO_PROXY", "NO_PROXY", "no_proxy"),
+    )
     allow_private_upstreams: bool = False
     max_upload_size: int = Field(default=1024**3, gt=0)
     # Request heads (request line + headers): larger or more numerous get 431, slower 408.
@@ -141,6 +202,27 @@ class Settings(BaseSettings):
                     raise ValueError(f"{host!r} is not a host name (e.g. pypi.example.com)")
             return hosts
         return value
+
+    @field_validator("https_proxy", "http_proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if "://" not in value:
+            value = "http://" + value  # `proxy.corp:3128`, as curl reads it
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be http://host:port (or https://host:port)")
+        return value
+
+    @field_validator("pypi_proxy_ca_bundle")
+    @classmethod
+    def _ca_bundle(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            return read_pem(value)
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("cache_url")
     @classmethod

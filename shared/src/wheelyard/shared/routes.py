@@ -198,6 +198,11 @@ def repository_path(storage: str, repo: str) -> str:
     return f"/repositories/{quote(storage)}/{quote(repo)}"
 
 
+def project_files_path(storage: str, repo: str, project: str) -> str:
+    """What every file URL of `project` starts with: `/repositories/<s>/<r>/<project>/`."""
+    return f"{repository_path(storage, repo)}/{quote(project)}/"
+
+
 def file_path(storage: str, repo: str, project: str, version: str, filename: str) -> str:
     """Where a file is downloaded: `/repositories/<s>/<r>/<project>/<version>/<filename>`.
 
@@ -205,6 +210,6 @@ def file_path(storage: str, repo: str, project: str, version: str, filename: str
     encoded where needed (`+` of local versions), and there is never a query string.
     """
     return (
-        f"{repository_path(storage, repo)}/{quote(project)}/{quote(version, safe='')}/"
+        f"{project_files_path(storage, repo, project)}{quote(version, safe='')}/"
         f"{quote(filename, safe='')}"
     )

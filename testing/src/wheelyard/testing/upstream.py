@@ -111,11 +111,21 @@ class LocalUpstream:
     """A simple-API upstream on 127.0.0.1 (see the module docstring). Use as a context manager
     or call `start()` / `close()`."""
 
-    def __init__(self, directory: Path, *, formats: tuple[str, ...] = ("json", "html")) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        formats: tuple[str, ...] = ("json", "html"),
+        tls: Any = None,
+    ) -> None:
+        """`tls`: a `trustme.CA` to serve HTTPS with a certificate it issues for 127.0.0.1
+        (`ca_pem` is then the CA's certificate, for the trusting side)."""
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         #: Which page formats are offered: JSON-less upstreams answer HTML to everyone.
         self.formats = formats
         self.projects: dict[str, UpstreamProject] = {}
@@ -124,6 +134,8 @@ class LocalUpstream:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.auth: tuple[str, str] | None = None
         self.auth_prefix = "/"
+        #: Whether `/pypi/<project>/json` (PyPI's JSON API) is answered; 404 when False.
+        self.json_api = True
         self._raw_pages: dict[str, tuple[bytes, str]] = {}
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -131,6 +143,11 @@ class LocalUpstream:
         self._thread: threading.Thread | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
+
+    @property
+    def ca_pem(self) -> str:
+        """The PEM certificate of the CA behind `tls`."""
+        return str(self.tls.cert_pem.bytes().decode())
 
     @property
     def simple_url(self) -> str:
@@ -143,6 +160,13 @@ class LocalUpstream:
 
         if self._thread is not None:
             return self
+        ssl: dict[str, str] = {}
+        if self.tls is not None:
+            cert = self.tls.issue_cert("127.0.0.1", "localhost")
+            chain, key = self.directory / "server-chain.pem", self.directory / "server-key.pem"
+            chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+            key.write_bytes(cert.private_key_pem.bytes())
+            ssl = {"ssl_certfile": str(chain), "ssl_keyfile": str(key)}
         config = uvicorn.Config(
             self._app,
             host="127.0.0.1",
@@ -154,6 +178,7 @@ class LocalUpstream:
             log_level="critical",
             access_log=False,
             timeout_graceful_shutdown=1,
+            **ssl,  # type: ignore[arg-type]
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name=f"upstream-{self.port}", daemon=True)
@@ -261,6 +286,44 @@ class LocalUpstream:
         """Answer `/simple/<name>/` with exactly `body` (hostile markup, odd JSON...)."""
         with self._lock:
             self._raw_pages[canonicalize_name(name)] = (body, content_type)
+
+    def serve_large_page(self, name: str, files: int) -> list[dict[str, Any]]:
+        """Answer `/simple/<name>/` (JSON) with a page of `files` wheels shaped like PyPI's
+        biggest (long manylinux filenames, hashes, sizes, upload times, core-metadata); the
+        files themselves are not served. Returns the listed entries."""
+        module = canonicalize_name(name).replace("-", "_")
+        entries = []
+        for i in range(files):
+            version = f"{i // 40}.{i % 40}"
+            filename = (
+                f"{module}-{version}-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+            )
+            sha = hashlib.sha256(filename.encode()).hexdigest()
+            entries.append(
+                {
+                    "filename": filename,
+                    "url": f"{self.url}/files/{sha[:2]}/{filename}",
+                    "hashes": {"sha256": sha},
+                    "requires-python": ">=3.8",
+                    "yanked": False,
+                    "size": 1000 + i,
+                    "upload-time": "2024-01-01T00:00:00.000000Z",
+                    "core-metadata": {"sha256": sha},
+                }
+            )
+        data = {
+            "meta": {"api-version": "1.1"},
+            "name": canonicalize_name(name),
+            "versions": sorted({f"{i // 40}.{i % 40}" for i in range(files)}),
+            "files": entries,
+        }
+        self.serve_page(name, json.dumps(data).encode(), JSON_V1)
+        return entries
+
+    def raw_page(self, name: str) -> bytes:
+        """The body `serve_page` set for `name`."""
+        with self._lock:
+            return self._raw_pages[canonicalize_name(name)][0]
 
     def remove_project(self, name: str) -> None:
         """Forget a project: its page answers 404 from now on."""
@@ -376,6 +439,8 @@ class LocalUpstream:
         head = scope["method"] == "HEAD"
         if path.startswith("/simple/"):
             return await self._page(path, headers, send, head)
+        if path.startswith("/pypi/") and self.json_api:
+            return await self._json_api(path, send, head)
         if path.startswith("/files/"):
             return await self._file(path, faults, send, head)
         return await _plain(send, 404, b"not found")
@@ -407,6 +472,42 @@ class LocalUpstream:
             await send({"type": "http.response.body", "body": b""})
             return 304
         return await _plain(send, 200, body, [("content-type", ctype), *extra], head=head)
+
+    async def _json_api(self, path: str, send: Any, head: bool) -> int:
+        """PyPI's JSON API: `/pypi/<project>/json` and `/pypi/<project>/<version>/json`."""
+        segments = [unquote(s) for s in path.split("/") if s]
+        if len(segments) not in (3, 4) or segments[-1] != "json":
+            return await _plain(send, 404, b"not found")
+        with self._lock:
+            project = self.projects.get(canonicalize_name(segments[1]))
+        if project is None:
+            return await _plain(send, 404, b"no such project")
+        by_version: dict[str, list[dict[str, Any]]] = {}
+        for f in project.files:
+            by_version.setdefault(_version_of(f.filename), []).append(_json_api_file(f, self.url))
+        from packaging.version import Version
+
+        latest = max(by_version, key=Version)
+        version = segments[2] if len(segments) == 4 else latest
+        if version not in by_version:
+            return await _plain(send, 404, b"no such release")
+        data: dict[str, Any] = {
+            "info": {
+                "name": project.name,
+                "version": version,
+                "summary": f"{project.name} from the upstream's JSON API",
+                "classifiers": ["Programming Language :: Python :: 3"],
+                "platform": None,
+            },
+            "last_serial": project.serial,
+            "urls": by_version[version],
+            "vulnerabilities": [],
+        }
+        if len(segments) == 3:
+            data["releases"] = by_version
+        return await _plain(
+            send, 200, json.dumps(data).encode(), [("content-type", "application/json")], head=head
+        )
 
     def _root(self, json_wanted: bool) -> tuple[bytes, str]:
         with self._lock:
@@ -534,6 +635,22 @@ def _project_json(project: UpstreamProject, base: str) -> tuple[bytes, str]:
         "files": files,
     }
     return json.dumps(data).encode(), JSON_V1
+
+
+def _json_api_file(f: UpstreamFile, base: str) -> dict[str, Any]:
+    wheel = f.filename.endswith(".whl")
+    return {
+        "filename": f.filename,
+        "url": base + f.path,
+        "digests": {"sha256": f.sha256, "md5": hashlib.md5(f.data).hexdigest()},  # noqa: S324
+        "size": len(f.data),
+        "packagetype": "bdist_wheel" if wheel else "sdist",
+        "python_version": f.filename.split("-")[-3] if wheel else "source",
+        "requires_python": f.requires_python,
+        "upload_time_iso_8601": f.upload_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "yanked": bool(f.yanked),
+        "yanked_reason": f.yanked if isinstance(f.yanked, str) else None,
+    }
 
 
 def _project_html(project: UpstreamProject, base: str) -> tuple[bytes, str]:

@@ -20,11 +20,10 @@ from wheelyard.shared.domain.hosted import (
     ProjectRef,
     find_project,
     list_scope,
-    live_files,
     project_list,
     project_page,
     project_scope,
-    releases_of,
+    release_infos,
     repository_serial,
 )
 from wheelyard.shared.domain.repositories import RepositoryView, list_repositories
@@ -131,37 +130,10 @@ def _canonical(version: str) -> str:
 async def _release_infos(
     session: AsyncSession, repo: RepositoryView, project: ProjectRef, base: str
 ) -> list[pypi_json.ReleaseInfo]:
-    files_by_release: dict[int, list[pypi_json.FileInfo]] = {}
-    for f, r in await live_files(session, project.id):
-        url = base + file_path(repo.storage, repo.name, project.name, r.version, f.filename)
-        files_by_release.setdefault(f.release_id, []).append(
-            pypi_json.FileInfo(
-                filename=f.filename,
-                packagetype=f.packagetype,
-                python_version=f.python_version,
-                url=url,
-                size=f.size,
-                sha256=f.sha256,
-                upload_time=f.upload_time,
-                blake2_256=f.blake2_256,
-                md5=f.md5,
-                requires_python=f.requires_python,
-                yanked=r.yanked,
-                yanked_reason=r.yanked_reason,
-                core_metadata_sha256=f.metadata_sha256,
-            )
-        )
-    return [
-        pypi_json.ReleaseInfo(
-            version=r.version,
-            metadata=r.core_metadata,
-            yanked=r.yanked,
-            yanked_reason=r.yanked_reason,
-            files=files_by_release.get(r.id or 0, []),
-        )
-        for r in await releases_of(session, project.id)
-        if r.id in files_by_release
-    ]
+    def url_for(version: str, filename: str) -> str:
+        return base + file_path(repo.storage, repo.name, project.name, version, filename)
+
+    return await release_infos(session, project, url_for)
 
 
 async def project_details(
@@ -195,7 +167,7 @@ async def project_details(
                         "packagetype": f.packagetype,
                         "python_version": f.python_version,
                         "requires_python": f.requires_python,
-                        "upload_time": f.upload_time.isoformat(),
+                        "upload_time": f.upload_time.isoformat() if f.upload_time else None,
                         "core_metadata_sha256": f.core_metadata_sha256,
                     }
                     for f in r.files

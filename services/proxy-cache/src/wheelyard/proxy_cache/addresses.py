@@ -46,27 +46,37 @@ class AddressGuard:
             raise UpstreamError(f"upstream host {host!r} does not resolve: {exc}") from exc
         return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
-    async def is_internal(self, url: str) -> bool:
+    async def is_internal(self, url: str, *, via_proxy: bool = False) -> bool:
         """True when the configured upstream `url` resolves to loopback or private addresses
-        (then its links and redirects may point there too: a mirror on the same network)."""
+        (then its links and redirects may point there too: a mirror on the same network).
+        Reached `via_proxy`, a name this host cannot resolve is external."""
         parts = urlsplit(url)
         key = f"{parts.hostname}:{parts.port}"
         now = time.monotonic()
         known = self._internal.get(key)
         if known is not None and known[0] > now:
             return known[1]
-        ips = await self.addresses(parts.hostname or "", parts.port or 443)
+        try:
+            ips = await self.addresses(parts.hostname or "", parts.port or 443)
+        except UpstreamError:
+            if via_proxy:
+                return False
+            raise
         internal = any(is_internal(ip) for ip in ips)
         if len(self._internal) > 1024:
             self._internal.clear()
         self._internal[key] = (now + _RESOLVE_TTL, internal)
         return internal
 
-    async def check(self, url: str, *, allow_internal: bool) -> None:
+    async def check(self, url: str, *, allow_internal: bool, via_proxy: bool = False) -> None:
         """Raise `UpstreamRefused` unless `url` is http(s) to an allowed address.
 
-        TODO: the address is checked here and resolved again by the HTTP client when it
-        connects; a DNS answer that changes in between (rebinding) is not caught.
+        Reached `via_proxy` (HTTPS_PROXY), a host name this host cannot resolve is let through:
+        behind a company's egress proxy only the proxy resolves public names, and it applies its
+        own policy. IP literals and names that do resolve here are checked as always.
+
+        TODO: the address is checked here and resolved again by the HTTP client (or the proxy)
+        when it connects; a DNS answer that changes in between (rebinding) is not caught.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -78,7 +88,14 @@ class AddressGuard:
         if known is not None and known[0] > now:
             allowed = known[1]
         else:
-            ips = await self.addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
+            try:
+                ips = await self.addresses(
+                    host, parts.port or (443 if parts.scheme == "https" else 80)
+                )
+            except UpstreamError:
+                if not via_proxy:
+                    raise
+                return  # only the proxy can resolve it (not remembered: it may start to)
             allowed = bool(ips) and all(
                 address_allowed(ip, allow_internal=allow_internal) for ip in ips
             )

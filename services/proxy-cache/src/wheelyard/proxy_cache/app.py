@@ -20,6 +20,7 @@ async def _start(app: FastAPI, runtime: Runtime) -> None:
     # Spool files are unlinked as soon as they are created; a crash in between leaves one.
     app.state.spool_claim = await to_thread.run_sync(claim_temp_dir, proxy.files.spool_dir)
     app.state.proxy = proxy
+    proxy.start()
 
 
 async def _stop(app: FastAPI, _runtime: Runtime) -> None:

@@ -1,8 +1,16 @@
-"""Proxy files: served from the blob store when cached, fetched from the upstream exactly once
-when not, and never stored or handed out complete unless their sha256 matches.
+"""Proxy files: served from the blob store when the repository holds them, fetched from its
+upstream exactly once when not, and never stored or handed out complete unless their sha256
+matches.
+
+What a repository holds is its `proxy_files` records (`records`), never the blob store: the
+store is shared and content-addressed, so a blob that exists may be a private hosted file, or a
+deleted one, that an upstream page merely lists the sha256 of. Without a record the file is
+fetched from the repository's own upstream and verified even when a blob with that sha256
+exists (then the bytes are only checked, not written again); the record is made once they
+matched.
 
 A cold file is fetched by one background task per process (`FileFetch`), never by a request:
-the task holds a cache lock on the file's sha256 (so replicas wait instead of fetching too),
+the task holds a cache lock on (repository, sha256) (so replicas wait instead of fetching too),
 streams the upstream body into the blob store's writer (which commits only when the expected
 sha256 and size match) and into a local spool file. Requests in the same process follow the
 spool as it grows, so every concurrent cold request is streamed the bytes while the upstream is
@@ -16,31 +24,40 @@ the lock, then serve the committed blob.
 
 Files the upstream lists without a sha256 cannot be verified, so they are streamed through
 and not cached.
+
+(Over 400 lines: the fetch task, the readers that follow its spool and the response that picks
+between them are one mechanism, and split apart they would share private state.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
+from types import TracebackType
 
 import httpx
 from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from wheelyard.proxy_cache import records
 from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout
 from wheelyard.shared.cache import Cache, Lock, LockTimeout
 from wheelyard.shared.concurrency import SingleFlight
 from wheelyard.shared.config import UpstreamConfig
 from wheelyard.shared.errors import IntegrityFailure, UpstreamError
 from wheelyard.shared.storage import BlobStore, blob_key_for
+from wheelyard.shared.storage.base import BlobWriter
 from wheelyard.shared.web.conditional import if_none_match_matches
 from wheelyard.shared.web.streaming import stored_file_response
 
@@ -52,6 +69,54 @@ LOCK_TTL = 30.0
 LOCK_WAIT = 120.0
 #: Spool reads per step.
 READ_STEP = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A file of a proxy repository as its page lists it: where the repository's upstream
+    serves it and what its bytes must be."""
+
+    repository_id: int
+    project: str
+    filename: str  # as in our URL: `.metadata` appended for PEP 658 metadata
+    url: str
+    upstream: UpstreamConfig
+    sha256: str | None
+    size: int | None
+    upload_time: datetime | None = None
+
+
+class _CheckOnly:
+    """A blob writer that stores nothing: the blob exists already, so the upstream's bytes are
+    only checked against the listed sha256 and size (and raise `IntegrityFailure` if wrong)."""
+
+    def __init__(self, expected_sha256: str, expected_size: int | None) -> None:
+        self._expected_sha256 = expected_sha256
+        self._expected_size = expected_size
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    async def __aenter__(self) -> _CheckOnly:
+        return self
+
+    async def write(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self._size += len(chunk)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            return
+        if self._expected_size is not None and self._size != self._expected_size:
+            raise IntegrityFailure(
+                f"expected {self._expected_size} bytes, received {self._size} bytes"
+            )
+        if self._hash.hexdigest() != self._expected_sha256:
+            raise IntegrityFailure(f"expected sha256 {self._expected_sha256}, received another")
 
 
 class FileFetch:
@@ -106,12 +171,14 @@ class ProxyFiles:
         cache: Cache,
         client: UpstreamClient,
         spool_dir: Path,
+        sessions: records.SessionFactory,
     ) -> None:
         self.blobs = blobs
         self.cache = cache
         self.client = client
         self.spool_dir = spool_dir
-        self._fetches: SingleFlight[str, None] = SingleFlight()
+        self.sessions = sessions
+        self._fetches: SingleFlight[tuple[int, str], None] = SingleFlight()
 
     async def aclose(self) -> None:
         """Cancel fetches still running (shutdown)."""
@@ -122,22 +189,16 @@ class ProxyFiles:
             await asyncio.wait(tasks, timeout=5)
 
     async def response(
-        self,
-        request: Request,
-        *,
-        url: str,
-        upstream: UpstreamConfig,
-        sha256: str | None,
-        size: int | None,
-        cache_control: str,
-        redirect: bool,
+        self, request: Request, wanted: Wanted, *, cache_control: str, redirect: bool
     ) -> Response:
-        """The response for a file whose upstream `url`, sha256 and size the page gave: 304
-        for a matching `If-None-Match`, the stored blob when cached, else the upstream's bytes
-        as they arrive (the only fetch of this file in the process)."""
+        """The response for `wanted`: 304 for a matching `If-None-Match`, the stored blob when
+        the repository holds the file (a record with the listed sha256), else the upstream's
+        bytes as they arrive (the only fetch of this file for this repository in the
+        process), recorded once verified."""
+        sha256 = wanted.sha256
         if sha256 is None:
             headers = {"Cache-Control": cache_control}
-            return await self._pass_through(url, upstream, request.method, headers)
+            return await self._pass_through(wanted.url, wanted.upstream, request.method, headers)
         key = blob_key_for(sha256)
 
         async def stored(size: int) -> Response:
@@ -155,9 +216,14 @@ class ProxyFiles:
         headers = {"ETag": etag, "Cache-Control": cache_control}
         if if_none_match_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
-        info = await self.blobs.stat(key)
-        if info is not None:
-            return await stored(info.size)
+        async with self.sessions() as session:
+            held = await records.find(session, wanted.repository_id, wanted.filename)
+        if held is not None and held.sha256 == sha256:
+            info = await self.blobs.stat(key)
+            if info is not None:
+                await records.stamp(self.sessions, wanted.repository_id, wanted.filename, held)
+                return await stored(info.size)
+        size = wanted.size
         method = request.method
         if method == "HEAD" and size is not None:
             # Everything a HEAD needs is on the page; no reason to fetch the file for it.
@@ -165,7 +231,7 @@ class ProxyFiles:
                 headers={**headers, "Accept-Ranges": "bytes", "Content-Length": str(size)},
                 media_type="application/octet-stream",
             )
-        fetch = self._join(url, upstream, sha256, size)
+        fetch = self._join(wanted)
         if method == "HEAD" or request.headers.get("range"):
             # A range of a file we do not hold yet: cache it whole, then answer from the blob.
             await fetch.finished.wait()
@@ -189,27 +255,45 @@ class ProxyFiles:
             raise UpstreamError("The file could not be stored.")
         return info.size
 
-    def _join(self, url: str, upstream: UpstreamConfig, sha256: str, size: int | None) -> FileFetch:
-        """The running fetch of `sha256` in this process, or a new one."""
-        fetch: FileFetch | None = self._fetches.state(sha256)
+    def _join(self, wanted: Wanted) -> FileFetch:
+        """The running fetch of `wanted` for its repository in this process, or a new one."""
+        assert wanted.sha256 is not None
+        flight = (wanted.repository_id, wanted.sha256)
+        fetch: FileFetch | None = self._fetches.state(flight)
         if fetch is None:
-            fetch = FileFetch(sha256, size, self.spool_dir)
-            self._fetches.start(sha256, partial(self._run, fetch, url, upstream), state=fetch)
+            fetch = FileFetch(wanted.sha256, wanted.size, self.spool_dir)
+            self._fetches.start(flight, partial(self._run, fetch, wanted), state=fetch)
         return fetch
 
-    async def _run(self, fetch: FileFetch, url: str, upstream: UpstreamConfig) -> None:
+    async def _run(self, fetch: FileFetch, wanted: Wanted) -> None:
         key = blob_key_for(fetch.sha256)
+        url, upstream = wanted.url, wanted.upstream
         lock_cm: AbstractAsyncContextManager[Lock] | None = None
         try:
-            lock_cm = self.cache.lock(f"proxy-file:{fetch.sha256}", ttl=LOCK_TTL, wait=LOCK_WAIT)
+            lock_cm = self.cache.lock(
+                f"proxy-file:{wanted.repository_id}:{fetch.sha256}", ttl=LOCK_TTL, wait=LOCK_WAIT
+            )
             try:
                 lock: Lock | None = await lock_cm.__aenter__()
             except LockTimeout:
                 lock, lock_cm = None, None  # the other replica is slow: fetch as well
-            if await self.blobs.stat(key) is not None:
-                fetch.from_store = True
+            async with self.sessions() as session:
+                held = await records.find(session, wanted.repository_id, wanted.filename)
+            stored = await self.blobs.stat(key)
+            if held is not None and held.sha256 == fetch.sha256 and stored is not None:
+                fetch.from_store = True  # another replica fetched it for this repository
                 return
-            await self._download(fetch, url, upstream, lock)
+            await self._download(fetch, url, upstream, lock, check_only=stored is not None)
+            await records.record(
+                self.sessions,
+                repository_id=wanted.repository_id,
+                project=wanted.project,
+                filename=wanted.filename,
+                sha256=fetch.sha256,
+                size=fetch.written,
+                blob_key=key,
+                upload_time=wanted.upload_time,
+            )
         except asyncio.CancelledError:
             fetch.error = UpstreamError("The server is shutting down.")
             raise
@@ -230,7 +314,13 @@ class ProxyFiles:
             fetch.close()
 
     async def _download(
-        self, fetch: FileFetch, url: str, upstream: UpstreamConfig, lock: Lock | None
+        self,
+        fetch: FileFetch,
+        url: str,
+        upstream: UpstreamConfig,
+        lock: Lock | None,
+        *,
+        check_only: bool,
     ) -> None:
         response = await self.client.open_file(url, upstream)
         try:
@@ -245,9 +335,12 @@ class ProxyFiles:
             fetch.started.set()
             loop = asyncio.get_running_loop()
             renew_at = loop.time() + LOCK_TTL / 3
-            async with self.blobs.writer(
-                expected_sha256=fetch.sha256, expected_size=fetch.size
-            ) as writer:
+            writer: BlobWriter | _CheckOnly
+            if check_only:
+                writer = _CheckOnly(fetch.sha256, fetch.size)
+            else:
+                writer = self.blobs.writer(expected_sha256=fetch.sha256, expected_size=fetch.size)
+            async with writer:
                 try:
                     async for chunk in response.aiter_bytes():
                         await writer.write(chunk)

@@ -12,6 +12,7 @@ contacted on behalf of someone who may not read it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
@@ -114,9 +115,10 @@ async def resolve(
 
 async def group_page(
     ctx: RequestContext, pages: ProxyPages, group: RepositoryView, name: str, found: Resolution
-) -> ProjectPage:
+) -> tuple[ProjectPage, int]:
     """The group's page of `name`: hosted files (member order), then allowed upstream files,
-    every URL pointing through the group."""
+    every URL pointing through the group (the upstream ones read lazily, as it renders);
+    and about how many files it lists."""
     base = ctx.base_url
     files: list[SimpleFile] = []
     versions: list[str] = []
@@ -137,20 +139,26 @@ async def group_page(
             if f.filename not in seen:
                 seen.add(f.filename)
                 files.append(f)
+    upstream: Iterator[SimpleFile] = iter(())
+    count = len(files)
     if found.proxy is not None:
-        member, current = found.proxy
-        decoded = await pages.decoded(member, name, current.version)
-        page = linked_page(decoded, base=base, storage=group.storage, repo=group.name)
+        member, _current = found.proxy
+        content = await pages.content(member, name)
+        page = linked_page(content, base=base, storage=group.storage, repo=group.name)
         if not found.hosted:
             status, reason = page.status, page.status_reason
         versions.extend(page.versions)
-        for f in page.files:
-            if f.filename not in seen:
-                seen.add(f.filename)
-                files.append(f)
-    return ProjectPage(
-        name=name, files=files, versions=versions, status=status, status_reason=reason
+        upstream = (f for f in page.files if f.filename not in seen)
+        count += content.count
+
+    def every_file() -> Iterator[SimpleFile]:
+        yield from files
+        yield from upstream
+
+    page = ProjectPage(
+        name=name, files=every_file(), versions=versions, status=status, status_reason=reason
     )
+    return page, count
 
 
 async def group_index(ctx: RequestContext, pages: ProxyPages, group: RepositoryView) -> ProjectList:

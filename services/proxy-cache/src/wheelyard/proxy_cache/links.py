@@ -3,38 +3,25 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Iterable, Iterator
+from urllib.parse import quote
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-
-from wheelyard.proxy_cache.pages import DecodedPage
+from wheelyard.proxy_cache.store import PageContent
 from wheelyard.shared.packaging.simple.model import ProjectPage, SimpleFile
-from wheelyard.shared.routes import file_path
+from wheelyard.shared.routes import project_files_path
 
 
-@lru_cache(maxsize=65536)
-def version_of(filename: str) -> str:
-    """The version segment of a file's URL: the filename's version, or `0` if unparseable."""
-    try:
-        if filename.endswith(".whl"):
-            return str(parse_wheel_filename(filename)[1])
-        return str(parse_sdist_filename(filename)[1])
-    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
-        return "0"
-
-
-def linked_page(decoded: DecodedPage, *, base: str, storage: str, repo: str) -> ProjectPage:
-    """The page with every file URL pointing through `storage/repo` on this server."""
-    name = decoded.page.name
-    files = [
-        SimpleFile(
+def linked_files(
+    files: Iterable[tuple[SimpleFile, str]], *, name: str, base: str, storage: str, repo: str
+) -> Iterator[SimpleFile]:
+    """`files` (with their URL version segments) with every URL pointing through
+    `storage/repo` on this server (lazily)."""
+    # `file_path` of every file, with the part they share built once.
+    prefix = base + project_files_path(storage, repo, name)
+    for f, version in files:
+        yield SimpleFile(
             filename=f.filename,
-            url=base + file_path(storage, repo, name, version_of(f.filename), f.filename),
+            url=f"{prefix}{quote(version, safe='')}/{quote(f.filename, safe='')}",
             sha256=f.sha256,
             size=f.size,
             upload_time=f.upload_time,
@@ -43,12 +30,20 @@ def linked_page(decoded: DecodedPage, *, base: str, storage: str, repo: str) -> 
             core_metadata_sha256=f.core_metadata_sha256,
             has_core_metadata=f.has_core_metadata,
         )
-        for f in decoded.page.files
-    ]
+
+
+def linked_page(content: PageContent, *, base: str, storage: str, repo: str) -> ProjectPage:
+    """The stored page with every file URL pointing through `storage/repo` on this server;
+    its files are read from storage as the page is rendered (one pass)."""
+    name = content.row.project
+    head = content.row.head
+    status = head.get("status")
     return ProjectPage(
         name=name,
-        files=files,
-        versions=decoded.page.versions,
-        status=decoded.page.status,
-        status_reason=decoded.page.status_reason,
+        files=linked_files(
+            content.files_and_versions(), name=name, base=base, storage=storage, repo=repo
+        ),
+        versions=list(head.get("versions") or ()),
+        status=status if isinstance(status, str) else None,
+        status_reason=head.get("status_reason"),
     )

@@ -2,16 +2,21 @@
 
 The state of a page (which version of its data is current, when the upstream last confirmed
 it, whether it was a 404) lives in the cache under one small key, so a fresh page costs one
-cache read and no database session; the data itself lives in `proxy_pages` (see `store`), and
-decoded copies are kept in a small per-process LRU.
+cache read and no database session; the data itself lives in `proxy_pages` (see `store`) and
+is read from there, as a stream, whenever a page is rendered (rendered pages are cached by the
+page cache) or a cold file is looked up. No decoded page is kept in memory: a process that
+served a hundred pages of 100,000 files is no bigger than one that served one.
 
 Refreshing a page:
 - at most one upstream fetch per (repository, project) at a time: single-flight in the
   process, and a cache lock across processes; whoever waits reads the stored page afterwards;
+- the upstream's body is spooled to a temporary file and parsed as a stream in a worker
+  thread, each file compressed into the stored row as it is read;
   a request that already has a copy to serve does not wait for someone else's refresh;
 - stale pages are revalidated with If-None-Match / If-Modified-Since (304 keeps the body);
 - upstreams are tried in order, the first that knows the project wins; a 404 from all of
-  them is stored as a negative entry for `NEGATIVE_TTL` seconds;
+  them is stored as a negative entry for `NEGATIVE_TTL` seconds, and purged from the database
+  after `NEGATIVE_PURGE_AFTER` (`purge_negatives`);
 - when the upstream fails (timeout, 5xx, unreachable, open circuit) the last good page is
   served, marked stale; without one the error is raised (502, or 504 for a timeout);
 - an answer with a lower `X-PyPI-Last-Serial` than the stored page never replaces it.
@@ -21,10 +26,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
-from functools import partial
-from typing import Any
+from typing import IO
 
 from anyio import to_thread
 
@@ -32,19 +35,20 @@ from wheelyard.proxy_cache import store
 from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout
 from wheelyard.shared.cache import Cache, LockTimeout
 from wheelyard.shared.concurrency import SingleFlight
-from wheelyard.shared.domain.repositories import RepositoryView
+from wheelyard.shared.domain.repositories import RepositoryView, proxy_state_key
 from wheelyard.shared.errors import NotFound, UpstreamError
-from wheelyard.shared.packaging.simple.model import ProjectPage, SimpleFile
-from wheelyard.shared.packaging.simple.upstream import parse_upstream_page
+from wheelyard.shared.packaging.simple.model import SimpleFile
+from wheelyard.shared.packaging.simple.upstream import PageHead, read_upstream_page
 
 log = logging.getLogger(__name__)
 
 #: How long an upstream 404 is believed (briefly: docs/standards.md §9).
 NEGATIVE_TTL = 60.0
-#: How long the state key lives in the cache (freshness is decided by its timestamp).
+#: How long a negative entry's row is kept before `purge_negatives` deletes it.
+NEGATIVE_PURGE_AFTER = 10 * NEGATIVE_TTL
+#: How long the state key lives in the cache (freshness is decided by its timestamp); a
+#: negative entry's only as long as it is believed, so unknown names do not pile up there.
 STATE_TTL = 24 * 3600.0
-#: Decoded pages kept per process.
-DECODED_PAGES = 512
 
 
 @dataclass(frozen=True)
@@ -79,15 +83,6 @@ class CurrentPage:
     stale: bool = False
 
 
-@dataclass(frozen=True)
-class DecodedPage:
-    """A stored page ready for rendering and file lookups (URLs still the upstream's)."""
-
-    page: ProjectPage
-    by_filename: dict[str, SimpleFile]
-    source: int
-
-
 class ProxyPages:
     """Pages of proxy repositories (see the module docstring). One per process."""
 
@@ -104,7 +99,6 @@ class ProxyPages:
         self.client = client
         self.default_ttl = default_ttl
         self._refreshing: SingleFlight[tuple[int, str], CurrentPage] = SingleFlight()
-        self._decoded: OrderedDict[tuple[int, str, str], DecodedPage] = OrderedDict()
 
     # -- freshness ----------------------------------------------------------------------------
 
@@ -134,21 +128,14 @@ class ProxyPages:
             return CurrentPage(state.version)
         return await self._refresh(repo, name, state)
 
-    async def decoded(self, repo: RepositoryView, name: str, version: str) -> DecodedPage:
-        """The stored page of `name` (the given version when still in memory, else the
-        database's, which is never older). Raises NotFound when nothing is stored."""
-        key = (repo.id, name, version)
-        hit = self._decoded.get(key)
-        if hit is not None:
-            self._decoded.move_to_end(key)
-            return hit
+    async def content(self, repo: RepositoryView, name: str) -> store.PageContent:
+        """The stored page of `name` with its files (the newest stored, which is never older
+        than the state's version). Raises NotFound when nothing usable is stored."""
         async with self.sessions() as session:
-            row = await store.load(session, repo.id, name)
-        if row is None or not row.usable:
+            found = await store.load_content(session, repo.id, name)
+        if found is None:
             raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
-        decoded = self._remember_decoded(repo.id, name, row.data, row.version)
-        self._decoded[key] = decoded
-        return decoded
+        return found
 
     async def find_file(
         self, repo: RepositoryView, name: str, filename: str
@@ -156,16 +143,16 @@ class ProxyPages:
         """The file `filename` listed on `name`'s page and the index of the upstream the page
         came from. Any stored copy of the page will do (files are immutable); the page is
         refreshed only when it does not list the file."""
-        page = await self.current(repo, name, fresh=False)
-        decoded = await self.decoded(repo, name, page.version)
-        found = decoded.by_filename.get(filename)
+        await self.current(repo, name, fresh=False)
+        content = await self.content(repo, name)
+        found = await to_thread.run_sync(content.find, filename)
         if found is None:
-            page = await self.current(repo, name)
-            decoded = await self.decoded(repo, name, page.version)
-            found = decoded.by_filename.get(filename)
+            await self.current(repo, name)
+            content = await self.content(repo, name)
+            found = await to_thread.run_sync(content.find, filename)
         if found is None:
             raise NotFound(f"File '{filename}' does not exist in '{repo.path}'.")
-        return found, decoded.source
+        return found, content.row.source
 
     async def cached_projects(self, repo: RepositoryView) -> list[str]:
         """Projects this proxy repository has a good page for (its root page)."""
@@ -190,34 +177,19 @@ class ProxyPages:
             row = await store.load(session, repo_id, name)
         if row is None:
             return None
-        if row.usable:
-            self._remember_decoded(repo_id, name, row.data, row.version)
         state = PageState.of(row)
         await self._publish(repo_id, name, state)
         return state
 
     async def _publish(self, repo_id: int, name: str, state: PageState) -> None:
-        await self.cache.set(_state_key(repo_id, name), state.encode(), ttl=STATE_TTL)
+        ttl = NEGATIVE_TTL if state.missing else STATE_TTL
+        await self.cache.set(_state_key(repo_id, name), state.encode(), ttl=ttl)
 
-    def _remember_decoded(
-        self, repo_id: int, name: str, data: dict[str, Any], version: str
-    ) -> DecodedPage:
-        files = store.files_of(data)
-        status = data.get("status")
-        page = ProjectPage(
-            name=name,
-            files=files,
-            versions=list(data.get("versions") or ()),
-            status=status if isinstance(status, str) else None,
-            status_reason=data.get("status_reason"),
+    async def purge_negatives(self) -> int:
+        """Delete negative entries older than `NEGATIVE_PURGE_AFTER` from the database."""
+        return await store.purge_expired_negatives(
+            self.sessions, time.time() - NEGATIVE_PURGE_AFTER
         )
-        decoded = DecodedPage(page, {f.filename: f for f in files}, int(data.get("source") or 0))
-        key = (repo_id, name, version)
-        self._decoded[key] = decoded
-        self._decoded.move_to_end(key)
-        while len(self._decoded) > DECODED_PAGES:
-            self._decoded.popitem(last=False)
-        return decoded
 
     # -- refresh ------------------------------------------------------------------------------
 
@@ -276,7 +248,7 @@ class ProxyPages:
             if not breaker.allow(circuit):
                 errors.append(UpstreamError("The upstream is failing; not asked (circuit open)."))
                 continue
-            conditional = row is not None and row.usable and row.data.get("source") == index
+            conditional = row is not None and row.usable and row.source == index
             try:
                 result = await self.client.fetch_page(
                     upstream,
@@ -284,6 +256,12 @@ class ProxyPages:
                     etag=row.etag if conditional and row else None,
                     last_modified=row.last_modified if conditional and row else None,
                 )
+            except UpstreamError as exc:
+                breaker.failure(circuit)
+                log.warning("upstream %d of %s failed for %s: %s", index, repo.path, name, exc)
+                errors.append(exc)
+                continue
+            try:
                 if result.status == 404:
                     breaker.success(circuit)
                     continue
@@ -292,28 +270,24 @@ class ProxyPages:
                         raise UpstreamError("The upstream answered 304 to an unconditional GET.")
                     breaker.success(circuit)
                     return await self._keep(repo, name, row, fetched_at)
-                page = await to_thread.run_sync(
-                    partial(
-                        parse_upstream_page,
-                        result.body,
-                        result.content_type,
-                        result.url,
-                        project=name,
-                    )
+                head, files = await to_thread.run_sync(
+                    _parse, result.body, result.content_type, result.url, name
                 )
             except UpstreamError as exc:
                 breaker.failure(circuit)
                 log.warning("upstream %d of %s failed for %s: %s", index, repo.path, name, exc)
                 errors.append(exc)
                 continue
+            finally:
+                result.close()
             breaker.success(circuit)
-            old_serial = row.data.get("serial") if row is not None and row.usable else None
+            old_serial = row.head.get("serial") if row is not None and row.usable else None
             if (
                 row is not None
                 and result.serial is not None
                 and isinstance(old_serial, int)
                 and result.serial < old_serial
-                and row.data.get("source") == index
+                and row.source == index
             ):
                 # A lagging mirror or CDN node: never let an older page replace a newer one.
                 log.info(
@@ -324,26 +298,28 @@ class ProxyPages:
                     old_serial,
                 )
                 return await self._keep(repo, name, row, fetched_at)
-            page = ProjectPage(
-                name=name,
-                files=page.files,
-                versions=page.versions,
-                status=page.status,
-                status_reason=page.status_reason,
+            data, blob = files.finish(
+                {
+                    "versions": head.versions,
+                    "status": head.status,
+                    "status_reason": head.status_reason,
+                    "serial": result.serial,
+                    "source": index,
+                },
+                drop_files=head.status == "quarantined",
             )
-            data = store.page_to_data(page, serial=result.serial, source=index)
             await store.save(
                 self.sessions,
                 repo.id,
                 name,
                 data=data,
+                files=blob,
                 etag=result.etag,
                 last_modified=result.last_modified,
                 fetched_at=fetched_at,
                 missing=False,
             )
-            version = store.data_version(data)
-            self._remember_decoded(repo.id, name, data, version)
+            version = data["digest"]
             await self._publish(repo.id, name, PageState(version, fetched_at, False))
             return CurrentPage(version)
         if errors:
@@ -383,5 +359,14 @@ class ProxyPages:
         return CurrentPage(row.version)
 
 
+def _parse(
+    body: IO[bytes], content_type: str, url: str, name: str
+) -> tuple[PageHead, store.PageWriter]:
+    """Parse a spooled upstream page into a `PageWriter` (in a worker thread)."""
+    writer = store.PageWriter()
+    head = read_upstream_page(body, content_type, url, writer.add, project=name)
+    return head, writer
+
+
 def _state_key(repo_id: int, name: str) -> str:
-    return f"proxy:state:{repo_id}:{name}"
+    return proxy_state_key(repo_id, name)

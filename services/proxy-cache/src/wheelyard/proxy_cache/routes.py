@@ -1,20 +1,63 @@
 """HTTP routes of the proxy-cache service besides the simple API (which
-`wheelyard.shared.web.fastpath.simple_routes` and `HotPaths` serve with `handlers`): the cache API.
+`wheelyard.shared.web.fastpath.simple_routes` and `HotPaths` serve with `handlers`): the PyPI
+JSON API of proxy and group repositories (`pypi_api`) and the cache API. Redirects use relative
+Locations so they keep whatever prefix the client used (the root `/pypi/...` alias included).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from packaging.utils import canonicalize_name
 
-from wheelyard.proxy_cache.handlers import proxy_of
+from wheelyard.proxy_cache.handlers import proxy_of, readable
 from wheelyard.shared import routes
 from wheelyard.shared.auth.access import require_admin
 from wheelyard.shared.errors import NotFound, Unauthenticated
+from wheelyard.shared.web.context import RequestContext
 from wheelyard.shared.web.deps import DirectoryDep, PrincipalDep
+from wheelyard.shared.web.pages import cache_control, project_name
 
 router = APIRouter()
+READ = sorted(routes.READ)
+
+
+async def _pypi_json(
+    request: Request, storage: str, repo: str, project: str, version: str | None
+) -> Response:
+    async with RequestContext(request) as ctx:
+        view = await readable(ctx, storage, repo)
+        name = project_name(project)
+        if name != project:
+            # One more level up when the request ended in a slash (`.../json/`).
+            slash = request.url.path.endswith("/")
+            up = "../" * ((2 if version else 1) + slash)
+            tail = (f"{version}/json" if version else "json") + ("/" if slash else "")
+            return RedirectResponse(f"{up}{name}/{tail}", status_code=301)
+        body = await proxy_of(request).pypi.document(ctx, view, name, version)
+        return Response(
+            body,
+            media_type="application/json",
+            headers={"Cache-Control": cache_control(request, view), "Vary": "Authorization"},
+        )
+
+
+@router.api_route(routes.PYPI_PROJECT.templates[0], methods=READ, summary="PyPI JSON: project")
+@router.api_route(routes.PYPI_PROJECT.templates[1], methods=READ, include_in_schema=False)
+async def pypi_project(request: Request, storage: str, repo: str, project: str) -> Response:
+    """The PyPI JSON document of a project in a proxy or group repository: from the hosted
+    members (groups), else the upstream's own JSON API, else built from the simple page; every
+    file URL points through this repository."""
+    return await _pypi_json(request, storage, repo, project, None)
+
+
+@router.api_route(routes.PYPI_RELEASE.templates[0], methods=READ, summary="PyPI JSON: release")
+@router.api_route(routes.PYPI_RELEASE.templates[1], methods=READ, include_in_schema=False)
+async def pypi_release(
+    request: Request, storage: str, repo: str, project: str, version: str
+) -> Response:
+    """The PyPI JSON document of one release (no `releases` key)."""
+    return await _pypi_json(request, storage, repo, project, version)
 
 
 @router.delete(routes.EXPIRE_CACHE.template, status_code=204, summary="Refresh a cached page")

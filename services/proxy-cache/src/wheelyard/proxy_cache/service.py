@@ -8,19 +8,26 @@ or the upstream, and return the response.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 from pathlib import Path
 
+from anyio import to_thread
 from starlette.responses import Response
 
 from wheelyard.proxy_cache import groups
-from wheelyard.proxy_cache.files import ProxyFiles
-from wheelyard.proxy_cache.links import linked_page, version_of
+from wheelyard.proxy_cache.files import ProxyFiles, Wanted
+from wheelyard.proxy_cache.links import linked_page
+from wheelyard.proxy_cache.netroutes import NetRoutes, ProxySettings
 from wheelyard.proxy_cache.pages import ProxyPages
+from wheelyard.proxy_cache.pypi_api import PypiApi
 from wheelyard.proxy_cache.upstream import UpstreamClient
 from wheelyard.shared.domain.hosted import find_file, same_version
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
+from wheelyard.shared.packaging.filenames import listed_version
 from wheelyard.shared.packaging.simple.model import JSON_V1, ProjectList, ProjectPage
 from wheelyard.shared.packaging.simple.render_html import render_index_html, render_project_html
 from wheelyard.shared.packaging.simple.render_json import render_index_json, render_project_json
@@ -31,9 +38,25 @@ from wheelyard.shared.web.pages import cache_control
 from wheelyard.shared.web.runtime import Runtime
 from wheelyard.shared.web.streaming import stored_file_response
 
+log = logging.getLogger(__name__)
+#: How often expired negative entries are purged from the database.
+PURGE_EVERY = 300.0
 
-def _render(page: ProjectPage, media: str) -> bytes:
-    return render_project_json(page) if media == JSON_V1 else render_project_html(page)
+
+#: Pages with more files than this are rendered without the per-file fragment memo.
+MEMO_FILES = 2000
+
+
+def _render(page: ProjectPage, media: str, memo: bool) -> bytes:
+    if media == JSON_V1:
+        return render_project_json(page, memo=memo)
+    return render_project_html(page, memo=memo)
+
+
+async def _render_off_loop(page: ProjectPage, media: str, files: int) -> bytes:
+    # A proxied page can have 100,000 files: rendering it (and reading its files from the
+    # stored row) takes long enough that it must not stall the event loop.
+    return await to_thread.run_sync(_render, page, media, files <= MEMO_FILES)
 
 
 def _digest_serial(version: str) -> int:
@@ -46,8 +69,18 @@ class ProxyService:
 
     def __init__(self, runtime: Runtime) -> None:
         backends = runtime.backends
+        settings = backends.settings
         self.runtime = runtime
-        self.client = UpstreamClient()
+        self.client = UpstreamClient(
+            NetRoutes(
+                ca_bundle=settings.pypi_proxy_ca_bundle,
+                proxies=ProxySettings(
+                    https_proxy=settings.https_proxy,
+                    http_proxy=settings.http_proxy,
+                    no_proxy=settings.no_proxy,
+                ),
+            )
+        )
         self.pages = ProxyPages(
             sessions=backends.sessions,
             cache=backends.cache,
@@ -59,10 +92,31 @@ class ProxyService:
             cache=backends.cache,
             client=self.client,
             spool_dir=Path(backends.settings.data_dir) / "proxy-spool",
+            sessions=backends.sessions,
         )
+        self.pypi = PypiApi(self.pages, self.client)
+        self._purger: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the background purge of expired negative entries."""
+        self._purger = asyncio.create_task(self._purge_forever(), name="proxy-negative-purge")
+
+    async def _purge_forever(self) -> None:
+        while True:
+            try:
+                purged = await self.pages.purge_negatives()
+                if purged:
+                    log.info("purged %d expired negative proxy page entries", purged)
+            except Exception:  # the database may be down for a while: try again later
+                log.warning("purging negative proxy page entries failed", exc_info=True)
+            await asyncio.sleep(PURGE_EVERY)
 
     async def aclose(self) -> None:
         """Stop fetches and close upstream connections."""
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
         await self.files.aclose()
         await self.client.aclose()
 
@@ -79,10 +133,9 @@ class ProxyService:
             current = await self.pages.current(view, name)
 
             async def render() -> bytes:
-                decoded = await self.pages.decoded(view, name, current.version)
-                return _render(
-                    linked_page(decoded, base=base, storage=view.storage, repo=view.name), media
-                )
+                content = await self.pages.content(view, name)
+                page = linked_page(content, base=base, storage=view.storage, repo=view.name)
+                return await _render_off_loop(page, media, content.count)
 
             page = await ctx.pages.page(
                 f"proxy:{view.id}:{name}", _digest_serial(current.version), variant, render
@@ -91,7 +144,8 @@ class ProxyService:
         found = await groups.resolve(ctx, self.pages, view, name)
 
         async def render_group() -> bytes:
-            return _render(await groups.group_page(ctx, self.pages, view, name, found), media)
+            page, files = await groups.group_page(ctx, self.pages, view, name, found)
+            return await _render_off_loop(page, media, files)
 
         page = await ctx.pages.page(f"group:{view.id}:{name}", found.key(), variant, render_group)
         return page, found.proxy is not None and found.proxy[1].stale
@@ -145,19 +199,23 @@ class ProxyService:
         metadata = filename.endswith(".metadata")
         real_name = filename.removesuffix(".metadata") if metadata else filename
         listed, upstream_index = await self.pages.find_file(source, name, real_name)
-        if not same_version(version, version_of(real_name)) or (
+        if not same_version(version, listed_version(real_name)) or (
             metadata and not listed.has_core_metadata
         ):
             raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
         if not 0 <= upstream_index < len(source.upstreams):
             upstream_index = 0
         url = listed.upstream_url or listed.url
-        return await self.files.response(
-            request,
+        wanted = Wanted(
+            repository_id=source.id,
+            project=name,
+            filename=filename,
             url=url + ".metadata" if metadata else url,
             upstream=source.upstreams[upstream_index],
             sha256=listed.core_metadata_sha256 if metadata else listed.sha256,
             size=None if metadata else listed.size,
-            cache_control=control,
-            redirect=ctx.backends.settings.blob_redirect,
+            upload_time=listed.upload_time,
+        )
+        return await self.files.response(
+            request, wanted, cache_control=control, redirect=ctx.backends.settings.blob_redirect
         )

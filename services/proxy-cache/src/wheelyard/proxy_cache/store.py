@@ -1,38 +1,51 @@
 """Persisted proxy pages: the `proxy_pages` table, the truth behind every cached proxy page.
 
-A row holds the parsed, sanitised page (`data`, never upstream markup), the validators to
-revalidate it with (ETag, Last-Modified), when it was last confirmed by the upstream, and
-whether the upstream said 404 (a negative entry). Rows survive restarts, so pages (and through
-them cached files) are still served when the upstream is gone.
+A row holds the parsed, sanitised page (never upstream markup) in two parts: the head in
+`data` (versions, status, serial, which upstream, the page's digest) and the files in `files`,
+one compact JSON object per line, zlib-compressed. Nothing ever holds a whole page as Python
+objects: `PageWriter` compresses files one by one as the upstream page is parsed, and
+`PageContent` decompresses them one by one for rendering or for finding one file, so a page of
+100,000 files costs its compressed size (a few MB) plus a chunk at a time.
+
+Rows also hold the validators to revalidate with (ETag, Last-Modified), when the upstream last
+confirmed the page, and whether it said 404 (a negative entry, purged once expired). Rows
+survive restarts, so pages (and through them cached files) are still served when the upstream
+is gone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select, update
+from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import ProxyPage
-from wheelyard.shared.packaging.simple.model import ProjectPage, SimpleFile
+from wheelyard.shared.packaging.filenames import listed_version
+from wheelyard.shared.packaging.simple.model import SimpleFile
 
 SessionFactory = Callable[[], AsyncSession]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Decompressed bytes handled per step when reading a page's files.
+_STEP = 256 * 1024
+#: One encoder for every line (json.dumps with options builds a new one per call).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)
 class StoredPage:
-    """One row of `proxy_pages`, detached. `version` is a digest of `data`."""
+    """One row of `proxy_pages` without its files, detached. `version` is the page's digest."""
 
     project: str
-    data: dict[str, Any]
+    head: dict[str, Any]
     etag: str | None
     last_modified: str | None
     fetched_at: float  # epoch seconds
@@ -40,88 +53,179 @@ class StoredPage:
 
     @property
     def version(self) -> str:
-        return data_version(self.data)
+        return str(self.head.get("digest") or "-")
 
     @property
     def usable(self) -> bool:
         """True when the row holds a page that can be served (stale or not)."""
-        return not self.missing and "files" in self.data
+        return not self.missing and "digest" in self.head
+
+    @property
+    def source(self) -> int:
+        """Which of the repository's upstreams the page came from."""
+        value = self.head.get("source")
+        return value if isinstance(value, int) else 0
 
 
-def data_version(data: dict[str, Any]) -> str:
-    """A short digest of a page's data: its identity in caches and ETags."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.blake2s(text.encode(), digest_size=8).hexdigest()
-
-
-def page_to_data(page: ProjectPage, *, serial: int | None, source: int) -> dict[str, Any]:
-    """The JSON-able form of an upstream page (`source`: index of the upstream it came from)."""
+def _entry(f: SimpleFile, version: str) -> dict[str, Any]:
+    # `filename` first: `PageContent.find` matches lines by their start.
     return {
-        "files": [
-            {
-                "filename": f.filename,
-                "upstream_url": f.upstream_url or f.url,
-                "sha256": f.sha256,
-                "size": f.size,
-                "upload_time": f.upload_time.isoformat() if f.upload_time else None,
-                "requires_python": f.requires_python,
-                "yanked": f.yanked,
-                "core_metadata_sha256": f.core_metadata_sha256,
-                "has_core_metadata": f.has_core_metadata,
-            }
-            for f in page.files
-        ],
-        "versions": list(page.versions),
-        "status": page.status,
-        "status_reason": page.status_reason,
-        "serial": serial,
-        "source": source,
+        "filename": f.filename,
+        "upstream_url": f.upstream_url or f.url,
+        "sha256": f.sha256,
+        "size": f.size,
+        "upload_time": f.upload_time.isoformat() if f.upload_time else None,
+        "requires_python": f.requires_python,
+        "yanked": f.yanked,
+        "core_metadata_sha256": f.core_metadata_sha256,
+        "has_core_metadata": f.has_core_metadata,
+        # Our URL's version segment, worked out once here rather than at every render.
+        "version": version,
     }
 
 
-def files_of(data: dict[str, Any]) -> list[SimpleFile]:
-    """The files of a stored page, with `url` and `upstream_url` both the upstream URL."""
-    out = []
-    for f in data.get("files", ()):
-        upload_time = f.get("upload_time")
-        out.append(
-            SimpleFile(
-                filename=f["filename"],
-                url=f["upstream_url"],
-                sha256=f.get("sha256"),
-                size=f.get("size"),
-                upload_time=datetime.fromisoformat(upload_time) if upload_time else None,
-                requires_python=f.get("requires_python"),
-                yanked=f.get("yanked", False),
-                core_metadata_sha256=f.get("core_metadata_sha256"),
-                has_core_metadata=bool(f.get("has_core_metadata")),
-                upstream_url=f["upstream_url"],
-            )
-        )
-    return out
-
-
-def _detach(row: ProxyPage) -> StoredPage:
-    return StoredPage(
-        project=row.project,
-        data=dict(row.data or {}),
-        etag=row.etag,
-        last_modified=row.last_modified,
-        fetched_at=row.fetched_at.timestamp(),
-        missing=row.missing,
+def _file(entry: dict[str, Any]) -> SimpleFile:
+    upload_time = entry.get("upload_time")
+    return SimpleFile(
+        filename=entry["filename"],
+        url=entry["upstream_url"],
+        sha256=entry.get("sha256"),
+        size=entry.get("size"),
+        upload_time=datetime.fromisoformat(upload_time) if upload_time else None,
+        requires_python=entry.get("requires_python"),
+        yanked=entry.get("yanked", False),
+        core_metadata_sha256=entry.get("core_metadata_sha256"),
+        has_core_metadata=bool(entry.get("has_core_metadata")),
+        upstream_url=entry["upstream_url"],
     )
 
 
+class PageWriter:
+    """A page's files compressed as they are parsed (call `add` from the parsing thread)."""
+
+    def __init__(self) -> None:
+        self._compressor = zlib.compressobj(6)
+        self._chunks: list[bytes] = []
+        self._digest = hashlib.blake2s(digest_size=8)
+        self.count = 0
+
+    def add(self, f: SimpleFile, version: str) -> None:
+        """Append one file, with its `listed_version`."""
+        line = _encode(_entry(f, version)).encode() + b"\n"
+        self._digest.update(line)
+        chunk = self._compressor.compress(line)
+        if chunk:
+            self._chunks.append(chunk)
+        self.count += 1
+
+    def finish(self, head: dict[str, Any], *, drop_files: bool = False) -> tuple[dict, bytes]:
+        """The row's `data` (`head` plus the page's digest and file count) and `files`.
+        `drop_files` stores none (a quarantined page)."""
+        if drop_files:
+            digest, count, blob = hashlib.blake2s(digest_size=8), 0, zlib.compress(b"")
+        else:
+            self._chunks.append(self._compressor.flush())
+            digest, count, blob = self._digest.copy(), self.count, b"".join(self._chunks)
+        digest.update(json.dumps(head, sort_keys=True).encode())
+        return {**head, "digest": digest.hexdigest(), "count": count}, blob
+
+
+@dataclass(frozen=True)
+class PageContent:
+    """A stored page with its files, read lazily from the compressed lines."""
+
+    row: StoredPage
+    blob: bytes
+
+    @property
+    def count(self) -> int:
+        """How many files the page lists."""
+        value = self.row.head.get("count")
+        return value if isinstance(value, int) else 0
+
+    def _lines(self) -> Iterator[bytes]:
+        decompressor = zlib.decompressobj()
+        pending = b""
+        for start in range(0, len(self.blob), _STEP):
+            pending += decompressor.decompress(self.blob[start : start + _STEP])
+            *lines, pending = pending.split(b"\n")
+            yield from lines
+        pending += decompressor.flush()
+        yield from (line for line in pending.split(b"\n") if line)
+
+    def files(self) -> Iterator[SimpleFile]:
+        """Every file, in page order, with `url` and `upstream_url` both the upstream URL."""
+        for line in self._lines():
+            yield _file(json.loads(line))
+
+    def files_and_versions(self) -> Iterator[tuple[SimpleFile, str]]:
+        """Every file with the version segment of its URL (`version_of` its filename)."""
+        for line in self._lines():
+            entry = json.loads(line)
+            f = _file(entry)
+            yield f, entry.get("version") or listed_version(f.filename)
+
+    def find(self, filename: str) -> SimpleFile | None:
+        """The file called `filename`, or None (only that file's line is decoded)."""
+        needle = b'{"filename":' + json.dumps(filename).encode() + b","
+        for line in self._lines():
+            if line.startswith(needle):
+                return _file(json.loads(line))
+        return None
+
+
+def _detach(row: Any) -> StoredPage:
+    project, data, etag, last_modified, fetched_at, missing = row
+    return StoredPage(
+        project=project,
+        head=dict(data or {}),
+        etag=etag,
+        last_modified=last_modified,
+        fetched_at=fetched_at.timestamp(),
+        missing=missing,
+    )
+
+
+_HEAD_COLUMNS = (
+    ProxyPage.project,
+    ProxyPage.data,
+    ProxyPage.etag,
+    ProxyPage.last_modified,
+    ProxyPage.fetched_at,
+    ProxyPage.missing,
+)
+
+
 async def load(session: AsyncSession, repository_id: int, project: str) -> StoredPage | None:
-    """The stored page of `project` (normalized) in the proxy repository, or None."""
+    """The stored page of `project` (normalized) in the proxy repository, without its files."""
     row = (
         await session.exec(
-            select(ProxyPage).where(
+            select(*_HEAD_COLUMNS).where(  # type: ignore[call-overload]
                 ProxyPage.repository_id == repository_id, ProxyPage.project == project
             )
         )
     ).first()
     return _detach(row) if row is not None else None
+
+
+async def load_content(
+    session: AsyncSession, repository_id: int, project: str
+) -> PageContent | None:
+    """The stored page of `project` with its files, or None when there is no usable one."""
+    row = (
+        await session.exec(
+            select(*_HEAD_COLUMNS, ProxyPage.files).where(  # type: ignore[call-overload]
+                ProxyPage.repository_id == repository_id, ProxyPage.project == project
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    page = _detach(row[:6])
+    blob = row[6]
+    if not page.usable or blob is None:
+        return None
+    return PageContent(page, blob)
 
 
 async def save(
@@ -130,12 +234,14 @@ async def save(
     project: str,
     *,
     data: dict[str, Any] | None,
+    files: bytes | None = None,
     etag: str | None,
     last_modified: str | None,
     fetched_at: float,
     missing: bool,
 ) -> None:
-    """Store a fetch result. `data=None` keeps the stored data (a 304, a lower serial).
+    """Store a fetch result: the head `data` and compressed `files` of a `PageWriter`.
+    `data=None` keeps the stored page (a 304, a lower serial, a 404).
 
     An answer fetched earlier than the stored one never replaces it (two replicas that raced
     past the lock, or a slow fetch finishing after a fast one).
@@ -149,6 +255,7 @@ async def save(
     }
     if data is not None:
         values["data"] = data
+        values["files"] = files
     for _attempt in range(2):
         async with sessions() as session:
             await begin_write(session)
@@ -205,3 +312,18 @@ async def cached_projects(session: AsyncSession, repository_id: int) -> list[str
         .order_by(col(ProxyPage.project))
     )
     return list(rows.all())
+
+
+async def purge_expired_negatives(sessions: SessionFactory, older_than: float) -> int:
+    """Delete negative entries (upstream 404s) confirmed before `older_than` (epoch seconds):
+    anonymous lookups of unknown names must not grow the database. Returns how many."""
+    when = datetime.fromtimestamp(older_than, UTC)
+    async with sessions() as session:
+        await begin_write(session)
+        result = await session.exec(
+            delete(ProxyPage).where(
+                col(ProxyPage.missing).is_(True), col(ProxyPage.fetched_at) < when
+            )
+        )
+        await session.commit()
+        return int(result.rowcount or 0)

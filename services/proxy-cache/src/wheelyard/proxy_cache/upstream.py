@@ -3,11 +3,18 @@
 Every request to an upstream goes through `UpstreamClient`, which
 
 - fetches project pages preferring PEP 691 JSON (HTML still accepted), conditionally (ETag /
-  Last-Modified), within the upstream's timeout as a total deadline, with a hard body cap;
+  Last-Modified), within the upstream's timeout as a total deadline, with a hard body cap; the
+  body is spooled to a temporary file (in memory while small), never held whole in memory;
 - opens file streams, following at most `MAX_REDIRECTS` redirects by hand, each hop checked
   by `check_target` (SSRF, CWE-918) before anything is connected to;
 - sends the upstream's credentials only to the upstream's own host (like requests and uv,
   which strip Authorization on a cross-host redirect, docs/standards.md §9);
+- verifies TLS against the system trust store (`truststore`, as pip does) plus
+  `WHEELYARD_PYPI_PROXY_CA_BUNDLE` and the upstream's own `ca_bundle` (a TLS-inspecting proxy,
+  a private CA), and reaches upstreams through `HTTPS_PROXY`/`HTTP_PROXY` unless `NO_PROXY`
+  says otherwise (`netroutes`); the SSRF guard still checks every final target;
+- names the real cause of a failure ("certificate verify failed: self-signed certificate in
+  certificate chain", "connection refused"), not the exception's class;
 - keeps one `CircuitBreaker` per upstream, so that while an upstream is down requests fail
   (or are served stale) at once instead of each waiting the full timeout.
 """
@@ -15,13 +22,16 @@ Every request to an upstream goes through `UpstreamClient`, which
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
+from typing import IO
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from wheelyard.proxy_cache.addresses import AddressGuard
 from wheelyard.proxy_cache.breaker import CircuitBreaker
+from wheelyard.proxy_cache.netroutes import NetRoutes, describe_failure
 from wheelyard.shared.config import UpstreamConfig
 from wheelyard.shared.errors import UpstreamError, UpstreamTimeout
 
@@ -29,6 +39,8 @@ from wheelyard.shared.errors import UpstreamError, UpstreamTimeout
 MAX_REDIRECTS = 3
 #: The largest project page accepted from an upstream (PyPI's biggest are tens of MB of JSON).
 MAX_PAGE_BYTES = 64 * 1024 * 1024
+#: A page body is kept in memory up to this size, on disk beyond it.
+SPOOL_IN_MEMORY = 1024 * 1024
 #: What we ask upstreams for: JSON first, HTML as the fallback (docs/standards.md §9).
 PAGE_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
@@ -39,15 +51,19 @@ USER_AGENT = "wheelyard-proxy/0.1"
 
 @dataclass(frozen=True)
 class PageFetch:
-    """An upstream's answer for one project page."""
+    """An upstream's answer for one page. The caller closes `body` (a spooled file)."""
 
     status: int  # 200, 304 or 404
-    body: bytes = b""
+    body: IO[bytes] = field(default_factory=lambda: tempfile.SpooledTemporaryFile(0))  # noqa: SIM115
     content_type: str = ""
     url: str = ""  # the final URL (relative links resolve against it)
     etag: str | None = None
     last_modified: str | None = None
     serial: int | None = None  # X-PyPI-Last-Serial, when sent
+
+    def close(self) -> None:
+        """Release the spooled body."""
+        self.body.close()
 
 
 def project_url(upstream: UpstreamConfig, name: str) -> str:
@@ -70,19 +86,14 @@ def _timeout(seconds: float) -> httpx.Timeout:
 class UpstreamClient:
     """HTTP to upstream indexes (see the module docstring). One per process."""
 
-    def __init__(self) -> None:
-        self.http = httpx.AsyncClient(
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            headers={"User-Agent": USER_AGENT},
-            trust_env=False,
-        )
+    def __init__(self, routes: NetRoutes | None = None) -> None:
+        self.routes = routes or NetRoutes()
         self.guard = AddressGuard()
         self.breaker = CircuitBreaker()
 
     async def aclose(self) -> None:
         """Close pooled connections."""
-        await self.http.aclose()
+        await self.routes.aclose()
 
     async def fetch_page(
         self,
@@ -103,31 +114,48 @@ class UpstreamClient:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        return await self.fetch_document(upstream, project_url(upstream, name), headers)
+
+    async def fetch_document(
+        self, upstream: UpstreamConfig, url: str, headers: dict[str, str]
+    ) -> PageFetch:
+        """GET `url` on `upstream` (a page, or a JSON API document) within the upstream's
+        timeout: status 200 (body spooled, at most `MAX_PAGE_BYTES`), 304 or 404 (and 410);
+        raises like `fetch_page`."""
         try:
             async with asyncio.timeout(upstream.timeout):
-                return await self._page(upstream, project_url(upstream, name), headers)
+                return await self._page(upstream, url, headers)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"the upstream did not answer within {upstream.timeout:g}s"
             ) from None
 
+    async def _check(self, url: str, upstream: UpstreamConfig, allow_internal: bool) -> None:
+        via_proxy = self.routes.proxied(url, upstream.ca_bundle)
+        await self.guard.check(url, allow_internal=allow_internal, via_proxy=via_proxy)
+
+    async def _internal(self, upstream: UpstreamConfig) -> bool:
+        via_proxy = self.routes.proxied(upstream.url, upstream.ca_bundle)
+        return await self.guard.is_internal(upstream.url, via_proxy=via_proxy)
+
     async def _page(self, upstream: UpstreamConfig, url: str, headers: dict[str, str]) -> PageFetch:
-        allow_internal = await self.guard.is_internal(upstream.url)
+        allow_internal = await self._internal(upstream)
+        http = self.routes.client(upstream.ca_bundle)
         for _hop in range(MAX_REDIRECTS + 1):
-            await self.guard.check(url, allow_internal=allow_internal)
-            request = self.http.build_request(
+            await self._check(url, upstream, allow_internal)
+            request = http.build_request(
                 "GET", url, headers=headers, timeout=_timeout(upstream.timeout)
             )
             auth = _auth_for(url, upstream)
             try:
-                response = await self.http.send(
+                response = await http.send(
                     request, stream=True, auth=httpx.BasicAuth(*auth) if auth else None
                 )
             except httpx.TimeoutException as exc:
                 raise UpstreamTimeout("the upstream did not answer in time") from exc
             except httpx.HTTPError as exc:
                 raise UpstreamError(
-                    f"the upstream could not be reached: {type(exc).__name__}"
+                    f"the upstream could not be reached: {describe_failure(exc)}"
                 ) from exc
             try:
                 if response.is_redirect and "location" in response.headers:
@@ -139,7 +167,7 @@ class UpstreamClient:
                     return PageFetch(404, url=url)
                 if response.status_code != 200:
                     raise UpstreamError(f"the upstream answered {response.status_code}")
-                body = await _read_capped(response, MAX_PAGE_BYTES)
+                body = await _spool_capped(response, MAX_PAGE_BYTES)
                 serial = response.headers.get("x-pypi-last-serial")
                 return PageFetch(
                     200,
@@ -161,23 +189,24 @@ class UpstreamClient:
         The caller must `aclose()` the response. Raises `UpstreamTimeout`, `UpstreamRefused`
         or `UpstreamError` (any other status).
         """
-        allow_internal = await self.guard.is_internal(upstream.url)
+        allow_internal = await self._internal(upstream)
         timeout = _timeout(upstream.timeout)
+        http = self.routes.client(upstream.ca_bundle)
         for _hop in range(MAX_REDIRECTS + 1):
-            await self.guard.check(url, allow_internal=allow_internal)
+            await self._check(url, upstream, allow_internal)
             auth = _auth_for(url, upstream)
-            request = self.http.build_request(
+            request = http.build_request(
                 "GET", url, headers={"Accept-Encoding": "identity"}, timeout=timeout
             )
             try:
-                response = await self.http.send(
+                response = await http.send(
                     request, stream=True, auth=httpx.BasicAuth(*auth) if auth else None
                 )
             except httpx.TimeoutException as exc:
                 raise UpstreamTimeout("the upstream did not answer in time") from exc
             except httpx.HTTPError as exc:
                 raise UpstreamError(
-                    f"the upstream could not be reached: {type(exc).__name__}"
+                    f"the upstream could not be reached: {describe_failure(exc)}"
                 ) from exc
             if response.is_redirect and "location" in response.headers:
                 url = urljoin(url, response.headers["location"])
@@ -190,20 +219,27 @@ class UpstreamClient:
         raise UpstreamError(f"the upstream redirected more than {MAX_REDIRECTS} times")
 
 
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+async def _spool_capped(response: httpx.Response, cap: int) -> IO[bytes]:
+    """The response body in a spooled temporary file (rewound), refused past `cap` bytes."""
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise UpstreamError(f"the upstream page is larger than {cap} bytes")
-    chunks: list[bytes] = []
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
     total = 0
     try:
         async for chunk in response.aiter_bytes():
             total += len(chunk)
             if total > cap:
                 raise UpstreamError(f"the upstream page is larger than {cap} bytes")
-            chunks.append(chunk)
+            spool.write(chunk)
     except httpx.TimeoutException as exc:
+        spool.close()
         raise UpstreamTimeout("the upstream page did not arrive in time") from exc
     except httpx.HTTPError as exc:
-        raise UpstreamError(f"the upstream page was cut short: {type(exc).__name__}") from exc
-    return b"".join(chunks)
+        spool.close()
+        raise UpstreamError(f"the upstream page was cut short: {describe_failure(exc)}") from exc
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool

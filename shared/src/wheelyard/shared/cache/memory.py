@@ -18,8 +18,11 @@ from uuid import uuid4
 
 from wheelyard.shared.cache.base import Lock, LockTimeout
 
-DEFAULT_MAX_ENTRIES = 10_000
+DEFAULT_MAX_ENTRIES = 100_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+#: What an entry costs besides its key and value (the entry object, dict and order links):
+#: counted, so that a budget in bytes holds for many tiny entries too.
+ENTRY_OVERHEAD = 160
 # How often, at most, a full scan for expired entries may run when the cache is over budget:
 # the scan is O(n), so it must not run on every write of a cache full of live entries.
 _SWEEP_INTERVAL = 1.0
@@ -36,6 +39,10 @@ def check_lock_args(ttl: float, wait: float) -> None:
     check_ttl(ttl)
     if not wait >= 0:
         raise ValueError(f"lock wait must be zero or more seconds, got {wait!r}")
+
+
+def _cost(key: str, value: bytes) -> int:
+    return len(key) + len(value) + ENTRY_OVERHEAD
 
 
 @dataclass(slots=True)
@@ -72,13 +79,14 @@ class MemoryLock:
 
 
 class MemoryCache:
-    """The `Cache` protocol in one process's memory, bounded in entries and bytes.
+    """The `Cache` protocol in one process's memory, bounded in bytes (and, as a backstop, in
+    entries).
 
     Expired entries are dropped lazily when read. When a write takes the cache past
-    `max_entries` or `max_bytes` (key characters plus value bytes), expired entries are swept
-    and then the oldest writes are evicted until it fits; a value larger than `max_bytes` is not
-    stored. Any key may therefore vanish early, as the protocol allows. Counters are stored as
-    their decimal ASCII bytes, as Redis does.
+    `max_bytes` (key characters plus value bytes plus `ENTRY_OVERHEAD` per entry) or
+    `max_entries`, expired entries are swept and then the oldest writes are evicted until it
+    fits; a value larger than `max_bytes` is not stored. Any key may therefore vanish early,
+    as the protocol allows. Counters are stored as their decimal ASCII bytes, as Redis does.
     """
 
     def __init__(
@@ -109,10 +117,10 @@ class MemoryCache:
         check_ttl(ttl)
         now = time.monotonic()
         self._remove(key)
-        if len(key) + len(value) > self._max_bytes:
+        if _cost(key, value) > self._max_bytes:
             return
         self._data[key] = _Entry(bytes(value), None if ttl is None else now + ttl)
-        self._bytes += len(key) + len(value)
+        self._bytes += _cost(key, value)
         self._make_room(now)
 
     async def delete(self, key: str) -> None:
@@ -236,7 +244,7 @@ class MemoryCache:
     def _remove(self, key: str) -> None:
         entry = self._data.pop(key, None)
         if entry is not None:
-            self._bytes -= len(key) + len(entry.value)
+            self._bytes -= _cost(key, entry.value)
 
     def _over_budget(self) -> bool:
         return len(self._data) > self._max_entries or self._bytes > self._max_bytes
@@ -251,7 +259,7 @@ class MemoryCache:
             self._sweep_locks(now)
         while self._over_budget():
             key, entry = self._data.popitem(last=False)
-            self._bytes -= len(key) + len(entry.value)
+            self._bytes -= _cost(key, entry.value)
 
     def _sweep_locks(self, now: float) -> None:
         # Locks of holders that died without releasing would otherwise stay forever.

@@ -14,10 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
-def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncEngine:
+def create_engine(
+    url: str, *, schema: str | None = None, sqlite_foreign_keys: bool = True, **kwargs: Any
+) -> AsyncEngine:
     """Create the async engine for `url` (`sqlite+aiosqlite://` or `postgresql+asyncpg://`).
 
     `schema` (Postgres only) sets the search_path: tests use it to isolate runs in one database.
+    `sqlite_foreign_keys=False` is for migrations only: SQLite changes a table by copying it,
+    and with foreign keys on, dropping the old copy would cascade to every referencing row
+    (https://www.sqlite.org/lang_altertable.html#otheralter, step 1).
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
@@ -31,7 +36,7 @@ def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Asyn
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA foreign_keys={'ON' if sqlite_foreign_keys else 'OFF'}")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 

@@ -61,10 +61,17 @@ class Storage(SQLModel, table=True):
 
 
 class Repository(SQLModel, table=True):
-    """A hosted, proxy or group repository inside a storage."""
+    """A hosted, proxy or group repository inside a storage.
+
+    Ids are never reused (SQLite AUTOINCREMENT; Postgres sequences never go back): cache keys
+    are built from them, and a new repository must never find a deleted one's entries.
+    """
 
     __tablename__ = "repositories"
-    __table_args__ = (sa.UniqueConstraint("storage_id", "name", name="uq_repository_name"),)
+    __table_args__ = (
+        sa.UniqueConstraint("storage_id", "name", name="uq_repository_name"),
+        {"sqlite_autoincrement": True},
+    )
     id: int | None = Field(default=None, primary_key=True)
     storage_id: int = _fk("storages.id")
     name: str = Field(max_length=64)
@@ -87,6 +94,9 @@ class Upstream(SQLModel, table=True):
     username: str | None = Field(default=None, max_length=256)
     password: str | None = Field(default=None, max_length=1024)
     timeout: float = 30.0
+    # PEM certificates trusted for this upstream besides the system's (a TLS-inspecting proxy
+    # or a private CA); None = the system trust store and WHEELYARD_PYPI_PROXY_CA_BUNDLE.
+    ca_bundle: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class RepositoryMember(SQLModel, table=True):
@@ -230,10 +240,13 @@ class AuditEvent(SQLModel, table=True):
 class ProxyPage(SQLModel, table=True):
     """The last good upstream page of one project in a proxy repository (or a negative entry).
 
-    `data` is the parsed, sanitised page (never upstream markup): files with their upstream
-    URL, sha256, size, upload time, requires-python, yank state and core-metadata hash, the
-    versions and the PEP 792 status. Kept so pages survive restarts and can be served stale
-    while the upstream is down. `missing` marks a recent upstream 404 (a negative entry).
+    The parsed, sanitised page (never upstream markup) is in two parts: `data` holds the head
+    (versions, PEP 792 status, serial, which upstream, the digest that identifies this
+    version of the page, the file count) and `files` the files, one JSON object per line,
+    zlib-compressed (upstream URL, sha256, size, upload time, requires-python, yank state,
+    core-metadata hash), so a page of 100,000 files is read as a stream. Kept so pages survive
+    restarts and can be served stale while the upstream is down. `missing` marks a recent
+    upstream 404 (a negative entry), purged once expired.
     """
 
     __tablename__ = "proxy_pages"
@@ -244,5 +257,30 @@ class ProxyPage(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
     etag: str | None = Field(default=None, max_length=1024)
     last_modified: str | None = Field(default=None, max_length=128)
-    fetched_at: datetime = _created()
+    fetched_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     missing: bool = False
+    files: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+
+
+class ProxyFile(SQLModel, table=True):
+    """A file a proxy repository fetched from its own upstream and verified (sha256, size).
+
+    The blob store is shared and content-addressed, so a blob's existence says nothing about
+    who may read it: a proxy repository serves stored bytes only for files it has a row for.
+    `filename` is the name in the download URL (a `.metadata` suffix for PEP 658 metadata).
+    `first_seen` is when the file entered this repository, `last_downloaded` when it was last
+    served (updated at most hourly), `upload_time` the upstream's, when its page gave one.
+    """
+
+    __tablename__ = "proxy_files"
+    __table_args__ = (sa.UniqueConstraint("repository_id", "filename", name="uq_proxy_file"),)
+    id: int | None = Field(default=None, primary_key=True)
+    repository_id: int = _fk("repositories.id")
+    project: str = Field(max_length=255)  # normalized
+    filename: str = Field(max_length=300)
+    sha256: str = Field(max_length=64)
+    size: int = Field(sa_type=sa.BigInteger)
+    blob_key: str = Field(max_length=255)
+    upload_time: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    first_seen: datetime = _created()
+    last_downloaded: datetime = _created()

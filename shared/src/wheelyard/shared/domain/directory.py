@@ -15,7 +15,14 @@ from collections.abc import Callable
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.concurrency import SingleFlight
-from wheelyard.shared.domain.repositories import RepositoryView, find_repository, view_of
+from wheelyard.shared.domain.repositories import (
+    NAME_PATTERN as _NAME,
+)
+from wheelyard.shared.domain.repositories import (
+    RepositoryView,
+    find_repository,
+    view_of,
+)
 from wheelyard.shared.errors import NotFound
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,10 @@ class RepositoryDirectory:
 
     async def get(self, storage: str, name: str) -> RepositoryView | None:
         """The view of `storage/name`, or None when it does not exist."""
+        if not (_NAME.match(storage) and _NAME.match(name)):
+            # Not a possible name: answered without a query and without remembering it, so
+            # that client input never grows the directory beyond small, valid names.
+            return None
         known, cached = self.peek(storage, name)
         if known:
             return cached

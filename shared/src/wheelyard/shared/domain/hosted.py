@@ -6,6 +6,7 @@ of groups), so both list hosted files exactly the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.db.models import File, Project, Release
+from wheelyard.shared.packaging import pypi_json
 from wheelyard.shared.packaging.simple.model import ProjectList, ProjectPage, SimpleFile
 from wheelyard.shared.routes import repository_path
 
@@ -74,6 +76,43 @@ async def live_files(session: AsyncSession, project_id: int) -> list[tuple[File,
 async def releases_of(session: AsyncSession, project_id: int) -> list[Release]:
     """Every release of the project."""
     return list((await session.exec(select(Release).where(Release.project_id == project_id))).all())
+
+
+async def release_infos(
+    session: AsyncSession, project: ProjectRef, url_for: Callable[[str, str], str]
+) -> list[pypi_json.ReleaseInfo]:
+    """The project's releases that have live files, for the PyPI JSON API; `url_for(version,
+    filename)` is where each file is downloaded (the repository's or a group's URL)."""
+    files_by_release: dict[int, list[pypi_json.FileInfo]] = {}
+    for f, r in await live_files(session, project.id):
+        files_by_release.setdefault(f.release_id, []).append(
+            pypi_json.FileInfo(
+                filename=f.filename,
+                packagetype=f.packagetype,
+                python_version=f.python_version,
+                url=url_for(r.version, f.filename),
+                size=f.size,
+                sha256=f.sha256,
+                upload_time=f.upload_time,
+                blake2_256=f.blake2_256,
+                md5=f.md5,
+                requires_python=f.requires_python,
+                yanked=r.yanked,
+                yanked_reason=r.yanked_reason,
+                core_metadata_sha256=f.metadata_sha256,
+            )
+        )
+    return [
+        pypi_json.ReleaseInfo(
+            version=r.version,
+            metadata=r.core_metadata,
+            yanked=r.yanked,
+            yanked_reason=r.yanked_reason,
+            files=files_by_release.get(r.id or 0, []),
+        )
+        for r in await releases_of(session, project.id)
+        if r.id in files_by_release
+    ]
 
 
 async def project_page(

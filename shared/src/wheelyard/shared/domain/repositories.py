@@ -17,11 +17,21 @@ from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.config import RepositoryConfig, UpstreamConfig
-from wheelyard.shared.db.models import File, Repository, RepositoryMember, Storage, Upstream
+from wheelyard.shared.db.models import (
+    File,
+    Project,
+    ProxyPage,
+    Repository,
+    RepositoryMember,
+    Storage,
+    Upstream,
+)
 from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
-_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?\Z")
+#: What a storage or repository name may be (1-64 characters).
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?\Z")
+_NAME_RE = NAME_PATTERN
 
 
 def validate_slug(kind: str, name: str) -> str:
@@ -143,7 +153,13 @@ async def view_of(
         ttl=repo.ttl,
         settings=dict(repo.settings or {}),
         upstreams=tuple(
-            UpstreamConfig(url=u.url, username=u.username, password=u.password, timeout=u.timeout)
+            UpstreamConfig(
+                url=u.url,
+                username=u.username,
+                password=u.password,
+                timeout=u.timeout,
+                ca_bundle=u.ca_bundle,
+            )
             for u in upstreams
         ),
         members=tuple(f"{s}/{r}" for s, r in member_rows),
@@ -209,6 +225,7 @@ async def apply_repository(
                 username=up.username,
                 password=up.password,
                 timeout=up.timeout,
+                ca_bundle=up.ca_bundle,
             )
         )
     for pos, member_id in enumerate(member_ids):
@@ -252,3 +269,28 @@ async def _refuse_orphaning(session: AsyncSession, repo: Repository, new_type: s
             f"Repository '{repo.name}' holds uploaded files; changing it from {repo.type} to "
             f"{new_type} would orphan them. Delete the files first or create a new repository."
         )
+
+
+def proxy_state_key(repository_id: int, project: str) -> str:
+    """The cache key of a proxy page's state (kept by the proxy-cache service; named here so
+    that deleting a repository can delete it)."""
+    return f"proxy:state:{repository_id}:{project}"
+
+
+@dataclass(frozen=True)
+class CachedNames:
+    """What a repository has entries in the cache for: its hosted projects (serial hints)
+    and its proxied projects (page states)."""
+
+    hosted_projects: list[str]
+    proxy_projects: list[str]
+
+
+async def cached_names(session: AsyncSession, repository_id: int) -> CachedNames:
+    """The names under which `repository_id` may have cache entries (read before deleting it;
+    entries that cannot be named are keyed by its id, which is never reused)."""
+    hosted = await session.exec(select(Project.name).where(Project.repository_id == repository_id))
+    proxied = await session.exec(
+        select(ProxyPage.project).where(ProxyPage.repository_id == repository_id)
+    )
+    return CachedNames(list(hosted.all()), list(proxied.all()))

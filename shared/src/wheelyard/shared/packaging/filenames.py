@@ -246,3 +246,23 @@ def check_matches(
                 f"The filename says version {dist.version_part} but {where} {version_field} "
                 f"says {version}."
             )
+
+
+def listed_version(filename: str) -> str:
+    """The normalized version in a listed distribution's filename, or `0` when it has none
+    that parses: the version segment of the file's URL on proxied pages.
+
+    Only the version field is read (no tag parsing), so a page of 100,000 files costs little;
+    the filename itself was checked when the page was parsed.
+    """
+    try:
+        if filename.endswith(".whl"):
+            raw = filename[:-4].split("-")[1]
+        else:
+            stem = filename.removesuffix(".tar.gz").removesuffix(".zip")
+            name, dash, raw = stem.rpartition("-")
+            if not dash or not name:
+                return "0"
+        return str(Version(raw))
+    except (IndexError, InvalidVersion):
+        return "0"

@@ -35,16 +35,17 @@ class FileInfo:
     `packagetype` is `bdist_wheel` or `sdist`; `python_version` is the upload's `pyversion`
     (`py3`, `source`...). `url` is absolute or relative, as the caller wants it served.
     `upload_time` is taken as UTC when naive. Digests are lowercase hex; `md5` and
-    `blake2_256` may be None when not computed.
+    `blake2_256` may be None when not computed. A proxied file may lack a size, sha256 or upload
+    time (an upstream HTML page gives none): they are rendered as null.
     """
 
     filename: str
     packagetype: str
     python_version: str
     url: str
-    size: int
-    sha256: str
-    upload_time: datetime
+    size: int | None
+    sha256: str | None
+    upload_time: datetime | None
     blake2_256: str | None = None
     md5: str | None = None
     requires_python: str | None = None
@@ -112,7 +113,7 @@ def _utc_naive(value: datetime) -> datetime:
 
 
 def _file_entry(f: FileInfo, release: ReleaseInfo) -> dict[str, Any]:
-    uploaded = _utc_naive(f.upload_time)
+    uploaded = _utc_naive(f.upload_time) if f.upload_time is not None else None
     # A yanked release yanks all of its files (PyPI yanks whole releases:
     # docs/standards.md §6); a file may also be yanked on its own.
     yanked = f.yanked or release.yanked
@@ -128,8 +129,10 @@ def _file_entry(f: FileInfo, release: ReleaseInfo) -> dict[str, Any]:
         "digests": {"md5": f.md5, "sha256": f.sha256, "blake2b_256": f.blake2_256},
         "size": f.size,
         "downloads": -1,
-        "upload_time": uploaded.strftime("%Y-%m-%dT%H:%M:%S"),
-        "upload_time_iso_8601": uploaded.isoformat(timespec="microseconds") + "Z",
+        "upload_time": uploaded.strftime("%Y-%m-%dT%H:%M:%S") if uploaded else None,
+        "upload_time_iso_8601": (
+            uploaded.isoformat(timespec="microseconds") + "Z" if uploaded else None
+        ),
         "url": f.url,
         "requires_python": f.requires_python or None,
         "yanked": yanked,
@@ -230,15 +233,17 @@ def render_pypi_project_json(
     releases: Sequence[ReleaseInfo],
     last_serial: int,
     project_url: str | None = None,
+    latest: ReleaseInfo | None = None,
 ) -> bytes:
     """Render `/pypi/<project>/json`: `info` of the latest release, its files as `urls`, every
     release's files under `releases` (in PEP 440 order), `vulnerabilities: []`, `last_serial`.
 
     `name` is the display name. `project_url` (e.g. a web page for the project) fills
     `package_url`/`project_url` and derives `release_url`; None leaves them null.
+    `latest` overrides which release `info` describes (an upstream's own choice).
     Raises `NotFound` when there is no release at all (the route then answers 404).
     """
-    latest = latest_version(releases)
+    latest = latest or latest_version(releases)
     if latest is None:
         raise NotFound(f"project {name!r} has no releases")
     return _document(

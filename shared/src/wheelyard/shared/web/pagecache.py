@@ -87,6 +87,10 @@ class PageCache:
 
         return await self._rendering.run(key, render_and_store)
 
+    async def forget(self, scope: str) -> None:
+        """Drop the serial hint of `scope` (its repository is gone)."""
+        await self.cache.delete(_serial_key(scope))
+
     async def changed(self, scope: str, serial: int) -> None:
         """Tell readers that `scope` is now at `serial` (call after the commit)."""
         await self.cache.set_max(_serial_key(scope), serial, ttl=SERIAL_TTL)

@@ -7,20 +7,23 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from wheelyard.gateway.management.guards import administrator, audit, signed_in
 from wheelyard.shared.auth.access import allowed, require_admin, require_read
 from wheelyard.shared.auth.principal import Principal
-from wheelyard.shared.config import RepositoryConfig, UpstreamConfig
+from wheelyard.shared.config import RepositoryConfig, UpstreamConfig, check_pem_bundle
 from wheelyard.shared.db.engine import begin_write
+from wheelyard.shared.domain.hosted import list_scope, project_scope
 from wheelyard.shared.domain.repositories import (
     RepositoryView,
     apply_repository,
+    cached_names,
     find_repository,
     holds_files,
     list_repositories,
     load_repository,
+    proxy_state_key,
 )
 from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
 from wheelyard.shared.netpolicy import check_upstream_url
@@ -30,12 +33,19 @@ router = APIRouter(tags=["repositories"])
 
 
 class UpstreamIn(BaseModel):
-    """An upstream index of a proxy repository."""
+    """An upstream index of a proxy repository. `ca_bundle`: PEM certificates trusted for it
+    besides the system trust store (a TLS-inspecting proxy, a private CA)."""
 
     url: str
     username: str | None = None
     password: str | None = None
     timeout: float = Field(default=30.0, gt=0, le=600)
+    ca_bundle: str | None = Field(default=None, max_length=1024 * 1024)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else check_pem_bundle(value)
 
 
 class NewRepository(BaseModel):
@@ -76,6 +86,7 @@ def _repository_json(view: RepositoryView) -> dict[str, Any]:
                 "username": u.username,
                 "timeout": u.timeout,
                 "has_password": u.password is not None,
+                "ca_bundle": u.ca_bundle,
             }
             for u in view.upstreams
         ],
@@ -205,7 +216,10 @@ async def delete_repository(
     force: Annotated[bool, Query(description="also delete a repository that holds files")] = False,
 ) -> Response:
     """Delete a repository (administrators only). One that holds uploaded files is refused
-    unless `force=true`; its files' bytes stay in the blob store until collected."""
+    unless `force=true`; its files' bytes stay in the blob store until collected, and are
+    never served again (no file record holds them any more). Everything cached about it goes
+    with it: proxied pages and file records (rows), serial hints and page states (cache);
+    rendered pages are keyed by its id, which is never given to another repository."""
     admin = administrator(request)
     await begin_write(session)
     repo = await find_repository(session, storage, name)
@@ -217,6 +231,7 @@ async def delete_repository(
             f"Repository '{storage}/{name}' holds uploaded files; deleting it would orphan them. "
             "Repeat with ?force=true to delete it anyway."
         )
+    names = await cached_names(session, repo.id)
     await session.delete(repo)
     audit(
         request,
@@ -227,5 +242,11 @@ async def delete_repository(
         detail={"force": force},
     )
     await session.commit()
-    request.app.state.runtime.directory.forget()
+    runtime = request.app.state.runtime
+    runtime.directory.forget()
+    for project in names.hosted_projects:
+        await runtime.pages.forget(project_scope(repo.id, project))
+    await runtime.pages.forget(list_scope(repo.id))
+    for project in names.proxy_projects:
+        await runtime.backends.cache.delete(proxy_state_key(repo.id, project))
     return Response(status_code=204)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
+
+from wheelyard.shared.memo import bytes_memo
 
 #: The api-version we claim. 1.4 = versions/size/upload-time (1.1) + project-status (1.4);
 #: HTML is frozen at 1.4 (PEP 833), and we never claim PEP 708 (docs/standards.md §3, §4).
@@ -62,14 +63,16 @@ class SimpleFile:
 class ProjectPage:
     """A project detail page: normalized `name`, its files and its versions.
 
-    `versions` may be unsorted or contain duplicates; the renderers emit them deduplicated in
-    PEP 440 order. Callers must make sure every file's version is listed (PEP 700).
+    `files` may be a one-shot iterator (a proxied page streamed from storage): renderers
+    iterate it once. `versions` may be unsorted or contain duplicates; the renderers emit them
+    deduplicated in PEP 440 order. Callers must make sure every file's version is listed
+    (PEP 700).
     `status` is one of `PROJECT_STATUSES` or None (no marker); a `quarantined` page is rendered
     with no files whatever `files` holds (PEP 792).
     """
 
     name: str
-    files: Sequence[SimpleFile]
+    files: Iterable[SimpleFile]
     versions: Sequence[str]
     status: str | None = None
     status_reason: str | None = None
@@ -79,7 +82,7 @@ class ProjectPage:
             raise ValueError(f"unknown project status {self.status!r}")
 
     @property
-    def listed_files(self) -> Sequence[SimpleFile]:
+    def listed_files(self) -> Iterable[SimpleFile]:
         """The files a page shows: none for a quarantined project (PEP 792)."""
         return () if self.status == "quarantined" else self.files
 
@@ -91,10 +94,11 @@ class ProjectList:
     projects: Sequence[tuple[str, str]] = field(default_factory=tuple)
 
 
-@lru_cache(maxsize=16384)
+# A parsed Version holds a few hundred bytes besides the string it came from.
+@bytes_memo(4 * 1024 * 1024, size=lambda args, _result: 2 * len(args[0]) + 600)
 def _version_key(raw: str) -> tuple[str, tuple[int, Any]]:
-    """(normalized string, sort key) for one version string; memoized because the same
-    versions are sorted on every render of a page."""
+    """(normalized string, sort key) for one version string; memoized (in at most 4 MiB)
+    because the same versions are sorted on every render of a page."""
     try:
         parsed = Version(raw)
     except InvalidVersion:
@@ -109,13 +113,31 @@ def sort_versions(versions: Iterable[str]) -> list[str]:
 
     Strings that are not PEP 440 versions are kept as they are and sorted first.
     """
-    return list(_sorted_versions(tuple(versions)))
+    # Deduplicated first (a page of 100,000 files names a few thousand versions), keeping
+    # the first spelling of each string.
+    return list(_sorted_versions(tuple(dict.fromkeys(versions))))
 
 
-@lru_cache(maxsize=1024)
+def join_batched(parts: Iterable[str], *, batch: int = 1024) -> bytes:
+    """`"".join(parts).encode()` without holding every part at once: parts are joined and
+    encoded `batch` at a time, so a page of 100,000 files never has 100,000 small strings
+    alive together (they would fragment the heap and keep the process large)."""
+    out: list[bytes] = []
+    pending: list[str] = []
+    for part in parts:
+        pending.append(part)
+        if len(pending) >= batch:
+            out.append("".join(pending).encode("utf-8"))
+            pending.clear()
+    out.append("".join(pending).encode("utf-8"))
+    return b"".join(out)
+
+
+@bytes_memo(8 * 1024 * 1024)
 def _sorted_versions(versions: tuple[str, ...]) -> tuple[str, ...]:
-    # Memoized per page's version list: Version comparisons run in Python and dominate a
-    # warm JSON render otherwise; the tuple's strings are shared with the caller's.
+    # Memoized per page's version list (in at most 8 MiB: upstream pages can list thousands
+    # of versions of any length): Version comparisons run in Python and dominate a warm JSON
+    # render otherwise; the tuple's strings are shared with the caller's.
     keyed: dict[str, tuple[int, Any]] = {}
     for raw in versions:
         normalized, key = _version_key(raw)

@@ -7,14 +7,16 @@ measures it.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Iterator
 from html import escape
 
+from wheelyard.shared.memo import bytes_memo
 from wheelyard.shared.packaging.simple.model import (
     API_VERSION,
     ProjectList,
     ProjectPage,
     SimpleFile,
+    join_batched,
 )
 
 
@@ -60,32 +62,41 @@ def _render_html_anchor(f: SimpleFile) -> str:
     return f'<a href="{href}"{attrs}>{escape(f.filename, True)}</a><br/>\n'
 
 
+def _fragment_size(_args: tuple[SimpleFile], fragment: str) -> int:
+    # The key holds every field the fragment shows (unescaped): about as big again.
+    return 2 * len(fragment) + 250
+
+
 # Per-file fragments are memoized: a page is re-rendered when one file changes (an upload, a
 # yank) and every other file's fragment is then a cache hit; `SimpleFile` is frozen, so equal
-# files render equally. Each entry is about 1 KiB with its key, so a cache holds at most ~8 MiB
-# (four 2,000-file pages, or many ordinary ones).
-_FRAGMENT_CACHE_SIZE = 8192
-_html_anchor = lru_cache(maxsize=_FRAGMENT_CACHE_SIZE)(_render_html_anchor)
+# files render equally. The budget is in bytes (key and fragment), since an upstream decides how
+# long a file's fields are: 8 MiB holds about four 2,000-file pages.
+FRAGMENT_CACHE_BYTES = 8 * 1024 * 1024
+_html_anchor = bytes_memo(FRAGMENT_CACHE_BYTES, size=_fragment_size)(_render_html_anchor)
 
 
-def render_project_html(page: ProjectPage) -> bytes:
+def render_project_html(page: ProjectPage, *, memo: bool = True) -> bytes:
     """Render a PEP 503 project page (api-version 1.4) as UTF-8 bytes.
 
     One anchor per file whose text is the filename; every attribute value is HTML-escaped; the
     project-status metas appear only for a status other than `active` (PEP 792).
+    `memo=False` skips the fragment memo (a page far bigger than it would only churn it).
     """
+    anchor = _html_anchor if memo else _render_html_anchor
     name = _esc(page.name)
-    parts = [_HTML_PROLOGUE]
-    if page.status is not None and page.status != "active":
-        parts.append(f'<meta name="pypi:project-status" content="{_esc(page.status)}">\n')
-        if page.status_reason:
-            parts.append(
-                f'<meta name="pypi:project-status-reason" content="{_esc(page.status_reason)}">\n'
-            )
-    parts.append(f"<title>Links for {name}</title>\n</head>\n<body>\n<h1>Links for {name}</h1>\n")
-    parts.extend(map(_html_anchor, page.listed_files))
-    parts.append(_HTML_EPILOGUE)
-    return "".join(parts).encode("utf-8")
+
+    def parts() -> Iterator[str]:
+        yield _HTML_PROLOGUE
+        if page.status is not None and page.status != "active":
+            yield f'<meta name="pypi:project-status" content="{_esc(page.status)}">\n'
+            if page.status_reason:
+                reason = _esc(page.status_reason)
+                yield f'<meta name="pypi:project-status-reason" content="{reason}">\n'
+        yield f"<title>Links for {name}</title>\n</head>\n<body>\n<h1>Links for {name}</h1>\n"
+        yield from map(anchor, page.listed_files)
+        yield _HTML_EPILOGUE
+
+    return join_batched(parts())
 
 
 def render_index_html(project_list: ProjectList) -> bytes:

@@ -7,16 +7,18 @@ LRU: about twice as fast as one dict per file through `json.dumps` (`bench/rende
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from wheelyard.shared.memo import bytes_memo
 from wheelyard.shared.packaging.simple.model import (
     API_VERSION,
     ProjectList,
     ProjectPage,
     SimpleFile,
+    join_batched,
     sort_versions,
 )
 
@@ -83,21 +85,28 @@ def _render_json_file(f: SimpleFile) -> str:
     )
 
 
+def _fragment_size(_args: tuple[SimpleFile], fragment: str) -> int:
+    # The key holds every field the fragment shows (unescaped): about as big again.
+    return 2 * len(fragment) + 250
+
+
 # Per-file fragments are memoized: a page is re-rendered when one file changes (an upload, a
 # yank) and every other file's fragment is then a cache hit; `SimpleFile` is frozen, so equal
-# files render equally. Each entry is about 1 KiB with its key, so a cache holds at most ~8 MiB
-# (four 2,000-file pages, or many ordinary ones).
-_FRAGMENT_CACHE_SIZE = 8192
-_json_file = lru_cache(maxsize=_FRAGMENT_CACHE_SIZE)(_render_json_file)
+# files render equally. The budget is in bytes (key and fragment), since an upstream decides how
+# long a file's fields are: 8 MiB holds about four 2,000-file pages.
+FRAGMENT_CACHE_BYTES = 8 * 1024 * 1024
+_json_file = bytes_memo(FRAGMENT_CACHE_BYTES, size=_fragment_size)(_render_json_file)
 
 
-def render_project_json(page: ProjectPage) -> bytes:
+def render_project_json(page: ProjectPage, *, memo: bool = True) -> bytes:
     """Render a PEP 691 project page (api-version 1.4) as compact JSON bytes.
 
     Keys per docs/standards.md §4: `name` (normalized), `versions` (sorted, deduplicated), `files`
     (`hashes`, `requires-python` only when set, `core-metadata`, `yanked`, `size`, `upload-time`
     when known) and `project-status` only when a status is set. The output is ASCII.
+    `memo=False` skips the fragment memo (a page far bigger than it would only churn it).
     """
+    fragment = _json_file if memo else _render_json_file
     head: dict[str, Any] = {"meta": {"api-version": API_VERSION}, "name": page.name}
     if page.status is not None:
         status: dict[str, str] = {"status": page.status}
@@ -105,9 +114,18 @@ def render_project_json(page: ProjectPage) -> bytes:
             status["reason"] = page.status_reason
         head["project-status"] = status
     head["versions"] = sort_versions(page.versions)
-    files = ",".join(map(_json_file, page.listed_files))
-    # `head` always ends with the versions list, so its closing brace is where `files` goes.
-    return f'{_dumps(head)[:-1]},"files":[{files}]}}'.encode("ascii")
+
+    def parts() -> Iterator[str]:
+        # `head` always ends with the versions list, so its closing brace is where `files` goes.
+        yield _dumps(head)[:-1] + ',"files":['
+        separator = ""
+        for f in page.listed_files:
+            yield separator
+            yield fragment(f)
+            separator = ","
+        yield "]}"
+
+    return join_batched(parts())
 
 
 def render_index_json(project_list: ProjectList) -> bytes:

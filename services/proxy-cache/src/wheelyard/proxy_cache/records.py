@@ -1,0 +1,120 @@
+"""Which files a proxy repository holds: the `proxy_files` table.
+
+The blob store is shared and content-addressed, so a blob's existence says nothing about who
+may read it (issue 9, "Private bytes"): an upstream page that merely lists the sha256 of a
+private or deleted file must not make the proxy serve it. A proxy repository therefore serves
+stored bytes only for a file it has a record of, and records a file only after its own
+upstream delivered bytes that matched the listed sha256 and size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from wheelyard.shared.db.engine import begin_write
+from wheelyard.shared.db.models import ProxyFile, utcnow
+
+SessionFactory = Callable[[], AsyncSession]
+#: `last_downloaded` is a day-scale figure (retention): written at most this often per file.
+STAMP_EVERY = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A file the repository fetched and verified."""
+
+    project: str
+    sha256: str
+    size: int
+    blob_key: str
+    last_downloaded: datetime
+
+
+async def find(session: AsyncSession, repository_id: int, filename: str) -> Held | None:
+    """The record of `filename` (with `.metadata` for PEP 658 metadata) in the repository."""
+    row = (
+        await session.exec(
+            select(  # type: ignore[call-overload]
+                ProxyFile.project,
+                ProxyFile.sha256,
+                ProxyFile.size,
+                ProxyFile.blob_key,
+                ProxyFile.last_downloaded,
+            ).where(ProxyFile.repository_id == repository_id, ProxyFile.filename == filename)
+        )
+    ).first()
+    return Held(*row) if row is not None else None
+
+
+async def record(
+    sessions: SessionFactory,
+    *,
+    repository_id: int,
+    project: str,
+    filename: str,
+    sha256: str,
+    size: int,
+    blob_key: str,
+    upload_time: datetime | None,
+) -> None:
+    """Remember that the repository fetched and verified `filename`. A record made meanwhile
+    (another replica) is kept, unless it names other bytes (the upstream replaced the file;
+    the new bytes were verified just now, so they win)."""
+    now = utcnow()
+    async with sessions() as session:
+        await begin_write(session)
+        existing = await find(session, repository_id, filename)
+        if existing is not None:
+            if existing.sha256 != sha256:
+                await session.exec(
+                    update(ProxyFile)
+                    .where(
+                        col(ProxyFile.repository_id) == repository_id,
+                        col(ProxyFile.filename) == filename,
+                    )
+                    .values(sha256=sha256, size=size, blob_key=blob_key, upload_time=upload_time)
+                )
+                await session.commit()
+            return
+        session.add(
+            ProxyFile(
+                repository_id=repository_id,
+                project=project,
+                filename=filename,
+                sha256=sha256,
+                size=size,
+                blob_key=blob_key,
+                upload_time=upload_time,
+                first_seen=now,
+                last_downloaded=now,
+            )
+        )
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()  # recorded concurrently: the same verified bytes
+
+
+async def stamp(sessions: SessionFactory, repository_id: int, filename: str, held: Held) -> None:
+    """Note a download, at most once per `STAMP_EVERY` per file (a write per request would
+    serialise SQLite)."""
+    now = datetime.now(UTC)
+    if now - held.last_downloaded < STAMP_EVERY:
+        return
+    async with sessions() as session:
+        await begin_write(session)
+        await session.exec(
+            update(ProxyFile)
+            .where(
+                col(ProxyFile.repository_id) == repository_id,
+                col(ProxyFile.filename) == filename,
+            )
+            .values(last_downloaded=now)
+        )
+        await session.commit()

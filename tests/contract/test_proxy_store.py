@@ -1,0 +1,105 @@
+"""The proxy's stored pages on SQLite and Postgres: pages as compressed streams of files, and
+negative entries (upstream 404s for names anyone may ask for) that do not pile up (issue 9)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from sqlmodel import select
+
+from wheelyard.proxy_cache import store
+from wheelyard.proxy_cache.pages import NEGATIVE_PURGE_AFTER, ProxyPages
+from wheelyard.proxy_cache.upstream import UpstreamClient
+from wheelyard.shared.cache import MemoryCache
+from wheelyard.shared.config import RepositoryConfig, UpstreamConfig
+from wheelyard.shared.db.models import ProxyPage
+from wheelyard.shared.domain.repositories import apply_repository
+from wheelyard.shared.packaging.simple.model import SimpleFile
+from wheelyard.testing.db_fixtures import Database
+
+
+async def _proxy(db: Database) -> int:
+    async with db.sessions() as s:
+        view = await apply_repository(
+            s,
+            RepositoryConfig(
+                name="mirror", type="proxy", upstreams=[UpstreamConfig(url="http://u.example/")]
+            ),
+        )
+        await s.commit()
+        return view.id
+
+
+def _file(i: int) -> SimpleFile:
+    name = f"demo-{i}.0-py3-none-any.whl"
+    return SimpleFile(
+        filename=name,
+        url=f"https://u.example/f/{name}",
+        sha256=f"{i:064x}",
+        size=i,
+        upload_time=datetime(2026, 1, 1, tzinfo=UTC),
+        yanked="why" if i % 2 else False,
+        upstream_url=f"https://u.example/f/{name}",
+    )
+
+
+async def test_a_page_is_stored_as_a_stream_and_read_back_file_by_file(
+    database: Database,
+) -> None:
+    repo = await _proxy(database)
+    writer = store.PageWriter()
+    for i in range(1, 2001):
+        writer.add(_file(i), f"{i}.0")
+    head, blob = writer.finish({"versions": ["1.0"], "source": 0, "serial": 7})
+    assert head["count"] == 2000 and len(blob) < 2000 * 100  # compressed
+    await store.save(
+        database.sessions,
+        repo,
+        "demo",
+        data=head,
+        files=blob,
+        etag=None,
+        last_modified=None,
+        fetched_at=time.time(),
+        missing=False,
+    )
+    async with database.sessions() as s:
+        row = await store.load(s, repo, "demo")
+        content = await store.load_content(s, repo, "demo")
+    assert row is not None and row.usable and row.version == head["digest"]
+    assert content is not None
+    files = list(content.files())
+    assert files == [_file(i) for i in range(1, 2001)]
+    assert content.find("demo-1234.0-py3-none-any.whl") == _file(1234)
+    assert content.find("demo-1234.0-py3-none-any.whl.metadata") is None
+
+
+async def test_expired_negative_entries_are_purged_and_nothing_else(database: Database) -> None:
+    repo = await _proxy(database)
+    now = time.time()
+    old = now - NEGATIVE_PURGE_AFTER - 5
+    for project, when, missing in (
+        ("unknown-old", old, True),
+        ("unknown-new", now, True),
+        ("known-old", old, False),
+    ):
+        await store.save(
+            database.sessions,
+            repo,
+            project,
+            data=None,
+            etag=None,
+            last_modified=None,
+            fetched_at=when,
+            missing=missing,
+        )
+    pages = ProxyPages(
+        sessions=database.sessions, cache=MemoryCache(), client=UpstreamClient(), default_ttl=60
+    )
+    assert await pages.purge_negatives() == 1
+    async with database.sessions() as s:
+        left = sorted((await s.exec(select(ProxyPage.project))).all())
+    assert left == ["known-old", "unknown-new"]
+    assert await pages.purge_negatives() == 0
+    await pages.client.aclose()
