@@ -8,10 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from packaging.utils import canonicalize_name
 
-from wheelyard.proxy_cache.handlers import proxy_of
+from wheelyard.proxy_cache.handlers import proxy_of, readable
 from wheelyard.shared import routes
 from wheelyard.shared.auth.access import require_admin
 from wheelyard.shared.errors import NotFound, Unauthenticated
+from wheelyard.shared.web.context import RequestContext
 from wheelyard.shared.web.deps import DirectoryDep, PrincipalDep
 
 router = APIRouter()
@@ -49,3 +50,16 @@ async def expire_cached_page(
     for target in targets:
         await pages.expire(target, name)
     return Response(status_code=204)
+
+
+@router.get(routes.PROJECT_DETAILS.template, summary="Project data (hosted repositories)")
+async def project_details(request: Request, storage: str, repo: str, project: str) -> Response:
+    """Project details are kept by hosted repositories only. The caller's right to read the
+    repository is checked first, so the answer about a private repository is the one a
+    missing repository gets."""
+    async with RequestContext(request) as ctx:
+        view = await readable(ctx, storage, repo)
+    raise NotFound(
+        f"Project details are served by hosted repositories; '{view.path}' is a {view.type} "
+        f"repository (read /repositories/{view.path}/simple/{canonicalize_name(project)}/)."
+    )

@@ -49,6 +49,7 @@ async def create_token(
         repositories=payload.repositories,
         scope=payload.scope,
         expires_at=expires,
+        reader=principal,
     )
     audit(
         request,
