@@ -8,14 +8,20 @@ or update at start. Every variable is documented in docs/configuration.md.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from wheelyard.shared.errors import ConfigurationError
 
@@ -88,7 +94,14 @@ class Settings(BaseSettings):
     cache_url: str = "memory://"
     public_url: str | None = None
     trust_proxy_headers: bool = False
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs; comma-separated in
+    # the environment). The client is the right-most address not in this list.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admin_password: str | None = None
+    # Failed authentications written to the audit log per minute: per client address and per
+    # account, and from everyone together (the rest are counted, not written).
+    audit_failures_per_minute: int = Field(default=20, gt=0)
+    audit_failures_per_minute_total: int = Field(default=300, gt=0)
     pypi_proxy: str = "https://pypi.org/simple/"
     pypi_proxy_auth: str | None = None
     pypi_proxy_timeout: float = Field(default=30.0, gt=0)
@@ -116,6 +129,23 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an absolute http(s) URL, e.g. https://pypi.example.com")
         return value.rstrip("/")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        networks = []
+        for item in (str(i).strip() for i in items):
+            if not item:
+                continue
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError as exc:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8, 127.0.0.1); "
+                    "trusting every peer would let any client forge X-Forwarded-For"
+                ) from exc
+        return networks
 
     @field_validator("cache_url")
     @classmethod

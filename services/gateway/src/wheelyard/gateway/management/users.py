@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from wheelyard.gateway.management.guards import administrator, audit, signed_in
-from wheelyard.shared.auth.authenticator import forget_user
+from wheelyard.gateway.management.guards import administrator, audit, client_address, signed_in
+from wheelyard.shared.auth.authenticator import Authenticator, forget_user
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain import accounts
-from wheelyard.shared.errors import Conflict
+from wheelyard.shared.errors import Conflict, Forbidden, InvalidInput, Unauthenticated
 from wheelyard.shared.web.deps import CacheDep, SessionDep
 
 router = APIRouter(tags=["users"])
@@ -28,9 +28,11 @@ class NewUser(BaseModel):
 
 
 class UserChange(BaseModel):
-    """Changes to a user; omitted fields stay as they are."""
+    """Changes to a user; omitted fields stay as they are. Changing your own password needs
+    `current_password` too (an administrator resetting someone else's does not)."""
 
     password: str | None = None
+    current_password: str | None = None
     is_admin: bool | None = None
     is_active: bool | None = None
 
@@ -66,17 +68,22 @@ async def list_users(request: Request, session: SessionDep) -> list[dict[str, An
 async def change_user(
     request: Request, username: str, payload: UserChange, session: SessionDep, cache: CacheDep
 ) -> dict[str, Any]:
-    """Change a password (yourself or, for administrators, anyone), admin flag or active state
-    (administrators only). Takes effect from the next request on."""
+    """Change a password (yourself, giving `current_password`, or, for administrators,
+    anyone's), admin flag or active state (administrators only). Takes effect from the next
+    request on: a changed password ends the user's sessions (access tokens issued before it
+    are refused; API tokens stay valid, see docs/security.md)."""
     principal = signed_in(request)
+    own = principal.username == username
     own_password_only = (
-        principal.username == username
+        own
         and payload.is_admin is None
         and payload.is_active is None
         and principal.token_scope is None
     )
     if not own_password_only:
         administrator(request)
+    if own and payload.password is not None:
+        await _prove_current_password(request, username, payload.current_password)
     await begin_write(session)
     user = await accounts.update_user(
         session,
@@ -85,7 +92,9 @@ async def change_user(
         is_admin=payload.is_admin,
         is_active=payload.is_active,
     )
-    changed = sorted(k for k, v in payload.model_dump().items() if v is not None)
+    changed = sorted(
+        k for k, v in payload.model_dump(exclude={"current_password"}).items() if v is not None
+    )
     audit(
         request,
         session,
@@ -97,6 +106,21 @@ async def change_user(
     await session.commit()
     await forget_user(cache, username)
     return accounts.user_view(user)
+
+
+async def _prove_current_password(request: Request, username: str, current: str | None) -> None:
+    """Raise unless `current` is `username`'s password: a session left open, or a stolen
+    access token, must not be enough to take the account over. Checked like a sign-in:
+    throttled and, when wrong, audited."""
+    if current is None:
+        raise InvalidInput("Give your current password as 'current_password' to change it.")
+    authenticator: Authenticator = request.app.state.authenticator
+    try:
+        await authenticator.by_password(
+            username, current, client_address(request), method="password-change"
+        )
+    except Unauthenticated as exc:
+        raise Forbidden("'current_password' is not your current password.") from exc
 
 
 @router.delete("/users/{username}", status_code=204)
