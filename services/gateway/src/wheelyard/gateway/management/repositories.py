@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from wheelyard.gateway.management.guards import administrator, audit, signed_in
+from wheelyard.gateway.management.schemas import RepositoryOut
 from wheelyard.shared.auth.access import allowed, can_read, missing, require_admin, require_read
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.config import RepositoryConfig, UpstreamConfig
@@ -133,7 +134,7 @@ def _spec(data: dict[str, Any]) -> RepositoryConfig:
         ) from exc
 
 
-@router.post("/repositories", status_code=201)
+@router.post("/repositories", status_code=201, response_model=RepositoryOut)
 async def create_repository(
     request: Request, payload: NewRepository, session: SessionDep
 ) -> dict[str, Any]:
@@ -160,7 +161,7 @@ async def _shown(session: SessionDep, principal: Principal, view: RepositoryView
     return _repository_json(view, principal, await _members_of(session, [view]))
 
 
-@router.get("/repositories")
+@router.get("/repositories", response_model=list[RepositoryOut])
 async def list_all_repositories(request: Request, session: SessionDep) -> list[dict[str, Any]]:
     """The repositories you may read (every public one, with or without credentials)."""
     principal: Principal = request.state.principal
@@ -185,7 +186,7 @@ async def visible_repository(
     return view
 
 
-@router.get("/repositories/{storage}/{name}")
+@router.get("/repositories/{storage}/{name}", response_model=RepositoryOut)
 async def get_repository(
     request: Request, storage: str, name: str, session: SessionDep
 ) -> dict[str, Any]:
@@ -194,7 +195,7 @@ async def get_repository(
     return await _shown(session, request.state.principal, view)
 
 
-@router.patch("/repositories/{storage}/{name}")
+@router.patch("/repositories/{storage}/{name}", response_model=RepositoryOut)
 async def change_repository(
     request: Request, storage: str, name: str, payload: RepositoryChange, session: SessionDep
 ) -> dict[str, Any]:

@@ -24,13 +24,33 @@ class TokenResponse(BaseModel):
     expires_in: int
 
 
-@router.post("/auth/token", response_model=TokenResponse)
+class Credentials(BaseModel):
+    """A username and its password."""
+
+    username: str
+    password: str
+
+
+_CREDENTIALS = Credentials.model_json_schema()
+_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": _CREDENTIALS},
+        "application/x-www-form-urlencoded": {"schema": _CREDENTIALS},
+    },
+}
+
+
+@router.post("/auth/token", response_model=TokenResponse, openapi_extra={"requestBody": _BODY})
 async def sign_in(request: Request, session: SessionDep) -> TokenResponse:
     """Exchange a username and password (JSON, or the OAuth2 password form) for a short-lived
     JWT. Attempts are throttled per account and address (429 with Retry-After while waiting)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError as exc:  # not JSON, or not UTF-8
+            raise InvalidInput("The body is not valid JSON.") from exc
         if not isinstance(body, dict):
             raise InvalidInput("Send a JSON object with 'username' and 'password'.")
     else:

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from wheelyard.gateway.management.guards import administrator, audit, client_address, signed_in
+from wheelyard.gateway.management.schemas import UserOut
 from wheelyard.shared.auth.authenticator import Authenticator, forget_user
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain import accounts
@@ -37,7 +38,7 @@ class UserChange(BaseModel):
     is_active: bool | None = None
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, response_model=UserOut)
 async def create_user(request: Request, payload: NewUser, session: SessionDep) -> dict[str, Any]:
     """Create a user (administrators only)."""
     admin = administrator(request)
@@ -57,14 +58,14 @@ async def create_user(request: Request, payload: NewUser, session: SessionDep) -
     return accounts.user_view(user)
 
 
-@router.get("/users")
+@router.get("/users", response_model=list[UserOut])
 async def list_users(request: Request, session: SessionDep) -> list[dict[str, Any]]:
     """Every user (administrators only)."""
     administrator(request)
     return [accounts.user_view(u) for u in await accounts.list_users(session)]
 
 
-@router.patch("/users/{username}")
+@router.patch("/users/{username}", response_model=UserOut)
 async def change_user(
     request: Request, username: str, payload: UserChange, session: SessionDep, cache: CacheDep
 ) -> dict[str, Any]:
