@@ -240,6 +240,29 @@ def test_pip_installs_from_a_private_repository_with_netrc(
     _assert_installed(tmp_path / "t", index)
 
 
+def test_pip_with_a_token_for_another_repository_installs_from_the_public_root(
+    index: PrivateIndex, pip_python: Path, tmp_path: Path
+) -> None:
+    # Issue 9: a credential never has fewer rights than anonymous. The token opens only the
+    # private repository; the public root `/simple/` (the group default/all) must still serve
+    # what it serves anonymously (it used to answer 403: "No matching distribution").
+    project = unique_name("e2e-public")
+    wheel = make_wheel(
+        tmp_path,
+        project,
+        "1.0",
+        extra_members={f"{escaped_name(project)}/__init__.py": "VERSION = '1.0'\n"},
+    )
+    assert index.server.upload(wheel).status_code == 200
+    env = _env(tmp_path, NETRC=_netrc(tmp_path, ("__token__", index.read_token)))
+
+    outcome = _pip(pip_python, tmp_path / "t", f"{index.server.url}/simple/", project, env)
+
+    outcome.succeeded()
+    module = tmp_path / "t" / escaped_name(project) / "__init__.py"
+    assert module.read_text() == "VERSION = '1.0'\n"
+
+
 def test_pip_without_credentials_finds_nothing_and_the_server_answered_401(
     index: PrivateIndex, pip_python: Path, recorder: RequestRecorder, tmp_path: Path
 ) -> None:

@@ -136,8 +136,19 @@ def test_audit_records_logins_uploads_yanks_deletions_permission_and_token_chang
         assert event["source_ip"] == "127.0.0.1", event
         assert event["at"], event
     logins = [e for e in events if e["actor"] == user and e["action"].startswith("auth.")]
-    assert sorted(e["action"] for e in logins) == ["auth.login", "auth.login_failed"]
+    assert sorted(
+        (e["action"], e["detail"].get("method"), e["detail"].get("reason")) for e in logins
+    ) == [
+        ("auth.failed", "basic", "wrong password"),  # URL userinfo
+        ("auth.failed", "basic-token", "revoked token"),
+        ("auth.failed", "sign-in", "wrong password"),
+        ("auth.login", None, None),
+    ]
     assert all(e["source_ip"] == "127.0.0.1" for e in logins)
+    bogus = [e for e in events if e["target"] == "token:wy_" + "B" * 12 + "_"]
+    assert [(e["detail"]["method"], e["detail"]["reason"]) for e in bogus] == [
+        ("bearer-token", "unknown token")
+    ]
     assert _one(events, "permission.set", story.repo)["detail"] == {
         "user": user,
         "level": "write",

@@ -219,7 +219,7 @@ def test_password_change_refuses_an_access_token_issued_before_it(
     time.sleep(1.02 - time.time() % 1)
     reset = http.patch(
         f"{wheelyard_server.url}/api/v1/users/{username}",
-        json={"password": password},
+        json={"password": password, "current_password": first_password},
         auth=(username, first_password),
     )
     assert reset.status_code == 200, reset.text
@@ -228,7 +228,7 @@ def test_password_change_refuses_an_access_token_issued_before_it(
 
     changed = http.patch(
         f"{wheelyard_server.url}/api/v1/users/{username}",
-        json={"password": new_password},
+        json={"password": new_password, "current_password": password},
         auth=(username, password),
     )
 

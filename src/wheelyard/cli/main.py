@@ -78,8 +78,11 @@ def _run(asgi_app: FastAPI, host: str, port: int, settings: Settings, access_log
         http=bounded_protocol(limits),
         log_level=settings.log_level,
         access_log=access_log,
-        proxy_headers=settings.trust_proxy_headers,
-        forwarded_allow_ips="*" if settings.trust_proxy_headers else None,
+        # The client address (rate limits, audit) comes from X-Forwarded-For only when the
+        # peer is a trusted proxy, and then it is the right-most untrusted entry: the left-most
+        # is whatever the client wrote (uvicorn's ProxyHeadersMiddleware does exactly this).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
         timeout_keep_alive=15,
         lifespan="on",
     )

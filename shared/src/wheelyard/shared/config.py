@@ -8,6 +8,7 @@ or update at start. Every variable is documented in docs/configuration.md.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 import tomllib
@@ -141,7 +142,14 @@ class Settings(BaseSettings):
     # web/base_url.py). Comma-separated in the environment, a list in TOML.
     allowed_hosts: Annotated[list[str] | None, NoDecode] = None
     trust_proxy_headers: bool = False
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs; comma-separated in
+    # the environment). The client is the right-most address not in this list.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admin_password: str | None = None
+    # Failed authentications written to the audit log per minute: per client address and per
+    # account, and from everyone together (the rest are counted, not written).
+    audit_failures_per_minute: int = Field(default=20, gt=0)
+    audit_failures_per_minute_total: int = Field(default=300, gt=0)
     pypi_proxy: str = "https://pypi.org/simple/"
     pypi_proxy_auth: str | None = None
     pypi_proxy_timeout: float = Field(default=30.0, gt=0)
@@ -223,6 +231,23 @@ class Settings(BaseSettings):
             return read_pem(value)
         except ConfigurationError as exc:
             raise ValueError(exc.message) from None
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        networks = []
+        for item in (str(i).strip() for i in items):
+            if not item:
+                continue
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError as exc:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8, 127.0.0.1); "
+                    "trusting every peer would let any client forge X-Forwarded-For"
+                ) from exc
+        return networks
 
     @field_validator("cache_url")
     @classmethod

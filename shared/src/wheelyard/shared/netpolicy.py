@@ -69,15 +69,19 @@ def address_problem(address: str | IPAddress, *, allow_private: bool) -> str | N
 
 async def check_upstream_url(url: str, *, allow_private: bool) -> None:
     """Raise InvalidInput unless `url` is http(s) and every address of its host is allowed."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 443
+    except ValueError as exc:  # a bracketed host that is not IPv6, a port out of range
+        raise InvalidInput(f"Upstream URL {url!r} is not a valid URL: {exc}.") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"Upstream URL {url!r} must be http(s)://host/...")
     host = parts.hostname
     try:
         infos = await anyio.to_thread.run_sync(
-            lambda: socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
+            lambda: socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
         )
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a label IDNA cannot encode
         raise InvalidInput(f"Upstream host {host!r} cannot be resolved: {exc}") from exc
     for info in infos:
         problem = address_problem(str(info[4][0]), allow_private=allow_private)

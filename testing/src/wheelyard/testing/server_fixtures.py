@@ -62,5 +62,13 @@ def unique_project(prefix: str = "pkg") -> str:
 def wheelyard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """An embedded-mode server (SQLite, files on disk, memory cache) for the whole session."""
     data = tmp_path_factory.mktemp("wheelyard-server")
-    with ServerProcess(data, {"WHEELYARD_ADMIN_PASSWORD": ADMIN_PASSWORD}) as proc:
+    env = {
+        "WHEELYARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        # Every test speaks from 127.0.0.1: a test that expects its failed sign-ins in the
+        # audit log must not find them left out because other tests failed many just before
+        # (tests/integration/test_auth_throttle.py covers the limit on its own server).
+        "WHEELYARD_AUDIT_FAILURES_PER_MINUTE": "1000000",
+        "WHEELYARD_AUDIT_FAILURES_PER_MINUTE_TOTAL": "1000000",
+    }
+    with ServerProcess(data, env) as proc:
         yield RunningServer(proc, proc.url)

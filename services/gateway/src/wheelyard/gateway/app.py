@@ -22,7 +22,8 @@ from wheelyard.gateway.management import router as management_router
 from wheelyard.gateway.middleware import GatewayMiddleware, GatewayState
 from wheelyard.gateway.targets import Forwarder
 from wheelyard.shared.auth.authenticator import Authenticator
-from wheelyard.shared.auth.internal_jwt import Minter, keys_from_settings
+from wheelyard.shared.auth.failure_audit import FailureAudit
+from wheelyard.shared.auth.internal_jwt import KeyPair, Minter, keys_from_settings
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.db.migrate import upgrade_database_async
@@ -54,17 +55,22 @@ def create_app(
                 current = await Backends.open(settings or load_settings())
                 stack.push_async_callback(current.close)
             await prepare_database(current)
+            if current.settings.trust_proxy_headers and not current.settings.trusted_proxies:
+                log.warning(
+                    "WHEELYARD_TRUST_PROXY_HEADERS does not make X-Forwarded-For trusted: "
+                    "client addresses (rate limits, audit) are the proxy's until "
+                    "WHEELYARD_TRUSTED_PROXIES lists its addresses"
+                )
             # The key pair first: in embedded mode the services verify with its public half.
             keys = keys_from_settings(current.settings, signing=True)
             runtime = Runtime.build(current, keys)
             app.state.runtime = runtime
             targets = await _targets(stack, runtime, services)
-            app.state.authenticator = Authenticator(current.sessions, current.cache, keys)
+            app.state.authenticator = _authenticator(current, keys)
             app.state.gateway = GatewayState(
                 authenticator=app.state.authenticator,
                 minter=Minter(keys),
                 dispatcher=Dispatcher(targets, kinds_from(runtime.directory)),
-                trust_proxy_headers=current.settings.trust_proxy_headers,
             )
             yield
 
@@ -80,6 +86,16 @@ def create_app(
     app.include_router(management_router)
     app.add_middleware(GatewayMiddleware)
     return app
+
+
+def _authenticator(backends: Backends, keys: KeyPair) -> Authenticator:
+    audit = FailureAudit(
+        backends.sessions,
+        backends.cache,
+        per_source=backends.settings.audit_failures_per_minute,
+        overall=backends.settings.audit_failures_per_minute_total,
+    )
+    return Authenticator(backends.sessions, backends.cache, keys, audit=audit)
 
 
 async def prepare_database(backends: Backends) -> None:

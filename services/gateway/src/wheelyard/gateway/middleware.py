@@ -51,7 +51,6 @@ class GatewayState:
     authenticator: Authenticator
     minter: Minter
     dispatcher: Dispatcher
-    trust_proxy_headers: bool
 
 
 class GatewayMiddleware:
@@ -72,7 +71,7 @@ class GatewayMiddleware:
         try:
             principal = await state.authenticator.authenticate(
                 authorization.decode("latin-1") if authorization else None,
-                _client_address(scope, state.trust_proxy_headers),
+                _client_address(scope),
             )
         except Exception as exc:
             response = response_for_exception(exc)
@@ -115,10 +114,9 @@ def _private_responses(send: Send) -> Send:
 _SHARED_DIRECTIVES = frozenset({b"public", b"s-maxage"})
 
 
-def _client_address(scope: Scope, trust_proxy_headers: bool) -> str | None:
-    if trust_proxy_headers:
-        for key, value in scope["headers"]:
-            if key == b"x-forwarded-for":
-                return value.decode("latin-1").split(",")[0].strip() or None
+def _client_address(scope: Scope) -> str | None:
+    # The server put the right client here: behind a proxy listed in WHEELYARD_TRUSTED_PROXIES
+    # it is the right-most address of X-Forwarded-For that is not a trusted proxy (uvicorn's
+    # ProxyHeadersMiddleware, configured by `wheelyard.cli`); otherwise the socket's peer.
     client = scope.get("client")
     return client[0] if client else None

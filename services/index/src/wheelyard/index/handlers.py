@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from wheelyard.index import service
-from wheelyard.shared.auth.access import require_read
+from wheelyard.shared.auth.access import missing, require_read
 from wheelyard.shared.domain.hosted import find_file
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
@@ -22,9 +22,10 @@ from wheelyard.shared.web.streaming import stored_file_response
 async def readable(ctx: RequestContext, storage: str, repo: str) -> RepositoryView:
     """The hosted repository `storage/repo` if the caller may read it."""
     view = await ctx.repository(storage, repo)
+    principal = await ctx.principal()
     if view is None or view.type != "hosted":
-        raise NotFound(f"Repository '{storage}/{repo}' does not exist.")
-    require_read(await ctx.principal(), view)
+        raise missing(principal, f"{storage}/{repo}")
+    require_read(principal, view)
     return view
 
 

@@ -13,10 +13,9 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from wheelyard.index import service
 from wheelyard.shared import routes
-from wheelyard.shared.auth.access import require_read
+from wheelyard.shared.auth.access import missing, require_read
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.domain.repositories import RepositoryView
-from wheelyard.shared.errors import NotFound
 from wheelyard.shared.web.deps import BaseUrlDep, DirectoryDep, PrincipalDep, SessionDep
 from wheelyard.shared.web.pages import cache_control, project_name
 
@@ -29,7 +28,7 @@ async def _readable(
 ) -> RepositoryView:
     view = await directory.get(storage, repo)
     if view is None or view.type != "hosted":
-        raise NotFound(f"Repository '{storage}/{repo}' does not exist.")
+        raise missing(principal, f"{storage}/{repo}")
     require_read(principal, view)
     return view
 

@@ -58,8 +58,8 @@ async def readable_members(ctx: RequestContext, group: RepositoryView) -> list[R
     out = []
     for storage, repo in group.member_refs:
         view = await ctx.repository(storage, repo)
-        # A token opens the group; the members are checked against the user's own rights.
-        if view is not None and can_read(principal, view, through_group=True):
+        # A token that opens the group opens its members as far as the user may read them.
+        if view is not None and can_read(principal, view, group=group):
             out.append(view)
     return out
 

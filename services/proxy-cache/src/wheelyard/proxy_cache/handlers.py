@@ -12,9 +12,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from wheelyard.proxy_cache.service import ProxyService
-from wheelyard.shared.auth.access import require_read
+from wheelyard.shared.auth.access import missing, require_read
 from wheelyard.shared.domain.repositories import RepositoryView
-from wheelyard.shared.errors import NotFound
 from wheelyard.shared.web.context import RequestContext
 from wheelyard.shared.web.pages import STALE_HEADERS, media_of, page_response, project_name
 
@@ -29,9 +28,10 @@ def proxy_of(request: Request) -> ProxyService:
 async def readable(ctx: RequestContext, storage: str, repo: str) -> RepositoryView:
     """The proxy or group repository `storage/repo` if the caller may read it."""
     view = await ctx.repository(storage, repo)
+    principal = await ctx.principal()
     if view is None or view.type not in KINDS:
-        raise NotFound(f"Repository '{storage}/{repo}' does not exist.")
-    require_read(await ctx.principal(), view)
+        raise missing(principal, f"{storage}/{repo}")
+    require_read(principal, view)
     return view
 
 

@@ -92,3 +92,16 @@ async def expire_cached_page(
     for target in targets:
         await pages.expire(target, name)
     return Response(status_code=204)
+
+
+@router.get(routes.PROJECT_DETAILS.template, summary="Project data (hosted repositories)")
+async def project_details(request: Request, storage: str, repo: str, project: str) -> Response:
+    """Project details are kept by hosted repositories only. The caller's right to read the
+    repository is checked first, so the answer about a private repository is the one a
+    missing repository gets."""
+    async with RequestContext(request) as ctx:
+        view = await readable(ctx, storage, repo)
+    raise NotFound(
+        f"Project details are served by hosted repositories; '{view.path}' is a {view.type} "
+        f"repository (read /repositories/{view.path}/simple/{canonicalize_name(project)}/)."
+    )

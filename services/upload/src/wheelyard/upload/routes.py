@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared import routes
+from wheelyard.shared.auth.access import missing
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.domain.repositories import RepositoryView, split_path
 from wheelyard.shared.errors import InvalidInput
@@ -151,7 +152,9 @@ async def release_request(
     principal: PrincipalDep,
 ) -> ReleaseRequest:
     """The release named by the path, with the caller and the stores."""
-    target = await directory.require(storage, repo)
+    target = await directory.get(storage, repo)
+    if target is None:
+        raise missing(principal, f"{storage}/{repo}")
     return ReleaseRequest(session, pages, target, principal, project, version, _client_ip(request))
 
 

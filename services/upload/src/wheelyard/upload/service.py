@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from wheelyard.shared.auth.access import require_write
+from wheelyard.shared.auth.access import allowed, can_read, denial, missing, require_write
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings
@@ -93,8 +93,7 @@ async def publish(
     """Publish one file to `storage/repo` (a hosted repository, or a group's first hosted
     member): check the caller may write there, then receive, validate, store and record it.
     Re-publishing identical bytes is a no-op (`created=False`)."""
-    target = await upload_target(directory, storage, repo)
-    require_write(principal, target)  # before reading a byte of the body
+    target = await upload_target(directory, principal, storage, repo)  # before reading the body
     settings = backends.settings
     received = await incoming.receive(spool_dir(settings), settings.max_upload_size)
     spool = received.spool
@@ -126,19 +125,32 @@ async def publish(
         spool.discard()
 
 
-async def upload_target(directory: RepositoryDirectory, storage: str, name: str) -> RepositoryView:
-    """The hosted repository an upload to `storage/name` lands in.
+async def upload_target(
+    directory: RepositoryDirectory, principal: Principal, storage: str, name: str
+) -> RepositoryView:
+    """The hosted repository an upload to `storage/name` by `principal` lands in, once the
+    caller is known to may write there.
 
-    A group forwards uploads to its first hosted member; a proxy takes none.
+    A group forwards uploads to its first hosted member; a proxy takes none. Refusals never
+    tell more than the caller may read: a repository they may not read answers as a missing
+    one (not even its kind is told), and a refusal through a group names the group, never its
+    member.
     """
-    view = await directory.require(storage, name)
+    view = await directory.get(storage, name)
+    if view is None:
+        raise missing(principal, f"{storage}/{name}")
     if view.type == "hosted":
+        require_write(principal, view)
         return view
+    if not can_read(principal, view):
+        raise denial(principal, view, "write")
     if view.type == "proxy":
         raise Forbidden(f"'{view.path}' is a proxy repository; it does not accept uploads.")
     for m_storage, m_name in view.member_refs:
         member_view = await directory.get(m_storage, m_name)
         if member_view is not None and member_view.type == "hosted":
+            if not allowed(principal, member_view, "write"):
+                raise denial(principal, view, "write")
             return member_view
     raise Forbidden(f"Group '{view.path}' has no hosted member to upload to.")
 

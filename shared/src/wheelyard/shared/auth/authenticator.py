@@ -10,8 +10,9 @@ when the management API changes them; concurrent misses share one database load,
 distinct cached value is decoded once), and successful argon2 checks under a hash of (stored
 hash, password), so a changed password misses that cache by construction.
 
-Failed logins are counted per username and per client address in the cache; past the limits
-the gateway answers 429 with Retry-After until the window passes.
+Password guesses are throttled per (account, address) and per account with a growing delay
+(`throttle`: nobody's guesses lock anyone else out; tokens are never throttled), and every
+refused credential, whatever the path, is audited (`failure_audit`, itself rate-limited).
 """
 
 from __future__ import annotations
@@ -32,23 +33,22 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.auth.credentials import parse_basic
+from wheelyard.shared.auth.failure_audit import FailureAudit
 from wheelyard.shared.auth.internal_jwt import ALGORITHM, KeyPair
 from wheelyard.shared.auth.passwords import hash_password, verify_password
 from wheelyard.shared.auth.principal import ANONYMOUS, Principal
+from wheelyard.shared.auth.throttle import LoginThrottle
 from wheelyard.shared.auth.tokens import looks_like_token, secret_matches, split_token
 from wheelyard.shared.cache import Cache
 from wheelyard.shared.concurrency import SingleFlight
 from wheelyard.shared.db.models import ApiToken, Permission, Repository, Storage, User
-from wheelyard.shared.errors import RateLimited, Unauthenticated
+from wheelyard.shared.errors import RateLimited, Unauthenticated, WheelyardError
 
 RECORD_TTL = 10.0
 VERIFIED_TTL = 300.0
 ACCESS_TOKEN_LIFETIME = 900
 ACCESS_ISSUER = "wheelyard"
 ACCESS_AUDIENCE = "wheelyard-api"
-FAILURE_WINDOW = 300.0
-MAX_FAILURES_PER_USER = 10
-MAX_FAILURES_PER_ADDRESS = 50
 TOKEN_USERNAME = "__token__"  # noqa: S105  (the username clients send with a token)
 MAX_DECODED_RECORDS = 10_000
 _R = TypeVar("_R")
@@ -128,7 +128,9 @@ async def load_user_record(session: AsyncSession, username: str) -> UserRecord |
 class Authenticator:
     """Turns Authorization headers into Principals; see the module docstring."""
 
-    def __init__(self, sessions: Any, cache: Cache, keys: KeyPair) -> None:
+    def __init__(
+        self, sessions: Any, cache: Cache, keys: KeyPair, *, audit: FailureAudit | None = None
+    ) -> None:
         self._sessions = sessions
         self._cache = cache
         self._keys = keys
@@ -136,6 +138,8 @@ class Authenticator:
         # of one CI user): one database load serves them all instead of one load each.
         self._loading: SingleFlight[str, bytes] = SingleFlight()
         self._records: dict[bytes, Any] = {}
+        self._throttle = LoginThrottle(cache)
+        self._audit = audit or FailureAudit(sessions, cache)
 
     async def authenticate(self, authorization: str | None, client: str | None) -> Principal:
         """The caller named by `authorization` (ANONYMOUS when there is none)."""
@@ -144,29 +148,50 @@ class Authenticator:
         scheme, _, value = authorization.partition(" ")
         scheme = scheme.lower()
         if scheme == "basic":
-            username, password = parse_basic(authorization)
+            try:
+                username, password = parse_basic(authorization)
+            except Unauthenticated as exc:
+                raise await self._refused(exc, "basic", "malformed credentials", client) from None
             if username == TOKEN_USERNAME:
-                return await self._by_token(password, client)
-            return await self.by_password(username, password, client)
+                return await self._by_token(password, client, "basic-token")
+            return await self.by_password(username, password, client, method="basic")
         if scheme == "bearer":
             value = value.strip()
             if looks_like_token(value):
-                return await self._by_token(value, client)
-            return await self._by_access_token(value)
-        raise Unauthenticated("Unsupported authorization scheme; use Basic or Bearer.")
+                return await self._by_token(value, client, "bearer-token")
+            return await self._by_access_token(value, client)
+        raise await self._refused(
+            Unauthenticated("Unsupported authorization scheme; use Basic or Bearer."),
+            scheme[:20] or "none",
+            "unsupported scheme",
+            client,
+        )
 
-    async def by_password(self, username: str, password: str, client: str | None) -> Principal:
-        """The user `username` if `password` is theirs; counts and limits failures."""
-        await self._check_not_limited(username, client)
+    async def by_password(
+        self, username: str, password: str, client: str | None, *, method: str = "sign-in"
+    ) -> Principal:
+        """The user `username` if `password` is theirs. Attempts are throttled and failures
+        audited (`method` says which path: basic, sign-in, password-change...)."""
+        try:
+            attempt = await self._throttle.check(username, client)
+        except RateLimited as exc:
+            raise await self._refused(exc, method, "throttled", client, username) from None
         record = await self._user(username)
         if record is None or not record.is_active:
             # Pay for one argon2 check anyway, so the answer's timing does not tell which
-            # usernames exist (failures are rate-limited, so this cannot be used to load us).
+            # usernames exist (failures are throttled, so this cannot be used to load us).
             await anyio.to_thread.run_sync(verify_password, _dummy_hash(), password)
         ok = record is not None and record.is_active and await self._password_ok(record, password)
         if not ok or record is None:
-            await self._count_failure(username, client)
-            raise Unauthenticated("Invalid username or password.")
+            await self._throttle.failed(attempt)
+            raise await self._refused(
+                Unauthenticated("Invalid username or password."),
+                method,
+                _unusable(record) or "wrong password",
+                client,
+                username,
+            )
+        await self._throttle.succeeded(attempt)
         return _principal(record)
 
     def issue_access_token(self, principal: Principal, password_changed: int) -> tuple[str, int]:
@@ -187,7 +212,7 @@ class Authenticator:
         """The (cached) record of `username`."""
         return await self._user(username)
 
-    async def _by_access_token(self, token: str) -> Principal:
+    async def _by_access_token(self, token: str, client: str | None) -> Principal:
         try:
             claims = jwt.decode(
                 token,
@@ -198,37 +223,63 @@ class Authenticator:
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
         except jwt.PyJWTError as exc:
-            raise Unauthenticated("Invalid or expired access token.") from exc
-        record = await self._user(str(claims["sub"]))
+            raise await self._refused(
+                Unauthenticated("Invalid or expired access token."),
+                "jwt",
+                f"invalid access token ({exc.__class__.__name__})",
+                client,
+            ) from exc
+        subject = str(claims["sub"])
+        record = await self._user(subject)
         # A password change ends the sessions started with the old password.
         if record is None or not record.is_active or claims.get("pv") != record.password_changed:
-            raise Unauthenticated("Invalid or expired access token.")
+            reason = _unusable(record) or "password changed since it was issued"
+            raise await self._refused(
+                Unauthenticated("Invalid or expired access token."), "jwt", reason, client, subject
+            )
         return _principal(record)
 
-    async def _by_token(self, value: str, client: str | None) -> Principal:
-        await self._check_not_limited(None, client)
+    async def _by_token(self, value: str, client: str | None, method: str) -> Principal:
         parts = split_token(value)
         record = await self._token(parts[0]) if parts else None
         secret = parts[1] if parts else value
         if not secret_matches(secret, record.secret_hash if record else None) or record is None:
-            await self._count_failure(None, client)
-            raise Unauthenticated("Invalid API token.")
+            raise await self._refused(
+                Unauthenticated("Invalid API token."),
+                method,
+                "unknown token" if record is None else "wrong secret",
+                client,
+                record.username if record else None,
+                f"token:{record.id}" if record else (f"token:wy_{parts[0]}_" if parts else None),
+            )
+        target = f"token:{record.id}"
         if record.revoked:
-            raise Unauthenticated("This API token has been revoked.")
-        if record.expires_at is not None and record.expires_at <= time.time():
-            raise Unauthenticated("This API token has expired.")
-        owner = await self._user(record.username)
-        if owner is None or not owner.is_active:
-            raise Unauthenticated("The owner of this API token is not active.")
-        return Principal(
-            username=owner.username,
-            user_id=owner.id,
-            is_admin=owner.is_admin,
-            permissions=owner.permissions,
-            token_id=record.id,
-            token_scope=record.scope,
-            token_repositories=frozenset(record.repositories),
+            error, reason = "This API token has been revoked.", "revoked token"
+        elif record.expires_at is not None and record.expires_at <= time.time():
+            error, reason = "This API token has expired.", "expired token"
+        else:
+            owner = await self._user(record.username)
+            if owner is not None and owner.is_active:
+                return _token_principal(owner, record)
+            error, reason = "The owner of this API token is not active.", "inactive owner"
+        raise await self._refused(
+            Unauthenticated(error), method, reason, client, record.username, target
         )
+
+    async def _refused(
+        self,
+        error: WheelyardError,
+        method: str,
+        reason: str,
+        client: str | None,
+        username: str | None = None,
+        target: str | None = None,
+    ) -> WheelyardError:
+        """`error`, once the failure is audited."""
+        await self._audit.record(
+            method=method, reason=reason, address=client, username=username, target=target
+        )
+        return error
 
     async def _password_ok(self, record: UserRecord, password: str) -> bool:
         key = (
@@ -307,32 +358,10 @@ class Authenticator:
             self._records[raw] = record
         return record
 
-    async def _check_not_limited(self, username: str | None, client: str | None) -> None:
-        for key, limit in _limit_keys(username, client):
-            raw = await self._cache.get(key)
-            if raw is not None and int(raw) >= limit:
-                raise RateLimited(
-                    "Too many failed login attempts; try again later.", int(FAILURE_WINDOW)
-                )
-
-    async def _count_failure(self, username: str | None, client: str | None) -> None:
-        for key, _limit in _limit_keys(username, client):
-            await self._cache.incr(key, ttl=FAILURE_WINDOW)
-
 
 @functools.cache
 def _dummy_hash() -> str:
     return hash_password(secrets.token_urlsafe(16))
-
-
-def _limit_keys(username: str | None, client: str | None) -> list[tuple[str, int]]:
-    keys = []
-    if username:
-        digest = hashlib.blake2b(username.lower().encode(), digest_size=16).hexdigest()
-        keys.append((f"ratelimit:login:user:{digest}", MAX_FAILURES_PER_USER))
-    if client:
-        keys.append((f"ratelimit:login:addr:{client}", MAX_FAILURES_PER_ADDRESS))
-    return keys
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -349,6 +378,25 @@ def _principal(record: UserRecord) -> Principal:
         user_id=record.id,
         is_admin=record.is_admin,
         permissions=record.permissions,
+    )
+
+
+def _unusable(record: UserRecord | None) -> str | None:
+    """Why `record` cannot sign in at all, for the audit log; None when it can."""
+    if record is None:
+        return "unknown user"
+    return None if record.is_active else "inactive user"
+
+
+def _token_principal(owner: UserRecord, token: TokenRecord) -> Principal:
+    return Principal(
+        username=owner.username,
+        user_id=owner.id,
+        is_admin=owner.is_admin,
+        permissions=owner.permissions,
+        token_id=token.id,
+        token_scope=token.scope,
+        token_repositories=frozenset(token.repositories),
     )
 
 

@@ -18,11 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from wheelyard.shared.auth.access import can_read
 from wheelyard.shared.auth.passwords import hash_password
-from wheelyard.shared.auth.principal import LEVELS, SCOPES
+from wheelyard.shared.auth.principal import LEVELS, SCOPES, Principal
 from wheelyard.shared.auth.tokens import NewToken, generate_token
-from wheelyard.shared.db.models import ApiToken, AuditEvent, Permission, User, utcnow
-from wheelyard.shared.domain.repositories import find_repository, split_path
+from wheelyard.shared.db.models import ApiToken, AuditEvent, Permission, Repository, User, utcnow
+from wheelyard.shared.domain.repositories import RepositoryView, find_repository, split_path
 from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
 
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,149}\Z")
@@ -143,8 +144,14 @@ async def create_token(
     repositories: list[str],
     scope: str,
     expires_at: datetime | None,
+    reader: Principal | None = None,
 ) -> CreatedToken:
-    """A new API token of `owner` for `repositories` (`storage/repo` each) with `scope`."""
+    """A new API token of `owner` for `repositories` (`storage/repo` each) with `scope`.
+
+    With `reader` (the caller asking for the token), a repository `reader` may not read is
+    refused with the very message a missing one gets: the answer never tells who may not
+    read a private repository whether it exists.
+    """
     if scope not in SCOPES:
         raise InvalidInput(f"Invalid scope {scope!r}: use read or write.")
     if not name.strip() or len(name) > 150:
@@ -153,13 +160,17 @@ async def create_token(
         raise InvalidInput("A token must name at least one repository ('storage/repo').")
     for path in repositories:
         storage, repo = split_path(path, default_storage="")
-        if not storage or not repo or await find_repository(session, storage, repo) is None:
+        found = await find_repository(session, storage, repo) if storage and repo else None
+        # One query either way, so that timing does not tell the two refusals apart either.
+        if found is None or (
+            reader is not None and not can_read(reader, _bare_view(found, storage))
+        ):
             raise InvalidInput(f"Repository {path!r} does not exist (use 'storage/repo').")
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidInput("expires_at must be in the future.")
     assert owner.id is not None  # a stored user
     new: NewToken = generate_token()
-    row = ApiToken(
+    token = ApiToken(
         public_id=new.public_id,
         secret_hash=new.secret_hash,
         name=name.strip(),
@@ -168,9 +179,23 @@ async def create_token(
         repositories=sorted(set(repositories)),
         expires_at=expires_at,
     )
-    session.add(row)
+    session.add(token)
     await session.flush()
-    return CreatedToken(row, new.value)
+    return CreatedToken(token, new.value)
+
+
+def _bare_view(row: Repository, storage: str) -> RepositoryView:
+    # What the access rules look at (path and visibility), without loading members/upstreams.
+    assert row.id is not None
+    return RepositoryView(
+        id=row.id,
+        storage=storage,
+        name=row.name,
+        type=row.type,
+        visibility=row.visibility,
+        ttl=row.ttl,
+        settings={},
+    )
 
 
 async def get_token(session: AsyncSession, token_id: int) -> ApiToken:

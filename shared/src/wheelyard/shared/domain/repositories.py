@@ -245,13 +245,16 @@ async def _member_id(session: AsyncSession, spec: RepositoryConfig, member: str)
     storage, name = split_path(member, spec.storage)
     repo = await find_repository(session, storage, name)
     if repo is None or repo.id is None:
-        raise InvalidInput(
-            f"Group '{spec.storage}/{spec.name}' lists member '{storage}/{name}', "
-            "which does not exist."
-        )
+        raise unknown_member(f"{spec.storage}/{spec.name}", f"{storage}/{name}")
     if repo.type == "group":
         raise InvalidInput(f"Group members must be hosted or proxy repositories, not '{member}'.")
     return repo.id
+
+
+def unknown_member(group: str, member: str) -> InvalidInput:
+    """The refusal of a group member `member` that does not exist (or that the caller may not
+    read: the same words, so that they cannot be told apart)."""
+    return InvalidInput(f"Group '{group}' lists member '{member}', which does not exist.")
 
 
 async def holds_files(session: AsyncSession, repository_id: int) -> bool:

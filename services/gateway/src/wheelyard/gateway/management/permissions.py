@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from wheelyard.gateway.management.guards import audit, signed_in
 from wheelyard.gateway.management.repositories import visible_repository
+from wheelyard.gateway.management.schemas import Grant, PermissionOut
 from wheelyard.shared.auth.authenticator import forget_user
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain import accounts
@@ -24,7 +25,7 @@ class PermissionIn(BaseModel):
     level: Literal["read", "write", "admin"]
 
 
-@router.put("/repositories/{storage}/{name}/permissions/{username}")
+@router.put("/repositories/{storage}/{name}/permissions/{username}", response_model=PermissionOut)
 async def set_permission(
     request: Request,
     storage: str,
@@ -82,7 +83,7 @@ async def remove_permission(
     return Response(status_code=204)
 
 
-@router.get("/repositories/{storage}/{name}/permissions")
+@router.get("/repositories/{storage}/{name}/permissions", response_model=list[Grant])
 async def list_permissions(
     request: Request, storage: str, name: str, session: SessionDep
 ) -> list[dict[str, str]]:

@@ -4,13 +4,15 @@ whoever may read them."""
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 
 from wheelyard.gateway.management.guards import administrator, audit, signed_in
-from wheelyard.shared.auth.access import allowed, require_admin, require_read
+from wheelyard.gateway.management.schemas import RepositoryOut
+from wheelyard.shared.auth.access import allowed, can_read, missing, require_admin, require_read
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.config import RepositoryConfig, UpstreamConfig, check_pem_bundle
 from wheelyard.shared.db.engine import begin_write
@@ -24,6 +26,9 @@ from wheelyard.shared.domain.repositories import (
     list_repositories,
     load_repository,
     proxy_state_key,
+    split_path,
+    unknown_member,
+    view_of,
 )
 from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
 from wheelyard.shared.netpolicy import check_upstream_url
@@ -32,13 +37,11 @@ from wheelyard.shared.web.deps import SessionDep
 router = APIRouter(tags=["repositories"])
 
 
-class UpstreamIn(BaseModel):
-    """An upstream index of a proxy repository. `ca_bundle`: PEM certificates trusted for it
-    besides the system trust store (a TLS-inspecting proxy, a private CA)."""
+class UpstreamIn(UpstreamConfig):
+    """An upstream index of a proxy repository (an http(s) URL; 422 otherwise). `ca_bundle`:
+    PEM certificates trusted for it besides the system trust store (a TLS-inspecting proxy, a
+    private CA)."""
 
-    url: str
-    username: str | None = None
-    password: str | None = None
     timeout: float = Field(default=30.0, gt=0, le=600)
     ca_bundle: str | None = Field(default=None, max_length=1024 * 1024)
 
@@ -72,20 +75,26 @@ class RepositoryChange(BaseModel):
     allow_upstream: list[str] | None = None
 
 
-def _repository_json(view: RepositoryView) -> dict[str, Any]:
+def _repository_json(
+    view: RepositoryView, principal: Principal, members: dict[str, RepositoryView]
+) -> dict[str, Any]:
+    """`view` as `principal` may see it: only the members they may read (a private member's
+    name is not told to who may not read it), and the upstreams' usernames only to the
+    repository's admins; never a password, nor credentials written into an upstream URL."""
+    admin = allowed(principal, view, "admin")
     return {
         "storage": view.storage,
         "name": view.name,
         "type": view.type,
         "visibility": view.visibility,
         "ttl": view.ttl,
-        "members": list(view.members),
+        "members": [m for m in view.members if _readable_member(principal, view, members, m)],
         "upstreams": [
             {
-                "url": u.url,
-                "username": u.username,
+                "url": _without_userinfo(u.url),
+                "username": u.username if admin else None,
                 "timeout": u.timeout,
-                "has_password": u.password is not None,
+                "has_password": u.password is not None or "@" in urlsplit(u.url).netloc,
                 "ca_bundle": u.ca_bundle,
             }
             for u in view.upstreams
@@ -93,6 +102,30 @@ def _repository_json(view: RepositoryView) -> dict[str, Any]:
         "allow_upstream": list(view.settings.get("allow_upstream", [])),
         "url": f"/repositories/{view.storage}/{view.name}/",
     }
+
+
+def _readable_member(
+    principal: Principal, group: RepositoryView, members: dict[str, RepositoryView], path: str
+) -> bool:
+    member = members.get(path)
+    return member is not None and can_read(principal, member, group=group)
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+async def _members_of(
+    session: SessionDep, views: list[RepositoryView]
+) -> dict[str, RepositoryView]:
+    """The member repositories of the groups among `views`, by path."""
+    paths = {m for v in views for m in v.members}
+    if not paths:
+        return {}
+    return {v.path: v for v in await list_repositories(session) if v.path in paths}
 
 
 async def _apply(request: Request, session: SessionDep, spec: RepositoryConfig) -> RepositoryView:
@@ -113,7 +146,7 @@ def _spec(data: dict[str, Any]) -> RepositoryConfig:
         ) from exc
 
 
-@router.post("/repositories", status_code=201)
+@router.post("/repositories", status_code=201, response_model=RepositoryOut)
 async def create_repository(
     request: Request, payload: NewRepository, session: SessionDep
 ) -> dict[str, Any]:
@@ -133,48 +166,58 @@ async def create_repository(
         detail={"type": view.type, "visibility": view.visibility},
     )
     await session.commit()
-    return _repository_json(await load_repository(session, view.storage, view.name))
+    return await _shown(session, admin, await load_repository(session, view.storage, view.name))
 
 
-@router.get("/repositories")
+async def _shown(session: SessionDep, principal: Principal, view: RepositoryView) -> dict[str, Any]:
+    return _repository_json(view, principal, await _members_of(session, [view]))
+
+
+@router.get("/repositories", response_model=list[RepositoryOut])
 async def list_all_repositories(request: Request, session: SessionDep) -> list[dict[str, Any]]:
-    """The repositories you may read."""
+    """The repositories you may read (every public one, with or without credentials)."""
     principal: Principal = request.state.principal
-    return [
-        _repository_json(v)
-        for v in await list_repositories(session)
-        if allowed(principal, v, "read")
-    ]
+    views = await list_repositories(session)
+    by_path = {v.path: v for v in views}
+    return [_repository_json(v, principal, by_path) for v in views if can_read(principal, v)]
 
 
 async def visible_repository(
     request: Request, session: SessionDep, storage: str, name: str, level: str
 ) -> RepositoryView:
-    view = await load_repository(session, storage, name)
+    """`storage/name` if the caller may act on it at `level` (read or admin); a repository
+    they may not read answers exactly as a missing one."""
     principal: Principal = request.state.principal
+    found = await find_repository(session, storage, name)
+    if found is None:
+        raise missing(principal, f"{storage}/{name}")
+    view = await view_of(session, found, storage)
     require_read(principal, view)
     if level == "admin":
         require_admin(principal, view)
     return view
 
 
-@router.get("/repositories/{storage}/{name}")
+@router.get("/repositories/{storage}/{name}", response_model=RepositoryOut)
 async def get_repository(
     request: Request, storage: str, name: str, session: SessionDep
 ) -> dict[str, Any]:
     """One repository's settings (members, upstreams without passwords, TTL, visibility)."""
-    return _repository_json(await visible_repository(request, session, storage, name, "read"))
+    view = await visible_repository(request, session, storage, name, "read")
+    return await _shown(session, request.state.principal, view)
 
 
-@router.patch("/repositories/{storage}/{name}")
+@router.patch("/repositories/{storage}/{name}", response_model=RepositoryOut)
 async def change_repository(
     request: Request, storage: str, name: str, payload: RepositoryChange, session: SessionDep
 ) -> dict[str, Any]:
     """Change type, visibility, upstreams, members or TTL (the repository's admins). Switching
-    a repository that holds uploaded files to another type is refused, saying so."""
+    a repository that holds uploaded files to another type is refused, saying so. `members`
+    lists the members you may read; members you may not read (nor see) stay, after them."""
     principal = signed_in(request)
     await begin_write(session)
     view = await visible_repository(request, session, storage, name, "admin")
+    members = await _members_of(session, [view])
     current: dict[str, Any] = {
         "storage": view.storage,
         "name": view.name,
@@ -186,8 +229,10 @@ async def change_repository(
         "allow_upstream": list(view.settings.get("allow_upstream", [])),
     }
     changes = payload.model_dump(exclude_unset=True)
-    if "upstreams" in changes:
-        changes["upstreams"] = [UpstreamConfig(**u).model_dump() for u in changes["upstreams"]]
+    if changes.get("members") is not None:
+        changes["members"] = await _new_members(
+            session, principal, view, members, changes["members"]
+        )
     if changes.get("type") and changes["type"] != "proxy":
         current["upstreams"] = changes.get("upstreams", [])
     if changes.get("type") and changes["type"] != "group":
@@ -204,7 +249,36 @@ async def change_repository(
         detail={"changed": sorted(payload.model_dump(exclude_unset=True))},
     )
     await session.commit()
-    return _repository_json(await load_repository(session, storage, name))
+    return await _shown(session, principal, await load_repository(session, storage, name))
+
+
+async def _new_members(
+    session: SessionDep,
+    principal: Principal,
+    group: RepositoryView,
+    current: dict[str, RepositoryView],
+    asked: list[str],
+) -> list[str]:
+    """The member list after a change that asks for `asked`: a repository the caller may not
+    read is refused exactly like a missing one, and the current members hidden from the caller
+    are kept, in their order, after the ones asked for."""
+    out = []
+    for member in asked:
+        member_storage, member_name = split_path(member, group.storage)
+        path = f"{member_storage}/{member_name}"
+        known = current.get(path)
+        if known is None:
+            row = await find_repository(session, member_storage, member_name)
+            known = await view_of(session, row, member_storage) if row is not None else None
+        if known is None or not can_read(principal, known, group=group):
+            raise unknown_member(group.path, path)
+        out.append(path)
+    hidden = [
+        m
+        for m in group.members
+        if m not in out and not _readable_member(principal, group, current, m)
+    ]
+    return out + hidden
 
 
 @router.delete("/repositories/{storage}/{name}", status_code=204)
@@ -223,7 +297,7 @@ async def delete_repository(
     admin = administrator(request)
     await begin_write(session)
     repo = await find_repository(session, storage, name)
-    if repo is None:
+    if repo is None or repo.id is None:
         raise NotFound(f"Repository '{storage}/{name}' does not exist.")
     assert repo.id is not None  # a loaded row
     if await holds_files(session, repo.id) and not force:

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from wheelyard.gateway.management.guards import audit, client_address
 from wheelyard.shared.auth.authenticator import Authenticator
 from wheelyard.shared.db.engine import begin_write
-from wheelyard.shared.errors import InvalidInput, Unauthenticated
+from wheelyard.shared.errors import InvalidInput
 from wheelyard.shared.web.deps import SessionDep
 
 router = APIRouter(tags=["auth"])
@@ -24,13 +24,33 @@ class TokenResponse(BaseModel):
     expires_in: int
 
 
-@router.post("/auth/token", response_model=TokenResponse)
+class Credentials(BaseModel):
+    """A username and its password."""
+
+    username: str
+    password: str
+
+
+_CREDENTIALS = Credentials.model_json_schema()
+_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": _CREDENTIALS},
+        "application/x-www-form-urlencoded": {"schema": _CREDENTIALS},
+    },
+}
+
+
+@router.post("/auth/token", response_model=TokenResponse, openapi_extra={"requestBody": _BODY})
 async def sign_in(request: Request, session: SessionDep) -> TokenResponse:
     """Exchange a username and password (JSON, or the OAuth2 password form) for a short-lived
-    JWT. Failed attempts are rate-limited per username and per client address."""
+    JWT. Attempts are throttled per account and address (429 with Retry-After while waiting)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError as exc:  # not JSON, or not UTF-8
+            raise InvalidInput("The body is not valid JSON.") from exc
         if not isinstance(body, dict):
             raise InvalidInput("Send a JSON object with 'username' and 'password'.")
     else:
@@ -39,13 +59,8 @@ async def sign_in(request: Request, session: SessionDep) -> TokenResponse:
     if not isinstance(username, str) or not isinstance(password, str):
         raise InvalidInput("Both 'username' and 'password' are required.")
     authenticator: Authenticator = request.app.state.authenticator
-    try:
-        principal = await authenticator.by_password(username, password, client_address(request))
-    except Unauthenticated:
-        await begin_write(session)
-        audit(request, session, username[:150], "auth.login_failed")
-        await session.commit()
-        raise
+    # Throttled, and audited when refused, by the authenticator.
+    principal = await authenticator.by_password(username, password, client_address(request))
     record = await authenticator.user_record(username)
     assert record is not None
     token, lifetime = authenticator.issue_access_token(principal, record.password_changed)

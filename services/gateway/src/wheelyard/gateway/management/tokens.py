@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from wheelyard.gateway.management.guards import administrator, audit, signed_in
+from wheelyard.gateway.management.schemas import CreatedTokenOut, TokenOut
 from wheelyard.shared.auth.authenticator import forget_token
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain import accounts
@@ -17,6 +18,9 @@ from wheelyard.shared.errors import Forbidden, InvalidInput, NotFound
 from wheelyard.shared.web.deps import CacheDep, SessionDep
 
 router = APIRouter(tags=["tokens"])
+#: Database ids are signed 64-bit integers; a larger number names no token (and must not reach
+#: the database driver, which cannot even bind it).
+TokenId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class NewTokenIn(BaseModel):
@@ -28,7 +32,7 @@ class NewTokenIn(BaseModel):
     expires_at: datetime | None = None
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", status_code=201, response_model=CreatedTokenOut)
 async def create_token(
     request: Request, payload: NewTokenIn, session: SessionDep
 ) -> dict[str, Any]:
@@ -49,6 +53,7 @@ async def create_token(
         repositories=payload.repositories,
         scope=payload.scope,
         expires_at=expires,
+        reader=principal,
     )
     audit(
         request,
@@ -66,7 +71,7 @@ async def create_token(
     return accounts.token_view(created.row, principal.username) | {"token": created.value}
 
 
-@router.get("/tokens")
+@router.get("/tokens", response_model=list[TokenOut])
 async def list_tokens(
     request: Request,
     session: SessionDep,
@@ -83,7 +88,7 @@ async def list_tokens(
 
 @router.delete("/tokens/{token_id}", status_code=204)
 async def revoke_token(
-    request: Request, token_id: int, session: SessionDep, cache: CacheDep
+    request: Request, token_id: TokenId, session: SessionDep, cache: CacheDep
 ) -> Response:
     """Revoke a token (its owner, or an administrator); refused from the next request on."""
     principal = signed_in(request)

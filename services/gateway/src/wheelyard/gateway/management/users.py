@@ -9,11 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from wheelyard.gateway.management.guards import administrator, audit, signed_in
-from wheelyard.shared.auth.authenticator import forget_user
+from wheelyard.gateway.management.guards import administrator, audit, client_address, signed_in
+from wheelyard.gateway.management.schemas import UserOut
+from wheelyard.shared.auth.authenticator import Authenticator, forget_user
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain import accounts
-from wheelyard.shared.errors import Conflict
+from wheelyard.shared.errors import Conflict, Forbidden, InvalidInput, Unauthenticated
 from wheelyard.shared.web.deps import CacheDep, SessionDep
 
 router = APIRouter(tags=["users"])
@@ -28,14 +29,16 @@ class NewUser(BaseModel):
 
 
 class UserChange(BaseModel):
-    """Changes to a user; omitted fields stay as they are."""
+    """Changes to a user; omitted fields stay as they are. Changing your own password needs
+    `current_password` too (an administrator resetting someone else's does not)."""
 
     password: str | None = None
+    current_password: str | None = None
     is_admin: bool | None = None
     is_active: bool | None = None
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, response_model=UserOut)
 async def create_user(request: Request, payload: NewUser, session: SessionDep) -> dict[str, Any]:
     """Create a user (administrators only)."""
     admin = administrator(request)
@@ -55,28 +58,33 @@ async def create_user(request: Request, payload: NewUser, session: SessionDep) -
     return accounts.user_view(user)
 
 
-@router.get("/users")
+@router.get("/users", response_model=list[UserOut])
 async def list_users(request: Request, session: SessionDep) -> list[dict[str, Any]]:
     """Every user (administrators only)."""
     administrator(request)
     return [accounts.user_view(u) for u in await accounts.list_users(session)]
 
 
-@router.patch("/users/{username}")
+@router.patch("/users/{username}", response_model=UserOut)
 async def change_user(
     request: Request, username: str, payload: UserChange, session: SessionDep, cache: CacheDep
 ) -> dict[str, Any]:
-    """Change a password (yourself or, for administrators, anyone), admin flag or active state
-    (administrators only). Takes effect from the next request on."""
+    """Change a password (yourself, giving `current_password`, or, for administrators,
+    anyone's), admin flag or active state (administrators only). Takes effect from the next
+    request on: a changed password ends the user's sessions (access tokens issued before it
+    are refused; API tokens stay valid, see docs/security.md)."""
     principal = signed_in(request)
+    own = principal.username == username
     own_password_only = (
-        principal.username == username
+        own
         and payload.is_admin is None
         and payload.is_active is None
         and principal.token_scope is None
     )
     if not own_password_only:
         administrator(request)
+    if own and payload.password is not None:
+        await _prove_current_password(request, username, payload.current_password)
     await begin_write(session)
     user = await accounts.update_user(
         session,
@@ -85,7 +93,9 @@ async def change_user(
         is_admin=payload.is_admin,
         is_active=payload.is_active,
     )
-    changed = sorted(k for k, v in payload.model_dump().items() if v is not None)
+    changed = sorted(
+        k for k, v in payload.model_dump(exclude={"current_password"}).items() if v is not None
+    )
     audit(
         request,
         session,
@@ -97,6 +107,21 @@ async def change_user(
     await session.commit()
     await forget_user(cache, username)
     return accounts.user_view(user)
+
+
+async def _prove_current_password(request: Request, username: str, current: str | None) -> None:
+    """Raise unless `current` is `username`'s password: a session left open, or a stolen
+    access token, must not be enough to take the account over. Checked like a sign-in:
+    throttled and, when wrong, audited."""
+    if current is None:
+        raise InvalidInput("Give your current password as 'current_password' to change it.")
+    authenticator: Authenticator = request.app.state.authenticator
+    try:
+        await authenticator.by_password(
+            username, current, client_address(request), method="password-change"
+        )
+    except Unauthenticated as exc:
+        raise Forbidden("'current_password' is not your current password.") from exc
 
 
 @router.delete("/users/{username}", status_code=204)
