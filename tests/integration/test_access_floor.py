@@ -40,7 +40,7 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def floor(wheelyard_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Floor:
-    api = ManagementApi(wheelyard_server)
+    api = ManagementApi.of(wheelyard_server)
     project = unique_name("floorpkg")
     wheel = make_wheel(tmp_path_factory.mktemp("floor"), project, "1.0")
     assert wheelyard_server.upload(wheel).status_code == 200
@@ -132,7 +132,7 @@ def test_a_token_for_one_repository_does_not_open_the_private_members_of_a_publi
 ) -> None:
     # The floor is anonymous rights, nothing more: through a public group the token does not
     # name, a private member the user may read stays closed to the token.
-    api = ManagementApi(wheelyard_server)
+    api = ManagementApi.of(wheelyard_server)
     private = api.repository("private")
     user = api.user("floor-member")
     api.grant(user[0], private, "write")

@@ -18,7 +18,7 @@ from wheelyard.testing.server_fixtures import RunningServer
 
 @pytest.fixture(scope="module")
 def api(wheelyard_server: RunningServer) -> ManagementApi:
-    return ManagementApi(wheelyard_server)
+    return ManagementApi.of(wheelyard_server)
 
 
 def _change(

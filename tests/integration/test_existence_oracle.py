@@ -39,7 +39,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(wheelyard_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> World:
-    api = ManagementApi(wheelyard_server)
+    api = ManagementApi.of(wheelyard_server)
     admin = wheelyard_server.admin
     private = api.repository("private")
     project = unique_name("oracle")
@@ -214,7 +214,7 @@ def test_an_upload_refused_through_a_public_group_never_names_its_member(
 
 
 def test_another_users_token_answers_like_a_token_that_does_not_exist(world: World) -> None:
-    api = ManagementApi(world.server)
+    api = ManagementApi.of(world.server)
     token = api.token(world.carol, [world.carols_group], "read")
 
     others = http.delete(f"{world.server.url}/api/v1/tokens/{token['id']}", auth=world.bob)

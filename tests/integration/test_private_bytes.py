@@ -56,7 +56,7 @@ def not_served(url: str, wheel: Path) -> None:
 def test_an_upstream_page_listing_a_private_files_hash_does_not_serve_it(
     proxy_env: ProxyEnv, tmp_path: Path
 ) -> None:
-    api = ManagementApi(proxy_env.server)
+    api = ManagementApi.of(proxy_env.server)
     private = api.repository("private")
     name = canonicalize_name(unique_project("secret"))
     wheel = make_wheel(tmp_path, name, "1.0")

@@ -8,6 +8,8 @@ each test. The module's clock (`pages.time`) is replaced, so pages age without s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import io
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -97,17 +99,25 @@ class FakeUpstream:
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        # Each answer gets a body of its own: the caller reads and closes it (a spooled file).
+        return dataclasses.replace(answer, body=io.BytesIO(_BODIES.get(id(answer), b"")))
+
+
+#: The body bytes of each canned answer, by the answer's id.
+_BODIES: dict[int, bytes] = {}
 
 
 def ok(name: str, *versions: str, etag: str | None = None) -> PageFetch:
-    return PageFetch(
+    body = page_body(name, *versions)
+    answer = PageFetch(
         status=200,
-        body=page_body(name, *versions),
+        body=io.BytesIO(body),
         content_type=JSON_V1,
         url=f"{UPSTREAM}{name}/",
         etag=etag,
     )
+    _BODIES[id(answer)] = body
+    return answer
 
 
 NOT_FOUND = PageFetch(status=404)
@@ -253,8 +263,8 @@ async def test_the_first_request_fetches_and_stores_the_page(
 
     assert current.stale is False
     assert [c["name"] for c in upstream.calls] == ["demo"]
-    decoded = await pages.decoded(repo, "demo", current.version)
-    assert set(decoded.by_filename) == {"demo-1.0.tar.gz"}
+    content = await pages.content(repo, "demo")
+    assert {f.filename for f in content.files()} == {"demo-1.0.tar.gz"}
 
 
 async def test_a_fresh_page_is_served_from_the_cache_without_a_fetch(
@@ -300,8 +310,9 @@ async def test_a_stale_page_is_refetched_once_and_the_new_page_is_current(
     assert new.version != old.version and not new.stale
     assert later == CurrentPage(new.version)
     assert len(upstream.calls) == 2
-    decoded = await pages.decoded(repo, "demo", new.version)
-    assert set(decoded.by_filename) == {"demo-1.0.tar.gz", "demo-2.0.tar.gz"}
+    content = await pages.content(repo, "demo")
+    assert content.row.version == new.version
+    assert {f.filename for f in content.files()} == {"demo-1.0.tar.gz", "demo-2.0.tar.gz"}
 
 
 async def test_concurrent_requests_without_a_usable_copy_share_one_refresh(

@@ -57,6 +57,7 @@ class UpstreamOut(BaseModel):
     username: str | None
     timeout: float
     has_password: bool
+    ca_bundle: str | None = None
 
 
 class RepositoryOut(BaseModel):
