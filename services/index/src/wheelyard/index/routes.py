@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from wheelyard.index import service
 from wheelyard.shared import routes
@@ -17,7 +17,7 @@ from wheelyard.shared.auth.access import missing, require_read
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.web.deps import BaseUrlDep, DirectoryDep, PrincipalDep, SessionDep
-from wheelyard.shared.web.pages import cache_control, project_name
+from wheelyard.shared.web.pages import cache_control, pypi_json_response
 
 router = APIRouter()
 READ = sorted(routes.READ)
@@ -45,21 +45,14 @@ async def _pypi_json(
     base: str,
 ) -> Response:
     view = await _readable(directory, principal, storage, repo)
-    name = project_name(project)
-    if name != project:
-        # Relative, so the prefix the client used is kept; one more level up when the
-        # request ended in a slash (`.../json/` is a directory to URL resolution).
-        slash = request.url.path.endswith("/")
-        up = "../" * ((2 if version else 1) + slash)
-        tail = (f"{version}/json" if version else "json") + ("/" if slash else "")
-        return RedirectResponse(f"{up}{name}/{tail}", status_code=301)
-    body = await service.pypi_project_json(
-        session, repo=view, name=name, base=base, version=version
-    )
-    return Response(
-        body,
-        media_type="application/json",
-        headers={"Cache-Control": cache_control(request, view), "Vary": "Authorization"},
+    return await pypi_json_response(
+        request,
+        view,
+        project,
+        version,
+        lambda name: service.pypi_project_json(
+            session, repo=view, name=name, base=base, version=version
+        ),
     )
 
 

@@ -7,7 +7,7 @@ Locations so they keep whatever prefix the client used (the root `/pypi/...` ali
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from packaging.utils import canonicalize_name
 
 from wheelyard.proxy_cache.handlers import proxy_of, readable
@@ -16,7 +16,7 @@ from wheelyard.shared.auth.access import require_admin
 from wheelyard.shared.errors import NotFound, Unauthenticated
 from wheelyard.shared.web.context import RequestContext
 from wheelyard.shared.web.deps import DirectoryDep, PrincipalDep
-from wheelyard.shared.web.pages import cache_control, project_name
+from wheelyard.shared.web.pages import pypi_json_response
 
 router = APIRouter()
 READ = sorted(routes.READ)
@@ -27,18 +27,9 @@ async def _pypi_json(
 ) -> Response:
     async with RequestContext(request) as ctx:
         view = await readable(ctx, storage, repo)
-        name = project_name(project)
-        if name != project:
-            # One more level up when the request ended in a slash (`.../json/`).
-            slash = request.url.path.endswith("/")
-            up = "../" * ((2 if version else 1) + slash)
-            tail = (f"{version}/json" if version else "json") + ("/" if slash else "")
-            return RedirectResponse(f"{up}{name}/{tail}", status_code=301)
-        body = await proxy_of(request).pypi.document(ctx, view, name, version)
-        return Response(
-            body,
-            media_type="application/json",
-            headers={"Cache-Control": cache_control(request, view), "Vary": "Authorization"},
+        pypi = proxy_of(request).pypi
+        return await pypi_json_response(
+            request, view, project, version, lambda name: pypi.document(ctx, view, name, version)
         )
 
 

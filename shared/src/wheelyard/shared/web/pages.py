@@ -6,11 +6,11 @@ path segments, so a page looks the same on the wire whichever service rendered i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from packaging.utils import canonicalize_name
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import InvalidInput, NotFound
@@ -79,3 +79,28 @@ def project_name(project: str) -> str:
 def media_of(request: Request) -> str:
     """The negotiated media type (PEP 691)."""
     return negotiate(request.headers.get("accept"), request.query_params.get("format"))
+
+
+async def pypi_json_response(
+    request: Request,
+    repo: RepositoryView,
+    project: str,
+    version: str | None,
+    document: Callable[[str], Awaitable[bytes]],
+) -> Response:
+    """A PyPI JSON API answer for `project` (and `version`) of `repo`: a relative 301 to the
+    normalized name when the path uses another spelling, else `document(name)` as JSON."""
+    name = project_name(project)
+    if name != project:
+        # Relative, so the prefix the client used is kept; one more level up when the
+        # request ended in a slash (`.../json/` is a directory to URL resolution).
+        slash = request.url.path.endswith("/")
+        up = "../" * ((2 if version else 1) + slash)
+        tail = (f"{version}/json" if version else "json") + ("/" if slash else "")
+        return RedirectResponse(f"{up}{name}/{tail}", status_code=301)
+    body = await document(name)
+    return Response(
+        body,
+        media_type="application/json",
+        headers={"Cache-Control": cache_control(request, repo), "Vary": "Authorization"},
+    )
