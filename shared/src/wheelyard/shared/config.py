@@ -97,11 +97,16 @@ class Settings(BaseSettings):
     max_upload_size: int = Field(default=1024**3, gt=0)
     allow_local_versions: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+    access_log: bool = True
+    metrics_token: str | None = None
     # The gateway signs internal tokens with this Ed25519 key (PEM text or a file path);
     # services verify with the public key. Embedded mode generates a pair in the data dir.
     internal_jwt_private_key: str | None = None
     internal_jwt_public_key: str | None = None
     # Split mode: where the gateway forwards to. Unset means embedded (apps mounted in-process).
+    # Each is a comma-separated list of http://host:port URLs; a name may resolve to several
+    # addresses: every address is a replica.
     index_url: str | None = None
     upload_url: str | None = None
     proxy_cache_url: str | None = None

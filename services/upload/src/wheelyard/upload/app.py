@@ -13,6 +13,7 @@ from wheelyard.upload.routes import router
 def create_app(*, runtime: Runtime | None = None, settings: Settings | None = None) -> FastAPI:
     """The upload service; shares `runtime` when given (embedded), else builds its own."""
     return build_service_app(
+        service="upload",
         title="Wheelyard upload (write path)",
         routers=[router],
         runtime=runtime,
