@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def split(
         "WHEELYARD_DATABASE_URL": pg_url.rsplit("/", 1)[0] + "/" + dbname,
         "WHEELYARD_BLOB_URL": f"file://{root}/blobs",
         "WHEELYARD_CACHE_URL": redis_url,
+        # Other runs may share this Redis: their cached records must not be ours.
+        "WHEELYARD_CACHE_PREFIX": f"wheelyard-split-{uuid.uuid4().hex[:8]}:",
         "WHEELYARD_INTERNAL_JWT_PUBLIC_KEY": str(keys / PUBLIC_KEY_FILE),
         "WHEELYARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }

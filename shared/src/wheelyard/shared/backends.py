@@ -56,7 +56,7 @@ class Backends:
                 region=settings.s3_region,
             )
         blobs = open_blob_store(settings.effective_blob_url, s3=s3)
-        cache = open_cache(settings.cache_url)
+        cache = open_cache(settings.cache_url, prefix=settings.cache_prefix)
         if not isinstance(cache, MemoryCache):
             # A remote cache is an accelerator: when it is down we degrade, never fail.
             cache = DegradingCache(cache)
@@ -72,7 +72,8 @@ class Backends:
 
     async def readiness(self) -> dict[str, str | None]:
         """Probe each part concurrently: `{part: None}` when fine, else an error text. Parts:
-        database (reachable), migrations (the schema is this release's), blobs, cache."""
+        database (reachable), migrations (the schema is this release's; left out while the
+        database cannot be reached), blobs, cache."""
 
         async def probe(part: str, check: object) -> tuple[str, str | None]:
             try:
@@ -95,8 +96,6 @@ class Backends:
                 probe("cache", self.cache.ping()),
             )
         )
-        if results["database"] is not None:
-            results["migrations"] = "unknown: the database cannot be reached"
-        else:
+        if results["database"] is None:  # else whether the schema is current is unknown
             results["migrations"] = lag[0] if lag else None
         return results

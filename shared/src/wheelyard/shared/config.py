@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     blob_redirect: bool = False
     cache_url: str = "memory://"
+    cache_prefix: str = Field(default="wheelyard:", min_length=1, max_length=100)
     public_url: str | None = None
     trust_proxy_headers: bool = False
     admin_password: str | None = None

@@ -20,10 +20,11 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from wheelyard.proxy_cache.addresses import AddressGuard
+from wheelyard.proxy_cache.addresses import AddressGuard, UpstreamRefused
 from wheelyard.proxy_cache.breaker import CircuitBreaker
 from wheelyard.shared.config import UpstreamConfig
 from wheelyard.shared.errors import UpstreamError, UpstreamTimeout
+from wheelyard.shared.metrics import UPSTREAM_BREAKER_OPEN, UPSTREAM_FETCHES
 
 #: Redirect hops followed for one request (files.pythonhosted.org needs none; CDNs use one).
 MAX_REDIRECTS = 3
@@ -78,7 +79,12 @@ class UpstreamClient:
             trust_env=False,
         )
         self.guard = AddressGuard()
-        self.breaker = CircuitBreaker()
+        # Keys are (repository path, upstream label): the gauge's labels.
+        self.breaker = CircuitBreaker(
+            on_change=lambda key, is_open: UPSTREAM_BREAKER_OPEN.labels(*key).set(  # type: ignore[misc]
+                1 if is_open else 0
+            )
+        )
 
     async def aclose(self) -> None:
         """Close pooled connections."""
@@ -105,11 +111,17 @@ class UpstreamClient:
             headers["If-Modified-Since"] = last_modified
         try:
             async with asyncio.timeout(upstream.timeout):
-                return await self._page(upstream, project_url(upstream, name), headers)
+                fetched = await self._page(upstream, project_url(upstream, name), headers)
         except TimeoutError:
+            _count("page", "timeout")
             raise UpstreamTimeout(
                 f"the upstream did not answer within {upstream.timeout:g}s"
             ) from None
+        except UpstreamError as exc:
+            _count("page", _failure(exc))
+            raise
+        _count("page", _PAGE_OUTCOMES.get(fetched.status, "ok"))
+        return fetched
 
     async def _page(self, upstream: UpstreamConfig, url: str, headers: dict[str, str]) -> PageFetch:
         allow_internal = await self.guard.is_internal(upstream.url)
@@ -161,6 +173,15 @@ class UpstreamClient:
         The caller must `aclose()` the response. Raises `UpstreamTimeout`, `UpstreamRefused`
         or `UpstreamError` (any other status).
         """
+        try:
+            response = await self._open_file(url, upstream)
+        except UpstreamError as exc:
+            _count("file", _failure(exc))
+            raise
+        _count("file", "ok")
+        return response
+
+    async def _open_file(self, url: str, upstream: UpstreamConfig) -> httpx.Response:
         allow_internal = await self.guard.is_internal(upstream.url)
         timeout = _timeout(upstream.timeout)
         for _hop in range(MAX_REDIRECTS + 1):
@@ -188,6 +209,26 @@ class UpstreamClient:
                 raise UpstreamError(f"the upstream answered {response.status_code} for a file")
             return response
         raise UpstreamError(f"the upstream redirected more than {MAX_REDIRECTS} times")
+
+
+_PAGE_OUTCOMES = {200: "ok", 304: "not_modified", 404: "not_found"}
+
+
+def circuit_label(index: int, upstream: UpstreamConfig) -> str:
+    """How an upstream is named in metrics: its position and host (never credentials)."""
+    return f"{index}:{urlsplit(upstream.url).hostname or ''}"
+
+
+def _failure(exc: UpstreamError) -> str:
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, UpstreamRefused):
+        return "refused"
+    return "error"
+
+
+def _count(kind: str, outcome: str) -> None:
+    UPSTREAM_FETCHES.labels(kind, outcome).inc()
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> bytes:

@@ -40,6 +40,7 @@ from wheelyard.shared.cache import Cache
 from wheelyard.shared.concurrency import SingleFlight
 from wheelyard.shared.db.models import ApiToken, Permission, Repository, Storage, User
 from wheelyard.shared.errors import RateLimited, Unauthenticated
+from wheelyard.shared.metrics import AUTH_FAILURES
 
 RECORD_TTL = 10.0
 VERIFIED_TTL = 300.0
@@ -125,6 +126,21 @@ async def load_user_record(session: AsyncSession, username: str) -> UserRecord |
     )
 
 
+def _kind_of(authorization: str) -> str:
+    """The credential kind of an Authorization header, for metrics (never its value)."""
+    scheme, _, value = authorization.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "basic":
+        try:
+            username, _password = parse_basic(authorization)
+        except Unauthenticated:
+            return "malformed"
+        return "token" if username == TOKEN_USERNAME else "password"
+    if scheme == "bearer":
+        return "token" if looks_like_token(value.strip()) else "access_token"
+    return "unsupported"
+
+
 class Authenticator:
     """Turns Authorization headers into Principals; see the module docstring."""
 
@@ -138,9 +154,17 @@ class Authenticator:
         self._records: dict[bytes, Any] = {}
 
     async def authenticate(self, authorization: str | None, client: str | None) -> Principal:
-        """The caller named by `authorization` (ANONYMOUS when there is none)."""
+        """The caller named by `authorization` (ANONYMOUS when there is none); refusals are
+        counted by credential kind (`wheelyard_auth_failures_total`)."""
         if not authorization:
             return ANONYMOUS
+        try:
+            return await self._authenticate(authorization, client)
+        except Unauthenticated:
+            AUTH_FAILURES.labels(_kind_of(authorization)).inc()
+            raise
+
+    async def _authenticate(self, authorization: str, client: str | None) -> Principal:
         scheme, _, value = authorization.partition(" ")
         scheme = scheme.lower()
         if scheme == "basic":

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.config import Settings
 from wheelyard.shared.errors import ConfigurationError, Unauthenticated
+from wheelyard.shared.metrics import AUTH_FAILURES
 
 HEADER = "x-wheelyard-internal"
 ISSUER = "wheelyard-gateway"
@@ -230,6 +231,7 @@ class Verifier:
     def principal(self, token: str | None) -> Principal:
         """The principal in `token`; raises Unauthenticated when missing or invalid."""
         if not token:
+            AUTH_FAILURES.labels("internal").inc()
             raise Unauthenticated("Requests must come through the Wheelyard gateway.")
         now = time.time()
         hit = self._verified.get(token)
@@ -245,6 +247,7 @@ class Verifier:
                 options={"require": ["exp", "iat", "iss", "aud"]},
             )
         except jwt.PyJWTError as exc:
+            AUTH_FAILURES.labels("internal").inc()
             raise Unauthenticated("Invalid internal credentials.") from exc
         principal = principal_of(claims)
         self._verified[token] = (float(claims["exp"]), principal)
