@@ -210,8 +210,10 @@ def main() -> None:
         )
     print(f"\n{args.big_mib} MiB download (curl, median of 3)")
     print(f"embedded: {mbps['embedded']:8.0f} MB/s")
-    print(f"split:    {mbps['split']:8.0f} MB/s   ratio split/embedded: "
-          f"{mbps['split'] / mbps['embedded']:.2f}")
+    print(
+        f"split:    {mbps['split']:8.0f} MB/s   ratio split/embedded: "
+        f"{mbps['split'] / mbps['embedded']:.2f}"
+    )
     errors = sum(r["errors"] for r in rows.values())
     if errors:
         print(f"WARNING: {errors:.0f} non-2xx responses during the runs")

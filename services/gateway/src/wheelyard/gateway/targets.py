@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -124,20 +125,17 @@ class Forwarder:
                 if info is not None:
                     info.replica = replica.label
                 conn.begin(head_only=scope["method"] == "HEAD")
-                body_taken = False
-                body_sent = not has_body
+                body = _Body(sent=not has_body)
                 try:
                     conn.write(head)
                     if framing is not None:
-                        body_taken, body_sent = await _send_body(
-                            conn, receive, framing == b"chunked"
-                        )
+                        await _send_body(conn, receive, framing == b"chunked", body)
                     async with asyncio.timeout(IDLE_TIMEOUT):
                         await conn.head()
                 except ConnectionLost as exc:
                     conn.close()
                     # Safe to send again: nothing of it can have been acted on twice.
-                    again = idempotent or (has_body and not body_taken)
+                    again = idempotent or (has_body and not body.taken)
                     if again and not exc.answered and not retried:
                         retried = True
                         self._count(replica.label, "retried")
@@ -159,7 +157,7 @@ class Forwarder:
                     conn.close()
                     self._count(replica.label, "client_gone")
                     return
-                await self._relay(conn, replica, receive, send, body_sent)
+                await self._relay(conn, replica, receive, send, body.sent)
                 return
             finally:
                 replica.outstanding -= 1
@@ -179,7 +177,7 @@ class Forwarder:
             {
                 "type": "http.response.start",
                 "status": conn.status,
-                "headers": [(k, v) for k, v in conn.headers if k not in _RESPONSE_DROP],
+                "headers": _response_headers(conn.headers),
             }
         )
         if conn.complete:
@@ -277,6 +275,21 @@ def _request_head(scope: Scope) -> tuple[bytes, bytes | None]:
     return head, framing
 
 
+def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The service's response headers the client may see (and none its Connection names)."""
+    headers = []
+    named: list[bytes] = []
+    for name, value in raw:
+        if name in _RESPONSE_DROP:
+            if name == b"connection":
+                named += [t.strip().lower() for t in value.split(b",")]
+            continue
+        headers.append((name, value))
+    if named:
+        headers = [(k, v) for k, v in headers if k not in named]
+    return headers
+
+
 def _drop_named(head: bytes, named: list[bytes]) -> bytes:
     """`head` without the headers the client's Connection header named (hop-by-hop too)."""
     lines = head.split(b"\r\n")
@@ -286,27 +299,36 @@ def _drop_named(head: bytes, named: list[bytes]) -> bytes:
     return b"\r\n".join(kept)
 
 
-async def _send_body(conn: Connection, receive: Receive, chunked: bool) -> tuple[bool, bool]:
-    """Stream the client's body to `conn`. Returns (taken: any body byte was taken from the
-    client, sent: all of it was sent). Stops early when the service answers before reading it
-    all (an early 413 or 401)."""
-    taken = False
+@dataclass(slots=True)
+class _Body:
+    """How far a request body got: `taken` once any byte was taken from the client (it
+    cannot be sent again), `sent` once all of it was written to the service."""
+
+    taken: bool = False
+    sent: bool = False
+
+
+async def _send_body(conn: Connection, receive: Receive, chunked: bool, body: _Body) -> None:
+    """Stream the client's body to `conn`, recording progress in `body` (also when the
+    connection breaks half-way). Stops early when the service answers before reading it all
+    (an early 413 or 401)."""
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
             raise _ClientGone
-        body = message.get("body", b"")
-        if body:
-            taken = True
-            conn.write(b"%x\r\n%b\r\n" % (len(body), body) if chunked else body)
+        data = message.get("body", b"")
+        if data:
+            body.taken = True
+            conn.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
             await conn.drain()
             if conn.has_head:
-                return taken, not message.get("more_body", False)
+                body.sent = not message.get("more_body", False)
+                return
         if not message.get("more_body", False):
             break
     if chunked:
         conn.write(b"0\r\n\r\n")
-    return taken, True
+    body.sent = True
 
 
 async def _next_chunk(conn: Connection) -> bytes:
