@@ -39,7 +39,7 @@ ADMIN = ("admin", ADMIN_PASSWORD)
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 PIP_FLAGS = ["--isolated", "--no-cache-dir", "--disable-pip-version-check", "--no-input"]
 #: Requests that are not traffic (probes, scrapes).
-NOT_TRAFFIC = {"/healthz", "/readyz", "metrics"}
+NOT_TRAFFIC = {"healthz", "readyz", "metrics"}
 
 
 @dataclass

@@ -7,8 +7,9 @@ the response; a service takes the one the gateway sent. It is in every log line 
 (`wheelyard.shared.logs.REQUEST_ID`).
 
 Routes are labelled by their name in `wheelyard.shared.routes` (`simple_project`, `download`...),
-the gateway's own by their FastAPI template (`/api/v1/users/{username}`), anything else
-`unmatched`: label values stay bounded whatever paths clients invent.
+the others by the name of their FastAPI route (the gateway's management API: `list_all_repositories`;
+health: `healthz`), anything else `unmatched`: label values stay bounded whatever paths
+clients invent.
 
 In embedded mode the services' apps run inside the gateway's request: only the outermost
 `Observe` records (the others see the request is observed already and step aside).
@@ -214,7 +215,7 @@ def _route_name(scope: Scope, info: RequestInfo) -> str:
 
 
 class RecordTemplate:
-    """Innermost ASGI middleware: after the router ran, note the FastAPI route template of
+    """Innermost ASGI middleware: after the router ran, note the FastAPI route name of
     requests no route-table layer named (the gateway's management API, health routes)."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -227,7 +228,7 @@ class RecordTemplate:
             info = scope.get(INFO_KEY)
             route = scope.get("route")
             if info is not None and info.route is None and route is not None:
-                info.template = getattr(route, "path", None)
+                info.template = getattr(route, "name", None)
 
 
 async def _plain(send: Send, status: int, body: bytes) -> None:
