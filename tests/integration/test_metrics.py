@@ -5,6 +5,7 @@ assigned, echoed and logged; the access log is JSON, one line per request."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -66,16 +67,21 @@ def test_request_ids_are_assigned_echoed_and_logged(
     request_id = response.headers["x-request-id"]
     # Not behind a trusted proxy: the client's id is not taken.
     assert request_id != forged and len(request_id) == 16
-    lines = [
-        json.loads(line)
-        for line in wheelyard_server.process.log().splitlines()
-        if line.startswith("{")
-    ]
-    access = [
-        entry
-        for entry in lines
-        if entry.get("logger") == "wheelyard.access" and entry.get("request_id") == request_id
-    ]
+    deadline = time.monotonic() + 10
+    while True:  # access lines are written in batches, at most half a second late
+        lines = [
+            json.loads(line)
+            for line in wheelyard_server.process.log().splitlines()
+            if line.startswith("{")
+        ]
+        access = [
+            entry
+            for entry in lines
+            if entry.get("logger") == "wheelyard.access" and entry.get("request_id") == request_id
+        ]
+        if access or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert len(access) == 1
     assert access[0]["status"] == 200 and access[0]["path"] == "/healthz"
 
@@ -97,9 +103,7 @@ def test_metrics_stay_right_across_worker_processes(tmp_path: Path, redis_url: s
             assert httpx.get(server.url + "/healthz", timeout=30).status_code == 200
         answers = set()
         for _ in range(6):  # each scrape is answered by either worker: all must agree
-            answers.add(
-                total(scrape(server.url), "wheelyard_http_requests_total", route="healthz")
-            )
+            answers.add(total(scrape(server.url), "wheelyard_http_requests_total", route="healthz"))
         assert answers == {before + count}
         workers = {p.stem.rsplit("_", 1)[1] for p in metrics_dir.glob("counter_*.db")}
         assert len(workers) >= 2, sorted(metrics_dir.iterdir())

@@ -115,5 +115,6 @@ def add_observer(app: FastAPI, service: str, settings: Settings, *, assign_ids: 
         assign_ids=assign_ids,
         trust_request_id=settings.trust_proxy_headers,
         access_log=settings.access_log,
+        log_format=settings.log_format,
         metrics_token=settings.metrics_token,
     )

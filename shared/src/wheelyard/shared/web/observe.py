@@ -7,7 +7,7 @@ the response; a service takes the one the gateway sent. It is in every log line 
 (`wheelyard.shared.logs.REQUEST_ID`).
 
 Routes are labelled by their name in `wheelyard.shared.routes` (`simple_project`, `download`...),
-the others by the name of their FastAPI route (the gateway's management API: `list_all_repositories`;
+the others by the name of their FastAPI route (management API: `list_all_repositories`;
 health: `healthz`), anything else `unmatched`: label values stay bounded whatever paths
 clients invent.
 
@@ -18,7 +18,7 @@ In embedded mode the services' apps run inside the gateway's request: only the o
 from __future__ import annotations
 
 import hmac
-import logging
+import itertools
 import os
 import re
 import time
@@ -28,7 +28,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wheelyard.shared import metrics, routes
-from wheelyard.shared.logs import REQUEST_ID
+from wheelyard.shared.logs import REQUEST_ID, AccessLog, LogFormat
 
 REQUEST_ID_HEADER = b"x-request-id"
 #: Where the request's `RequestInfo` is kept in the ASGI scope (shared by shallow copies).
@@ -36,8 +36,6 @@ INFO_KEY = "wheelyard.request"
 #: Request ids accepted from outside: short, and nothing that could break a log line.
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 METRICS_PATH = "/metrics"
-
-access_log = logging.getLogger("wheelyard.access")
 
 
 @dataclass(slots=True)
@@ -85,15 +83,19 @@ class Observe:
         assign_ids: bool,
         trust_request_id: bool,
         access_log: bool,
+        log_format: LogFormat = "json",
         metrics_token: str | None = None,
     ) -> None:
         self.app = app
         self.service = service
         self.assign_ids = assign_ids
         self.trust_request_id = trust_request_id
-        self.log_access = access_log
+        self.access_log = AccessLog(log_format) if access_log else None
         self.metrics_token = metrics_token.encode() if metrics_token else None
         self._series: dict[tuple[str, str, int], _Series] = {}
+        # Ids: a random prefix per process and a counter (unique without a syscall each).
+        self._id_prefix = os.urandom(4).hex()
+        self._id_counter = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or INFO_KEY in scope:
@@ -131,6 +133,8 @@ class Observe:
             if scope["path"] == METRICS_PATH and scope["method"] in routes.READ:
                 info.route = "metrics"
                 await self._metrics(scope, observed_send)
+            elif scope["method"] in routes.READ:  # no body to count
+                await self.app(scope, receive, observed_send)
             else:
                 await self.app(scope, observed_receive, observed_send)
         finally:
@@ -144,7 +148,7 @@ class Observe:
                     if _VALID_ID.fullmatch(value):
                         return value.decode("latin-1")
                     break
-        return os.urandom(8).hex()
+        return f"{self._id_prefix}{next(self._id_counter) & 0xFFFFFFFF:08x}"
 
     def _record(
         self, scope: Scope, info: RequestInfo, status: int, received: int, sent: int, started: float
@@ -164,8 +168,9 @@ class Observe:
             series.received.inc(received)
         if sent:
             series.sent.inc(sent)
-        if self.log_access:
+        if self.access_log is not None:
             fields: dict[str, Any] = {
+                "request_id": info.id,
                 "service": self.service,
                 "method": method,
                 "path": scope["path"],
@@ -180,7 +185,7 @@ class Observe:
                 fields["client"] = client[0]
             if info.replica:
                 fields["replica"] = info.replica
-            access_log.info("%s %s %s", method, scope["path"], status, extra={"fields": fields})
+            self.access_log.write(f"{method} {scope['path']} {status}", fields)
 
     async def _metrics(self, scope: Scope, send: Send) -> None:
         if self.metrics_token is not None and not self._metrics_allowed(scope):
