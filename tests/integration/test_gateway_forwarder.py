@@ -327,3 +327,21 @@ async def test_a_name_resolving_to_several_addresses_is_several_replicas() -> No
     }
     assert {r.host for r in replica_set.replicas} == expected
     await replica_set.aclose()
+
+
+async def test_head_answers_leave_the_connection_reusable(
+    backends: tuple[Backend, Backend], client_for: Any
+) -> None:
+    a, _b = backends
+    forwarder = _forwarder(a.port)
+    client = client_for(forwarder)
+    get = await client.get("/x")
+    (replica,) = forwarder.replicas.replicas
+    (first,) = replica._idle
+    head = await client.head("/x")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers.get("content-type") == get.headers.get("content-type")
+    again = await client.get("/x")
+    assert again.json()["name"] == "a"
+    # The same kept-alive connection carried all three exchanges.
+    assert replica._idle == [first]

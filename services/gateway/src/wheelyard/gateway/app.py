@@ -29,7 +29,7 @@ from wheelyard.shared.db.migrate import upgrade_database_async
 from wheelyard.shared.domain.bootstrap import bootstrap
 from wheelyard.shared.errors import ConfigurationError
 from wheelyard.shared.web.app import add_observer, health_router
-from wheelyard.shared.web.observe import RecordTemplate
+from wheelyard.shared.web.observe import RecordEndpoint
 from wheelyard.shared.web.problems import install_error_handlers
 from wheelyard.shared.web.runtime import Runtime
 
@@ -84,7 +84,7 @@ def create_app(
     app.include_router(health_router())
     app.include_router(management_router)
     # Added innermost first: the last one added is the outermost.
-    app.add_middleware(RecordTemplate)
+    app.add_middleware(RecordEndpoint)
     app.add_middleware(GatewayMiddleware)
     add_observer(app, "embedded" if services else "gateway", settings, assign_ids=True)
     return app

@@ -202,8 +202,15 @@ class Connection(asyncio.Protocol):
         self.has_head = True
         self._wake_drain()
         if self._head_only:
-            # The answer to a HEAD has no body; a new parser reads the next response.
+            # The answer to a HEAD has no body; a new parser reads the next response. The
+            # parser's keep-alive verdict assumed a body read to the end of the connection
+            # when neither Content-Length nor chunked framing was sent (uvicorn's HEAD
+            # answers); without a body, only HTTP/1.1 and `Connection: close` decide.
             self.complete = True
+            self.keep_alive = self._parser.get_http_version() == "1.1" and not any(
+                name == b"connection" and b"close" in value.lower()
+                for name, value in self.headers
+            )
             self._parser = httptools.HttpResponseParser(self)
         self._wake()
 

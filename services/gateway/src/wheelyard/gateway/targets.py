@@ -320,7 +320,8 @@ async def _send_body(conn: Connection, receive: Receive, chunked: bool, body: _B
         if data:
             body.taken = True
             conn.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
-            await conn.drain()
+            async with asyncio.timeout(IDLE_TIMEOUT):  # a service that stopped reading
+                await conn.drain()
             if conn.has_head:
                 body.sent = not message.get("more_body", False)
                 return

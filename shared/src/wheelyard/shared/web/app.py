@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from wheelyard.shared.backends import REQUIRED_PARTS, Backends
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.web.fastpath import HotHandlers, HotPaths
-from wheelyard.shared.web.observe import Observe, RecordTemplate
+from wheelyard.shared.web.observe import Observe, RecordEndpoint
 from wheelyard.shared.web.problems import install_error_handlers
 from wheelyard.shared.web.runtime import Runtime
 
@@ -100,7 +100,7 @@ def build_service_app(
     for router in routers:
         app.include_router(router)
     # Added innermost first: the last one added is the outermost.
-    app.add_middleware(RecordTemplate)
+    app.add_middleware(RecordEndpoint)
     if hot_handlers is not None:
         app.add_middleware(HotPaths, handlers=hot_handlers)
     add_observer(app, service, settings, assign_ids=False)

@@ -44,7 +44,7 @@ class RequestInfo:
 
     id: str
     route: str | None = None
-    template: str | None = None
+    endpoint: str | None = None  # the FastAPI route's name, when no route-table layer named it
     replica: str | None = None
 
 
@@ -155,12 +155,12 @@ class Observe:
     ) -> None:
         elapsed = time.perf_counter() - started
         method: str = scope["method"]
+        if method not in _METHODS:
+            method = "other"  # methods are client input: keep the label (and this dict) bounded
         route = info.route or _route_name(scope, info)
         key = (route, method, status)
         series = self._series.get(key)
         if series is None:
-            if method not in _METHODS:
-                method = "other"
             series = self._series[key] = _Series(self.service, route, method, str(status))
         series.requests.inc()
         series.duration.observe(elapsed)
@@ -216,10 +216,10 @@ def _route_name(scope: Scope, info: RequestInfo) -> str:
     found = routes.match(scope["method"], scope["path"])
     if found is not None:
         return found.route.name
-    return info.template or "unmatched"
+    return info.endpoint or "unmatched"
 
 
-class RecordTemplate:
+class RecordEndpoint:
     """Innermost ASGI middleware: after the router ran, note the FastAPI route name of
     requests no route-table layer named (the gateway's management API, health routes)."""
 
@@ -233,7 +233,7 @@ class RecordTemplate:
             info = scope.get(INFO_KEY)
             route = scope.get("route")
             if info is not None and info.route is None and route is not None:
-                info.template = getattr(route, "name", None)
+                info.endpoint = getattr(route, "name", None)
 
 
 async def _plain(send: Send, status: int, body: bytes) -> None:
