@@ -345,3 +345,56 @@ async def test_head_answers_leave_the_connection_reusable(
     assert again.json()["name"] == "a"
     # The same kept-alive connection carried all three exchanges.
     assert replica._idle == [first]
+
+
+class OneShot:
+    """Answers the first request on each connection, then closes the connection when the next
+    one arrives, unanswered: a keep-alive connection the server gave up just as it was used."""
+
+    RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.connections = 0
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", self.port))
+        self._sock.listen(16)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            conn.sendall(self.RESPONSE)
+            conn.recv(65536)  # the next request: dropped, unanswered
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+async def test_a_lone_replica_is_tried_again_on_a_new_connection(client_for: Any) -> None:
+    server = OneShot()
+    try:
+        client = client_for(_forwarder(server.port))
+        answers = [await client.get("/x") for _ in range(4)]
+        assert [r.status_code for r in answers] == [200] * 4
+        assert [r.text for r in answers] == ["ok"] * 4
+        # Requests 2 to 4 each met a kept-alive connection the server was giving up, and were
+        # sent again on a new one: four connections, no error for the client.
+        assert server.connections == 4
+    finally:
+        server.close()

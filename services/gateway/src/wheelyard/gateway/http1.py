@@ -208,8 +208,7 @@ class Connection(asyncio.Protocol):
             # answers); without a body, only HTTP/1.1 and `Connection: close` decide.
             self.complete = True
             self.keep_alive = self._parser.get_http_version() == "1.1" and not any(
-                name == b"connection" and b"close" in value.lower()
-                for name, value in self.headers
+                name == b"connection" and b"close" in value.lower() for name, value in self.headers
             )
             self._parser = httptools.HttpResponseParser(self)
         self._wake()

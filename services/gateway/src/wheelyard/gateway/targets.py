@@ -101,11 +101,14 @@ class Forwarder:
         assert scope["type"] == "http"
         head, framing = _request_head(scope)
         has_body = framing is not None
-        idempotent = scope["method"] in _IDEMPOTENT
         tried: tuple[Replica, ...] = ()
         retried = False
         while True:
             replica = self.replicas.pick(tried)
+            if replica is None and retried:
+                # No other replica: the same one again, on a new connection (the broken one
+                # was most likely closed by the service while idle).
+                replica = self.replicas.pick()
             if replica is None:
                 self._count("none", "unavailable")
                 await self._unavailable(scope, receive, send)
@@ -115,52 +118,80 @@ class Forwarder:
             try:
                 try:
                     conn = await replica.acquire(
-                        fresh_within=FRESH_FOR_BODY if has_body else IDLE_TIMEOUT
+                        fresh_within=0.0
+                        if retried
+                        else FRESH_FOR_BODY
+                        if has_body
+                        else IDLE_TIMEOUT
                     )
                 except (OSError, TimeoutError):
                     self.replicas.refused(replica)
                     self._count(replica.label, "refused")
                     continue
-                info = request_info(scope)
-                if info is not None:
-                    info.replica = replica.label
-                conn.begin(head_only=scope["method"] == "HEAD")
-                body = _Body(sent=not has_body)
                 try:
-                    conn.write(head)
-                    if framing is not None:
-                        await _send_body(conn, receive, framing == b"chunked", body)
-                    async with asyncio.timeout(IDLE_TIMEOUT):
-                        await conn.head()
-                except ConnectionLost as exc:
-                    conn.close()
-                    # Safe to send again: nothing of it can have been acted on twice.
-                    again = idempotent or (has_body and not body.taken)
-                    if again and not exc.answered and not retried:
-                        retried = True
-                        self._count(replica.label, "retried")
-                        continue
-                    self._count(replica.label, "failed")
-                    log.warning("%s replica %s: %s", self.service, replica.label, exc)
-                    await error_response(
-                        UpstreamError(f"The {self.service} service closed the connection.")
-                    )(scope, receive, send)
-                    return
-                except TimeoutError:
-                    conn.close()
-                    self._count(replica.label, "timeout")
-                    await error_response(
-                        UpstreamTimeout(f"The {self.service} service did not answer in time.")
-                    )(scope, receive, send)
-                    return
-                except _ClientGone:
-                    conn.close()
-                    self._count(replica.label, "client_gone")
-                    return
-                await self._relay(conn, replica, receive, send, body.sent)
-                return
+                    done = await self._exchange(
+                        conn, replica, scope, receive, send, head, framing, retried
+                    )
+                    if done:
+                        return
+                except BaseException:
+                    conn.close()  # whatever happened, this connection's state is unknown
+                    raise
+                retried = True
             finally:
                 replica.outstanding -= 1
+
+    async def _exchange(
+        self,
+        conn: Connection,
+        replica: Replica,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        head: bytes,
+        framing: bytes | None,
+        retried: bool,
+    ) -> bool:
+        """One attempt on `conn`: True when the client got its answer (the service's, or an
+        error), False when the request may and should be sent again elsewhere."""
+        has_body = framing is not None
+        info = request_info(scope)
+        if info is not None:
+            info.replica = replica.label
+        conn.begin(head_only=scope["method"] == "HEAD")
+        body = _Body(sent=not has_body)
+        try:
+            conn.write(head)
+            if framing is not None:
+                await _send_body(conn, receive, framing == b"chunked", body)
+            async with asyncio.timeout(IDLE_TIMEOUT):
+                await conn.head()
+        except ConnectionLost as exc:
+            conn.close()
+            # Safe to send again: nothing of it can have been acted on twice.
+            again = scope["method"] in _IDEMPOTENT or (has_body and not body.taken)
+            if again and not exc.answered and not retried:
+                self._count(replica.label, "retried")
+                return False
+            self._count(replica.label, "failed")
+            log.warning("%s replica %s: %s", self.service, replica.label, exc)
+            await error_response(
+                UpstreamError(f"The {self.service} service closed the connection.")
+            )(scope, receive, send)
+            return True
+        except TimeoutError:
+            conn.close()
+            self._count(replica.label, "timeout")
+            await error_response(
+                UpstreamTimeout(f"The {self.service} service did not answer in time.")
+            )(scope, receive, send)
+            return True
+        except _ClientGone:
+            conn.close()
+            self._count(replica.label, "client_gone")
+            return True
+        await self._relay(conn, replica, receive, send, body.sent)
+        return True
 
     async def _relay(
         self,
