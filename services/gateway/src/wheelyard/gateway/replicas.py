@@ -253,7 +253,8 @@ class ReplicaSet:
         known = {(r.host, r.port): r for r in self.replicas}
         replicas = []
         for address in dict.fromkeys(addresses):  # de-duplicated, order kept
-            replicas.append(known.pop(address, None) or Replica(*address))
+            kept = known.pop(address, None)
+            replicas.append(kept if kept is not None else Replica(*address))
         for gone in known.values():
             gone.close()
         if [r.label for r in replicas] != [r.label for r in self.replicas]:
