@@ -4,7 +4,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench bench-proxy services
+.PHONY: run test lint format bench bench-proxy bench-split services
 
 run:
 	$(UV) run wheelyard serve --host $(HOST) --port $(PORT)
@@ -34,3 +34,7 @@ bench:
 
 bench-proxy:
 	$(UV) run python bench/proxy_bench.py
+
+# Embedded vs split mode (needs Postgres and Redis, like the tests).
+bench-split:
+	$(UV) run python bench/split_bench.py

@@ -43,7 +43,9 @@ def test_first_start_embedded_defaults(tmp_path: Path) -> None:
         assert elapsed < 30, f"healthz took {elapsed:.1f}s"
         ready = httpx.get(server.url + "/readyz")
         assert ready.status_code == 200, ready.text
-        assert ready.json()["parts"] == ["blobs", "cache", "database"]
+        assert ready.json()["parts"] == dict.fromkeys(
+            ["blobs", "cache", "database", "migrations"], "ok"
+        )
         secret = data / "admin-password"
         assert secret.stat().st_mode & 0o777 == 0o600
         assert server.admin_password() in server.log()  # printed once, at first start
@@ -107,18 +109,19 @@ def test_a_bad_value_stops_the_start_naming_the_key(tmp_path: Path, key: str, va
     assert expected in result.stderr, result.stderr
 
 
-def _wait_readiness(url: str, *, ok: bool, failing: str | None = None, timeout: float = 30) -> dict:
+def _wait_readiness(url: str, status: str, part: str | None = None, timeout: float = 30) -> dict:
+    """Poll /readyz until its status is `status` (naming `part` when given)."""
     deadline = time.monotonic() + timeout
     body: dict = {}
     while time.monotonic() < deadline:
         r = httpx.get(url + "/readyz", timeout=10)
         body = r.json()
-        if ok and r.status_code == 200:
-            return body
-        if not ok and r.status_code == 503 and failing in body["failing"]:
+        assert r.status_code == (503 if status == "unavailable" else 200), body
+        named = part is None or part in body["failing"] + body["degraded"]
+        if body["status"] == status and named:
             return body
         time.sleep(0.3)
-    raise AssertionError(f"readiness never became {'ok' if ok else failing}: {body}")
+    raise AssertionError(f"readiness never became {status} ({part}): {body}")
 
 
 def test_production_backends_readiness_names_the_part_that_is_down(
@@ -148,15 +151,19 @@ def test_production_backends_readiness_names_the_part_that_is_down(
     }
     try:
         with ServerProcess(tmp_path / "data", env) as server:
-            assert _wait_readiness(server.url, ok=True)["parts"] == ["blobs", "cache", "database"]
+            ready = _wait_readiness(server.url, "ready")
+            assert sorted(ready["parts"]) == ["blobs", "cache", "database", "migrations"]
+            # Without the database nothing can be served: not ready. Without the blob store or
+            # the cache requests are still served: ready, with the part named as degraded.
+            expected = {"database": "unavailable", "blobs": "degraded", "cache": "degraded"}
             for part, proxy in proxies.items():
                 proxy.cut()
-                body = _wait_readiness(server.url, ok=False, failing=part)
-                assert body["failing"] == [part], body
+                body = _wait_readiness(server.url, expected[part], part)
+                assert body["failing" if part == "database" else "degraded"] == [part], body
                 assert part in body["errors"][part]
                 assert httpx.get(server.url + "/healthz").status_code == 200  # still running
                 proxy.restore()
-                _wait_readiness(server.url, ok=True)
+                _wait_readiness(server.url, "ready")
             assert server.proc is not None and server.proc.poll() is None
             assert "Traceback" not in server.log()
     finally:

@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from wheelyard.shared.auth.internal_jwt import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, generate_key_files
 from wheelyard.testing.db_fixtures import create_database, drop_database
 from wheelyard.testing.dist_factory import make_wheel
-from wheelyard.testing.server import ServerProcess
+from wheelyard.testing.server import ServerProcess, clean_env
 from wheelyard.testing.server_fixtures import ADMIN_PASSWORD
+from wheelyard.testing.tcp_proxy import free_port
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +38,8 @@ def split(
         "WHEELYARD_DATABASE_URL": pg_url.rsplit("/", 1)[0] + "/" + dbname,
         "WHEELYARD_BLOB_URL": f"file://{root}/blobs",
         "WHEELYARD_CACHE_URL": redis_url,
+        # Other runs may share this Redis: their cached records must not be ours.
+        "WHEELYARD_CACHE_PREFIX": f"wheelyard-split-{uuid.uuid4().hex[:8]}:",
         "WHEELYARD_INTERNAL_JWT_PUBLIC_KEY": str(keys / PUBLIC_KEY_FILE),
         "WHEELYARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }
@@ -96,3 +106,115 @@ def test_services_refuse_requests_that_bypass_the_gateway(split: dict[str, Serve
             response = httpx.request(method, url, headers=headers, content=b"x")
             assert response.status_code == 401, (name, headers, response.text)
         assert httpx.get(split[name].url + "/healthz").status_code == 200
+
+
+def test_large_files_stream_through_the_gateway_in_bounded_memory(
+    split: dict[str, ServerProcess], tmp_path: Path
+) -> None:
+    """200 MB up and down through the gateway: the bytes arrive whole, and the gateway's
+    memory stays flat (back-pressure both ways; no body is ever held whole)."""
+    gateway = split["gateway"]
+    assert gateway.proc is not None
+    process = psutil.Process(gateway.proc.pid)
+    wheel = make_wheel(tmp_path, "split-big", "1.0")
+    block = hashlib.sha256(b"block").digest() * (1024 * 1024 // 32)
+    with (
+        zipfile.ZipFile(wheel, "a", compression=zipfile.ZIP_STORED) as zf,
+        zf.open("split_big/data.bin", "w", force_zip64=True) as fh,
+    ):
+        for _ in range(200):
+            fh.write(block)
+    digest = hashlib.sha256()
+    with wheel.open("rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    url = f"{gateway.url}/repositories/default/local/split-big/1.0/{wheel.name}"
+    baseline = process.memory_info().rss
+    peak = baseline
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, process.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with wheel.open("rb") as body:
+            put = httpx.put(url, content=body, auth=("admin", ADMIN_PASSWORD), timeout=300)
+        assert put.status_code == 201, put.text
+        assert put.json()["sha256"] == digest.hexdigest()
+        received = hashlib.sha256()
+        size = 0
+        with httpx.stream("GET", url, timeout=300) as response:
+            assert response.status_code == 200
+            assert int(response.headers["content-length"]) == wheel.stat().st_size
+            for chunk in response.iter_raw():
+                received.update(chunk)
+                size += len(chunk)
+    finally:
+        stop.set()
+        sampler.join()
+    assert size == wheel.stat().st_size > 200 * 1024 * 1024
+    assert received.hexdigest() == digest.hexdigest()
+    assert peak - baseline < 64 * 1024 * 1024, (baseline, peak)
+
+
+def test_gateway_refuses_a_public_key_without_its_private_key(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    generate_key_files(keys)
+    unreadable = tmp_path / "missing.pem"
+    cases = {
+        "WHEELYARD_INTERNAL_JWT_PRIVATE_KEY": {
+            "WHEELYARD_INTERNAL_JWT_PUBLIC_KEY": str(keys / PUBLIC_KEY_FILE)
+        },
+        "WHEELYARD_INTERNAL_JWT_PRIVATE_KEY ": {
+            "WHEELYARD_INTERNAL_JWT_PRIVATE_KEY": str(unreadable),
+        },
+    }
+    for setting, env in cases.items():
+        result = subprocess.run(
+            [sys.executable, "-m", "wheelyard.cli", "service", "gateway", "--port", "9"],
+            env=clean_env(WHEELYARD_DATA_DIR=str(tmp_path / "data"), **env),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr
+        assert setting.strip() in result.stderr, result.stderr
+    # A service with a key it cannot read names the setting too.
+    result = subprocess.run(
+        [sys.executable, "-m", "wheelyard.cli", "service", "index", "--port", "9"],
+        env=clean_env(
+            WHEELYARD_DATA_DIR=str(tmp_path / "data"),
+            WHEELYARD_INTERNAL_JWT_PUBLIC_KEY=str(unreadable),
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "WHEELYARD_INTERNAL_JWT_PUBLIC_KEY" in result.stderr
+
+
+def test_gateway_readiness_does_not_depend_on_the_services(tmp_path: Path) -> None:
+    """No cascade: with every service down, the gateway is still ready (it can answer, with
+    503 for what needs a service), so its pods stay in their Service."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = {
+        "WHEELYARD_INDEX_URL": dead,
+        "WHEELYARD_UPLOAD_URL": dead,
+        "WHEELYARD_PROXY_CACHE_URL": dead,
+        "WHEELYARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
+    with ServerProcess(tmp_path / "gw", env, command=("service", "gateway")) as gateway:
+        ready = httpx.get(gateway.url + "/readyz", timeout=30)
+        assert ready.status_code == 200, ready.text
+        page = httpx.get(gateway.url + "/repositories/default/local/simple/x/", timeout=30)
+        assert page.status_code == 503
+        assert page.headers["retry-after"]
+        assert page.headers["x-request-id"]

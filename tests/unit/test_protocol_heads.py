@@ -9,7 +9,8 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from wheelyard.cli.protocol import HeadLimits, bounded_protocol
+from wheelyard.cli import protocol as head_protocol
+from wheelyard.cli.protocol import BoundedHttpToolsProtocol, HeadLimits
 
 LIMITS = HeadLimits(max_size=4096, max_count=10, timeout=30)
 
@@ -47,7 +48,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 def connect() -> tuple[Any, Transport]:
     config = Config(app=app, lifespan="off", log_level="error")
     config.load()
-    protocol = bounded_protocol(LIMITS)(config, ServerState(), {}, asyncio.get_running_loop())
+    head_protocol.configure(LIMITS)
+    protocol = BoundedHttpToolsProtocol(config, ServerState(), {}, asyncio.get_running_loop())
     transport = Transport()
     protocol.connection_made(transport)
     return protocol, transport

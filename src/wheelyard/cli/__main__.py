@@ -2,4 +2,6 @@
 
 from wheelyard.cli.main import main
 
-main()
+# Guarded: worker processes (`--workers`) are spawned and import this module again.
+if __name__ == "__main__":
+    main()

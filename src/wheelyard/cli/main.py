@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from wheelyard.cli.operators import grant, repo_app, token_app, user_app
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.errors import ConfigurationError
+from wheelyard.shared.logs import configure_logging
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -49,16 +51,22 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _run(asgi_app: FastAPI, host: str, port: int, settings: Settings, access_log: bool) -> None:
-    """Serve `asgi_app`: the one place the HTTP server and its protocol are chosen
-    (uvicorn with request-head limits, docs/adr/0003-bounded-request-heads.md)."""
+def _run(
+    asgi_app: FastAPI | str,
+    host: str,
+    port: int,
+    settings: Settings,
+    *,
+    workers: int = 1,
+) -> None:
+    """Serve `asgi_app` (an app, or with `workers` an import string of an app factory): the
+    one place the HTTP server and its protocol are chosen (uvicorn with request-head limits,
+    docs/adr/0003-bounded-request-heads.md)."""
     import uvicorn
 
-    from wheelyard.cli.protocol import HeadLimits, bounded_protocol
+    from wheelyard.cli.protocol import BoundedHttpToolsProtocol, HeadLimits, configure
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     _raise_open_file_limit()
     if not settings.public_url and settings.allowed_hosts is None:
         logging.getLogger("wheelyard").warning(
@@ -66,18 +74,23 @@ def _run(asgi_app: FastAPI, host: str, port: int, settings: Settings, access_log
             "built from whatever Host header a client sends, and such pages may be kept by "
             "shared caches; set one of them (docs/security.md)"
         )
-    limits = HeadLimits(
-        max_size=settings.max_header_size,
-        max_count=settings.max_header_count,
-        timeout=settings.header_timeout,
+    configure(
+        HeadLimits(
+            max_size=settings.max_header_size,
+            max_count=settings.max_header_count,
+            timeout=settings.header_timeout,
+        )
     )
     uvicorn.run(
         asgi_app,
         host=host,
         port=port,
-        http=bounded_protocol(limits),
+        http=BoundedHttpToolsProtocol,
+        workers=workers if workers > 1 else None,
+        factory=workers > 1,
+        log_config=None,  # configure_logging above (and in each worker) owns the handlers
         log_level=settings.log_level,
-        access_log=access_log,
+        access_log=False,  # our own access line (wheelyard.shared.web.observe) replaces it
         # The client address (rate limits, audit) comes from X-Forwarded-For only when the
         # peer is a trusted proxy, and then it is the right-most untrusted entry: the left-most
         # is whatever the client wrote (uvicorn's ProxyHeadersMiddleware does exactly this).
@@ -105,30 +118,37 @@ def _raise_open_file_limit() -> None:
 
 HostOpt = Annotated[str, typer.Option(help="Address to listen on.")]
 PortOpt = Annotated[int, typer.Option(help="Port to listen on.")]
-AccessLogOpt = Annotated[bool, typer.Option(help="Log every request (costs throughput).")]
+AccessLogOpt = Annotated[
+    bool | None,
+    typer.Option(help="Log every request (default: WHEELYARD_ACCESS_LOG, which is on)."),
+]
+WorkersOpt = Annotated[
+    int, typer.Option(min=1, help="Worker processes (needs a shared cache: redis://).")
+]
+
+
+def _apply_access_log(access_log: bool | None) -> None:
+    # An environment variable, so that worker processes (which load settings anew) see it too.
+    if access_log is not None:
+        os.environ["WHEELYARD_ACCESS_LOG"] = "true" if access_log else "false"
 
 
 @app.command()
 def serve(
-    host: HostOpt = "127.0.0.1", port: PortOpt = 8000, access_log: AccessLogOpt = False
+    host: HostOpt = "127.0.0.1", port: PortOpt = 8000, access_log: AccessLogOpt = None
 ) -> None:
     """Run the whole registry in one process (embedded mode)."""
+    from wheelyard.gateway.app import check_settings
     from wheelyard.gateway.embedded import create_embedded_app
 
+    _apply_access_log(access_log)
     settings = _settings()
-    _run(create_embedded_app(settings), host, port, settings, access_log)
+    _checked(lambda: check_settings(settings))
+    _run(create_embedded_app(settings), host, port, settings)
 
 
-@app.command()
-def service(
-    name: Annotated[Service, typer.Argument(help="Which service to run.")],
-    host: HostOpt = "127.0.0.1",
-    port: PortOpt = 8000,
-    access_log: AccessLogOpt = False,
-) -> None:
-    """Run one service on its own (split mode); the gateway forwards to the others by URL."""
-    settings = _settings()
-    # The gateway's factory takes more keyword arguments than the others; only `settings` is used.
+def app_factory(name: Service) -> Callable[..., Any]:
+    """The `create_app` of a service (only its `settings` argument is used here)."""
     factory: Callable[..., FastAPI]
     if name is Service.gateway:
         from wheelyard.gateway.app import create_app as factory
@@ -138,7 +158,51 @@ def service(
         from wheelyard.upload.app import create_app as factory
     else:
         from wheelyard.proxy_cache.app import create_app as factory
-    _run(factory(settings=settings), host, port, settings, access_log)
+    return factory
+
+
+@app.command()
+def service(
+    name: Annotated[Service, typer.Argument(help="Which service to run.")],
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    access_log: AccessLogOpt = None,
+    workers: WorkersOpt = 1,
+) -> None:
+    """Run one service on its own (split mode); the gateway forwards to the others by URL."""
+    from wheelyard.cli.workers import ROLE_ENV, prepare_metrics_dir
+
+    _apply_access_log(access_log)
+    settings = _settings()
+    _checked(lambda: _check_service(name, settings, workers))
+    if workers > 1:
+        prepare_metrics_dir(settings)
+        os.environ[ROLE_ENV] = name.value
+        _run("wheelyard.cli.workers:worker_app", host, port, settings, workers=workers)
+        return
+    _run(app_factory(name)(settings=settings), host, port, settings)
+
+
+def _check_service(name: Service, settings: Settings, workers: int) -> None:
+    """What can be checked before listening: keys, URLs, workers."""
+    from wheelyard.cli.workers import check_workers
+    from wheelyard.shared.auth.internal_jwt import keys_from_settings
+
+    check_workers(settings, workers)
+    if name is Service.gateway:
+        from wheelyard.gateway.app import check_settings
+
+        check_settings(settings)
+    else:
+        keys_from_settings(settings, signing=False)
+
+
+def _checked(check: Callable[[], None]) -> None:
+    try:
+        check()
+    except ConfigurationError as exc:
+        typer.echo(f"wheelyard: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @db_app.command("upgrade")

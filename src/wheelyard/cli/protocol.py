@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -42,10 +42,9 @@ class _Refused(Exception):
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """`HttpToolsProtocol` with `limits` enforced on every request head (module docstring)."""
 
-    limits: ClassVar[HeadLimits]
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.limits = head_limits()
         self._head_timer: asyncio.TimerHandle | None = None
         self._in_head = True  # the bytes arriving now belong to a request head
         self._head_bytes = 0  # request line and headers parsed so far
@@ -178,7 +177,26 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def bounded_protocol(limits: HeadLimits) -> type[BoundedHttpToolsProtocol]:
-    """A `BoundedHttpToolsProtocol` class enforcing `limits` (uvicorn builds one per
-    connection from the class it is given)."""
-    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"limits": limits})
+_limits: HeadLimits | None = None
+
+
+def configure(limits: HeadLimits) -> None:
+    """Use `limits` for the connections of this process."""
+    global _limits
+    _limits = limits
+
+
+def head_limits() -> HeadLimits:
+    """The limits of this process: those given to `configure`, else read from the settings
+    once (a worker process uvicorn spawned imports this class by name and configures nothing)."""
+    global _limits
+    if _limits is None:
+        from wheelyard.shared.config import load_settings
+
+        settings = load_settings()
+        _limits = HeadLimits(
+            max_size=settings.max_header_size,
+            max_count=settings.max_header_count,
+            timeout=settings.header_timeout,
+        )
+    return _limits

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,6 +19,7 @@ from wheelyard.shared.cache.degrading import DegradingCache
 from wheelyard.shared.cache.memory import MemoryCache
 from wheelyard.shared.config import Settings
 from wheelyard.shared.db.engine import create_engine, session_factory
+from wheelyard.shared.db.migrate import schema_lag
 from wheelyard.shared.storage import BlobStore, open_blob_store
 from wheelyard.shared.storage.s3 import S3Options
 
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: How long a readiness probe may wait for one part before calling it unreachable.
 READINESS_TIMEOUT = 3.0
+#: Without these nothing can be served (readiness fails); without the others requests still
+#: succeed, some more slowly or not all of them (readiness reports them as degraded).
+REQUIRED_PARTS = frozenset({"database", "migrations"})
 
 
 @dataclass
@@ -56,7 +59,7 @@ class Backends:
             )
         blobs = open_blob_store(settings.effective_blob_url, s3=s3)
         await blobs.recover_leftovers()  # before this process writes a byte
-        cache = open_cache(settings.cache_url)
+        cache = open_cache(settings.cache_url, prefix=settings.cache_prefix)
         if not isinstance(cache, MemoryCache):
             # A remote cache is an accelerator: when it is down we degrade, never fail.
             cache = DegradingCache(cache)
@@ -71,7 +74,9 @@ class Backends:
                 log.exception("error while closing a backend")
 
     async def readiness(self) -> dict[str, str | None]:
-        """Probe each part concurrently: `{part: None}` when reachable, else an error text."""
+        """Probe each part concurrently: `{part: None}` when fine, else an error text. Parts:
+        database (reachable), migrations (the schema is this release's; left out while the
+        database cannot be reached), blobs, cache."""
 
         async def probe(part: str, check: Awaitable[object]) -> tuple[str, str | None]:
             try:
@@ -82,13 +87,18 @@ class Backends:
                 return part, f"{part} unreachable: {getattr(exc, 'message', None) or exc}"
             return part, None
 
-        results = await asyncio.gather(
-            probe("database", self._ping_database()),
-            probe("blobs", self.blobs.ping()),
-            probe("cache", self.cache.ping()),
-        )
-        return dict(results)
+        lag: list[str | None] = []
 
-    async def _ping_database(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        async def database() -> None:
+            lag.append(await schema_lag(self.engine))
+
+        results = dict(
+            await asyncio.gather(
+                probe("database", database()),
+                probe("blobs", self.blobs.ping()),
+                probe("cache", self.cache.ping()),
+            )
+        )
+        if results["database"] is None:  # else whether the schema is current is unknown
+            results["migrations"] = lag[0] if lag else None
+        return results

@@ -137,6 +137,7 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     blob_redirect: bool = False
     cache_url: str = "memory://"
+    cache_prefix: str = Field(default="wheelyard:", min_length=1, max_length=100)
     public_url: str | None = None
     # Hosts whose name may appear in links of publicly cacheable pages (None: any; see
     # web/base_url.py). Comma-separated in the environment, a list in TOML.
@@ -178,11 +179,16 @@ class Settings(BaseSettings):
     header_timeout: float = Field(default=20.0, gt=0)
     allow_local_versions: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+    access_log: bool = True
+    metrics_token: str | None = None
     # The gateway signs internal tokens with this Ed25519 key (PEM text or a file path);
     # services verify with the public key. Embedded mode generates a pair in the data dir.
     internal_jwt_private_key: str | None = None
     internal_jwt_public_key: str | None = None
     # Split mode: where the gateway forwards to. Unset means embedded (apps mounted in-process).
+    # Each is a comma-separated list of http://host:port URLs; a name may resolve to several
+    # addresses: every address is a replica.
     index_url: str | None = None
     upload_url: str | None = None
     proxy_cache_url: str | None = None

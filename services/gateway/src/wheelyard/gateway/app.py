@@ -12,7 +12,6 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from wheelyard.gateway.dispatch import Dispatcher, Targets, kinds_from
 from wheelyard.gateway.management import router as management_router
 from wheelyard.gateway.middleware import GatewayMiddleware, GatewayState
+from wheelyard.gateway.replicas import ReplicaSet, parse_endpoints
 from wheelyard.gateway.targets import Forwarder
 from wheelyard.shared.auth.authenticator import Authenticator
 from wheelyard.shared.auth.failure_audit import FailureAudit
@@ -29,7 +29,8 @@ from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.db.migrate import upgrade_database_async
 from wheelyard.shared.domain.bootstrap import bootstrap
 from wheelyard.shared.errors import ConfigurationError
-from wheelyard.shared.web.app import health_router
+from wheelyard.shared.web.app import add_observer, health_router, settle_heap
+from wheelyard.shared.web.observe import RecordEndpoint
 from wheelyard.shared.web.problems import install_error_handlers
 from wheelyard.shared.web.runtime import Runtime
 
@@ -46,14 +47,20 @@ def create_app(
     services: ServiceFactory | None = None,
 ) -> FastAPI:
     """The gateway. See the module docstring for embedded vs split mode."""
+    if settings is None:
+        settings = backends.settings if backends is not None else load_settings()
+    configured = settings
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             current = backends
             if current is None:
-                current = await Backends.open(settings or load_settings())
+                current = await Backends.open(configured)
                 stack.push_async_callback(current.close)
+            # The key pair first: a misconfigured key stops the start before anything else,
+            # and in embedded mode the services verify with its public half.
+            keys = keys_from_settings(current.settings, signing=True)
             await prepare_database(current)
             if current.settings.trust_proxy_headers and not current.settings.trusted_proxies:
                 log.warning(
@@ -61,8 +68,6 @@ def create_app(
                     "client addresses (rate limits, audit) are the proxy's until "
                     "WHEELYARD_TRUSTED_PROXIES lists its addresses"
                 )
-            # The key pair first: in embedded mode the services verify with its public half.
-            keys = keys_from_settings(current.settings, signing=True)
             runtime = Runtime.build(current, keys)
             app.state.runtime = runtime
             targets = await _targets(stack, runtime, services)
@@ -72,6 +77,7 @@ def create_app(
                 minter=Minter(keys),
                 dispatcher=Dispatcher(targets, kinds_from(runtime.directory)),
             )
+            settle_heap()
             yield
 
     app = FastAPI(
@@ -84,7 +90,10 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health_router())
     app.include_router(management_router)
+    # Added innermost first: the last one added is the outermost.
+    app.add_middleware(RecordEndpoint)
     app.add_middleware(GatewayMiddleware)
+    add_observer(app, "embedded" if services else "gateway", settings, assign_ids=True)
     return app
 
 
@@ -96,6 +105,15 @@ def _authenticator(backends: Backends, keys: KeyPair) -> Authenticator:
         overall=backends.settings.audit_failures_per_minute_total,
     )
     return Authenticator(backends.sessions, backends.cache, keys, audit=audit)
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse a configuration the gateway cannot work with, naming the setting: unreadable or
+    mismatched keys, a public key without its private key, malformed service URLs."""
+    keys_from_settings(settings, signing=True)
+    for setting, value in _service_urls(settings).items():
+        if value:
+            parse_endpoints(value, setting)
 
 
 async def prepare_database(backends: Backends) -> None:
@@ -129,19 +147,30 @@ async def _targets(
             await stack.enter_async_context(service_app.router.lifespan_context(service_app))
         index, upload, proxy_cache = apps
         return Targets(index=index, upload=upload, proxy_cache=proxy_cache)
-    s = runtime.backends.settings
-    urls: dict[str, Any] = {
-        "WHEELYARD_INDEX_URL": s.index_url,
-        "WHEELYARD_UPLOAD_URL": s.upload_url,
-        "WHEELYARD_PROXY_CACHE_URL": s.proxy_cache_url,
-    }
+    urls = _service_urls(runtime.backends.settings)
     missing = [k for k, v in urls.items() if not v]
     if missing:
         raise ConfigurationError(
             f"{', '.join(missing)}: split mode needs the URL of every service "
             "(or run `wheelyard serve` for the embedded one-process server)"
         )
-    forwarders = [Forwarder(u) for u in urls.values()]
-    for fwd in forwarders:
-        stack.push_async_callback(fwd.aclose)
+    forwarders = []
+    for (setting, value), service in zip(urls.items(), SERVICES, strict=True):
+        forwarder = Forwarder(service, ReplicaSet(service, parse_endpoints(value or "", setting)))
+        stack.push_async_callback(forwarder.aclose)
+        # Best effort: a name that does not resolve yet is retried; the gateway starts anyway.
+        await forwarder.start()
+        forwarders.append(forwarder)
     return Targets(forwarders[0], forwarders[1], forwarders[2])
+
+
+#: The services behind the gateway, in the order of `_service_urls`.
+SERVICES = ("index", "upload", "proxy-cache")
+
+
+def _service_urls(settings: Settings) -> dict[str, str | None]:
+    return {
+        "WHEELYARD_INDEX_URL": settings.index_url,
+        "WHEELYARD_UPLOAD_URL": settings.upload_url,
+        "WHEELYARD_PROXY_CACHE_URL": settings.proxy_cache_url,
+    }

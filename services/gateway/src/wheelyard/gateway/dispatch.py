@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Scope
 from wheelyard.shared import routes
 from wheelyard.shared.domain.directory import RepositoryDirectory
 from wheelyard.shared.web.fastpath import SCOPE_KEY
+from wheelyard.shared.web.observe import set_route
 
 #: Where the root aliases point: the default group.
 ALIAS_TARGET = "/repositories/default/all"
@@ -65,6 +66,7 @@ class Dispatcher:
         if found is None:
             return scope, None
         scope[SCOPE_KEY] = found
+        set_route(scope, found.route.name)
         return scope, await self.target_of(found)
 
     async def target_of(self, found: routes.Match) -> ASGIApp:

@@ -11,7 +11,7 @@ from wheelyard.proxy_cache.service import ProxyService
 from wheelyard.shared.config import Settings
 from wheelyard.shared.storage.tempdir import claim_temp_dir
 from wheelyard.shared.web.app import build_service_app
-from wheelyard.shared.web.fastpath import HotPaths, simple_routes
+from wheelyard.shared.web.fastpath import simple_routes
 from wheelyard.shared.web.runtime import Runtime
 
 
@@ -31,13 +31,13 @@ async def _stop(app: FastAPI, _runtime: Runtime) -> None:
 
 def create_app(*, runtime: Runtime | None = None, settings: Settings | None = None) -> FastAPI:
     """The proxy-cache service; shares `runtime` when given (embedded), else builds its own."""
-    app = build_service_app(
+    return build_service_app(
+        service="proxy-cache",
         title="Wheelyard proxy-cache (proxy and group repositories)",
         routers=[router, simple_routes(handlers)],
         runtime=runtime,
         settings=settings,
+        hot_handlers=handlers,
         on_start=_start,
         on_stop=_stop,
     )
-    app.add_middleware(HotPaths, handlers=handlers)
-    return app

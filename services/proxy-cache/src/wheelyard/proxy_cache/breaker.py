@@ -4,6 +4,7 @@ stale) at once instead of each waiting for the full timeout."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 #: Consecutive failures that open an upstream's circuit, and how long it stays open.
 BREAKER_FAILURES = 3
@@ -16,8 +17,14 @@ class CircuitBreaker:
     whose outcome closes or re-opens it. In-process state: every replica learns on its own."""
 
     def __init__(
-        self, failures: int = BREAKER_FAILURES, open_seconds: float = BREAKER_OPEN_SECONDS
+        self,
+        failures: int = BREAKER_FAILURES,
+        open_seconds: float = BREAKER_OPEN_SECONDS,
+        *,
+        on_change: Callable[[object, bool], None] | None = None,
     ) -> None:
+        """`on_change(key, is_open)` is told when a circuit opens and when it closes."""
+        self.on_change = on_change
         self.failures = failures
         self.open_seconds = open_seconds
         self._count: dict[object, int] = {}
@@ -42,8 +49,10 @@ class CircuitBreaker:
     def success(self, key: object) -> None:
         """The upstream answered (any definite answer, 404 included)."""
         self._count.pop(key, None)
-        self._open_until.pop(key, None)
+        was_open = self._open_until.pop(key, None) is not None
         self._probing.discard(key)
+        if was_open and self.on_change is not None:
+            self.on_change(key, False)
 
     def failure(self, key: object) -> None:
         """The upstream failed (timeout, connection error, 5xx, garbage)."""
@@ -51,4 +60,7 @@ class CircuitBreaker:
         self._count[key] = count
         self._probing.discard(key)
         if count >= self.failures:
+            opens = key not in self._open_until
             self._open_until[key] = time.monotonic() + self.open_seconds
+            if opens and self.on_change is not None:
+                self.on_change(key, True)

@@ -32,7 +32,7 @@ from typing import IO
 from anyio import to_thread
 
 from wheelyard.proxy_cache import store
-from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout
+from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout, circuit_label
 from wheelyard.shared.cache import Cache, LockTimeout
 from wheelyard.shared.concurrency import SingleFlight
 from wheelyard.shared.domain.repositories import RepositoryView, proxy_state_key
@@ -244,7 +244,7 @@ class ProxyPages:
         errors: list[UpstreamError] = []
         breaker = self.client.breaker
         for index, upstream in enumerate(repo.upstreams):
-            circuit = (repo.id, index)
+            circuit = (repo.path, circuit_label(index, upstream))
             if not breaker.allow(circuit):
                 errors.append(UpstreamError("The upstream is failing; not asked (circuit open)."))
                 continue

@@ -29,11 +29,12 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from wheelyard.proxy_cache.addresses import AddressGuard
+from wheelyard.proxy_cache.addresses import AddressGuard, UpstreamRefused
 from wheelyard.proxy_cache.breaker import CircuitBreaker
 from wheelyard.proxy_cache.netroutes import NetRoutes, describe_failure
 from wheelyard.shared.config import UpstreamConfig
 from wheelyard.shared.errors import UpstreamError, UpstreamTimeout
+from wheelyard.shared.metrics import UPSTREAM_BREAKER_OPEN, UPSTREAM_FETCHES
 
 #: Redirect hops followed for one request (files.pythonhosted.org needs none; CDNs use one).
 MAX_REDIRECTS = 3
@@ -89,7 +90,7 @@ class UpstreamClient:
     def __init__(self, routes: NetRoutes | None = None) -> None:
         self.routes = routes or NetRoutes()
         self.guard = AddressGuard()
-        self.breaker = CircuitBreaker()
+        self.breaker = CircuitBreaker(on_change=_breaker_changed)
 
     async def aclose(self) -> None:
         """Close pooled connections."""
@@ -121,14 +122,20 @@ class UpstreamClient:
     ) -> PageFetch:
         """GET `url` on `upstream` (a page, or a JSON API document) within the upstream's
         timeout: status 200 (body spooled, at most `MAX_PAGE_BYTES`), 304 or 404 (and 410);
-        raises like `fetch_page`."""
+        raises like `fetch_page`. Every outcome is counted (`wheelyard_upstream_fetches_total`)."""
         try:
             async with asyncio.timeout(upstream.timeout):
-                return await self._page(upstream, url, headers)
+                fetched = await self._page(upstream, url, headers)
         except TimeoutError:
+            _count("page", "timeout")
             raise UpstreamTimeout(
                 f"the upstream did not answer within {upstream.timeout:g}s"
             ) from None
+        except UpstreamError as exc:
+            _count("page", _failure(exc))
+            raise
+        _count("page", _PAGE_OUTCOMES.get(fetched.status, "ok"))
+        return fetched
 
     async def _check(self, url: str, upstream: UpstreamConfig, allow_internal: bool) -> None:
         via_proxy = self.routes.proxied(url, upstream.ca_bundle)
@@ -139,65 +146,59 @@ class UpstreamClient:
         return await self.guard.is_internal(upstream.url, via_proxy=via_proxy)
 
     async def _page(self, upstream: UpstreamConfig, url: str, headers: dict[str, str]) -> PageFetch:
-        allow_internal = await self._internal(upstream)
-        http = self.routes.client(upstream.ca_bundle)
-        for _hop in range(MAX_REDIRECTS + 1):
-            await self._check(url, upstream, allow_internal)
-            request = http.build_request(
-                "GET", url, headers=headers, timeout=_timeout(upstream.timeout)
+        response, url = await self._get(url, upstream, headers)
+        try:
+            if response.status_code == 304:
+                return PageFetch(304, url=url)
+            if response.status_code in (404, 410):
+                return PageFetch(404, url=url)
+            if response.status_code != 200:
+                raise UpstreamError(f"the upstream answered {response.status_code}")
+            body = await _spool_capped(response, MAX_PAGE_BYTES)
+            serial = response.headers.get("x-pypi-last-serial")
+            return PageFetch(
+                200,
+                body=body,
+                content_type=response.headers.get("content-type", ""),
+                url=url,
+                etag=response.headers.get("etag"),
+                last_modified=response.headers.get("last-modified"),
+                serial=int(serial) if serial and serial.isdigit() else None,
             )
-            auth = _auth_for(url, upstream)
-            try:
-                response = await http.send(
-                    request, stream=True, auth=httpx.BasicAuth(*auth) if auth else None
-                )
-            except httpx.TimeoutException as exc:
-                raise UpstreamTimeout("the upstream did not answer in time") from exc
-            except httpx.HTTPError as exc:
-                raise UpstreamError(
-                    f"the upstream could not be reached: {describe_failure(exc)}"
-                ) from exc
-            try:
-                if response.is_redirect and "location" in response.headers:
-                    url = urljoin(url, response.headers["location"])
-                    continue
-                if response.status_code == 304:
-                    return PageFetch(304, url=url)
-                if response.status_code in (404, 410):
-                    return PageFetch(404, url=url)
-                if response.status_code != 200:
-                    raise UpstreamError(f"the upstream answered {response.status_code}")
-                body = await _spool_capped(response, MAX_PAGE_BYTES)
-                serial = response.headers.get("x-pypi-last-serial")
-                return PageFetch(
-                    200,
-                    body=body,
-                    content_type=response.headers.get("content-type", ""),
-                    url=url,
-                    etag=response.headers.get("etag"),
-                    last_modified=response.headers.get("last-modified"),
-                    serial=int(serial) if serial and serial.isdigit() else None,
-                )
-            finally:
-                await response.aclose()
-        raise UpstreamError(f"the upstream redirected more than {MAX_REDIRECTS} times")
+        finally:
+            await response.aclose()
 
     async def open_file(self, url: str, upstream: UpstreamConfig) -> httpx.Response:
         """An open 200 response streaming `url` (a link from `upstream`'s page).
 
         Redirects are followed by hand (at most `MAX_REDIRECTS`), every hop checked first.
         The caller must `aclose()` the response. Raises `UpstreamTimeout`, `UpstreamRefused`
-        or `UpstreamError` (any other status).
+        or `UpstreamError` (any other status). Every outcome is counted.
         """
+        try:
+            response, _url = await self._get(url, upstream, {"Accept-Encoding": "identity"})
+            if response.status_code != 200:
+                await response.aclose()
+                raise UpstreamError(f"the upstream answered {response.status_code} for a file")
+        except UpstreamError as exc:
+            _count("file", _failure(exc))
+            raise
+        _count("file", "ok")
+        return response
+
+    async def _get(
+        self, url: str, upstream: UpstreamConfig, headers: dict[str, str]
+    ) -> tuple[httpx.Response, str]:
+        """An open streaming response to GET `url` and the URL that answered: redirects
+        followed by hand (at most `MAX_REDIRECTS`), every hop checked by the SSRF guard first,
+        the upstream's credentials sent to its own origin only."""
         allow_internal = await self._internal(upstream)
         timeout = _timeout(upstream.timeout)
         http = self.routes.client(upstream.ca_bundle)
         for _hop in range(MAX_REDIRECTS + 1):
             await self._check(url, upstream, allow_internal)
             auth = _auth_for(url, upstream)
-            request = http.build_request(
-                "GET", url, headers={"Accept-Encoding": "identity"}, timeout=timeout
-            )
+            request = http.build_request("GET", url, headers=headers, timeout=timeout)
             try:
                 response = await http.send(
                     request, stream=True, auth=httpx.BasicAuth(*auth) if auth else None
@@ -212,11 +213,34 @@ class UpstreamClient:
                 url = urljoin(url, response.headers["location"])
                 await response.aclose()
                 continue
-            if response.status_code != 200:
-                await response.aclose()
-                raise UpstreamError(f"the upstream answered {response.status_code} for a file")
-            return response
+            return response, url
         raise UpstreamError(f"the upstream redirected more than {MAX_REDIRECTS} times")
+
+
+_PAGE_OUTCOMES = {200: "ok", 304: "not_modified", 404: "not_found"}
+
+
+def circuit_label(index: int, upstream: UpstreamConfig) -> str:
+    """How an upstream is named in metrics: its position and host (never credentials)."""
+    return f"{index}:{urlsplit(upstream.url).hostname or ''}"
+
+
+def _failure(exc: UpstreamError) -> str:
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, UpstreamRefused):
+        return "refused"
+    return "error"
+
+
+def _breaker_changed(key: object, is_open: bool) -> None:
+    # Keys are (repository path, upstream label): the gauge's labels.
+    assert isinstance(key, tuple) and len(key) == 2
+    UPSTREAM_BREAKER_OPEN.labels(str(key[0]), str(key[1])).set(1 if is_open else 0)
+
+
+def _count(kind: str, outcome: str) -> None:
+    UPSTREAM_FETCHES.labels(kind, outcome).inc()
 
 
 async def _spool_capped(response: httpx.Response, cap: int) -> IO[bytes]:

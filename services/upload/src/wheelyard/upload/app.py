@@ -26,6 +26,7 @@ async def _stop(app: FastAPI, _runtime: Runtime) -> None:
 def create_app(*, runtime: Runtime | None = None, settings: Settings | None = None) -> FastAPI:
     """The upload service; shares `runtime` when given (embedded), else builds its own."""
     return build_service_app(
+        service="upload",
         title="Wheelyard upload (write path)",
         routers=[router],
         runtime=runtime,

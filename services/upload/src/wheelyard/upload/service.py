@@ -34,7 +34,15 @@ from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import AuditEvent, File, Project, Release
 from wheelyard.shared.domain.directory import RepositoryDirectory
 from wheelyard.shared.domain.repositories import RepositoryView
-from wheelyard.shared.errors import Conflict, Forbidden, InvalidInput
+from wheelyard.shared.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooLarge,
+    Unauthenticated,
+)
+from wheelyard.shared.metrics import UPLOADS
 from wheelyard.shared.packaging.filenames import DistFile
 from wheelyard.shared.packaging.form import UploadForm
 from wheelyard.shared.packaging.metadata import ParsedMetadata
@@ -92,7 +100,56 @@ async def publish(
 ) -> Published:
     """Publish one file to `storage/repo` (a hosted repository, or a group's first hosted
     member): check the caller may write there, then receive, validate, store and record it.
-    Re-publishing identical bytes is a no-op (`created=False`)."""
+    Re-publishing identical bytes is a no-op (`created=False`). Every attempt is counted by
+    outcome (`wheelyard_uploads_total`)."""
+    try:
+        published = await _publish(
+            session,
+            pages,
+            backends=backends,
+            directory=directory,
+            principal=principal,
+            storage=storage,
+            repo=repo,
+            incoming=incoming,
+            source_ip=source_ip,
+        )
+    except BaseException as exc:
+        UPLOADS.labels(_outcome_of(exc)).inc()
+        raise
+    UPLOADS.labels("stored" if published.created else "unchanged").inc()
+    return published
+
+
+def _outcome_of(exc: BaseException) -> str:
+    for cls, outcome in _OUTCOMES:
+        if isinstance(exc, cls):
+            return outcome
+    return "failed"
+
+
+_OUTCOMES: tuple[tuple[type[BaseException], str], ...] = (
+    (Conflict, "conflict"),
+    (TooLarge, "too_large"),
+    (InvalidInput, "invalid"),
+    (Unauthenticated, "forbidden"),
+    (Forbidden, "forbidden"),
+    (NotFound, "not_found"),
+)
+
+
+async def _publish(
+    session: AsyncSession,
+    pages: PageCache,
+    *,
+    backends: Backends,
+    directory: RepositoryDirectory,
+    principal: Principal,
+    storage: str,
+    repo: str,
+    incoming: Incoming,
+    source_ip: str | None,
+) -> Published:
     target = await upload_target(directory, principal, storage, repo)  # before reading the body
     settings = backends.settings
     received = await incoming.receive(spool_dir(settings), settings.max_upload_size)

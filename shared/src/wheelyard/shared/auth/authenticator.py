@@ -43,6 +43,7 @@ from wheelyard.shared.cache import Cache
 from wheelyard.shared.concurrency import SingleFlight
 from wheelyard.shared.db.models import ApiToken, Permission, Repository, Storage, User
 from wheelyard.shared.errors import RateLimited, Unauthenticated, WheelyardError
+from wheelyard.shared.metrics import AUTH_FAILURES
 
 RECORD_TTL = 10.0
 VERIFIED_TTL = 300.0
@@ -125,6 +126,18 @@ async def load_user_record(session: AsyncSession, username: str) -> UserRecord |
     )
 
 
+#: The metric label of each audited authentication path (`wheelyard_auth_failures_total`);
+#: anything else (a client's unknown scheme) is counted as `unsupported`, never by its name.
+_METRIC_METHODS = {
+    "basic": "password",
+    "sign-in": "password",
+    "password-change": "password",
+    "basic-token": "token",
+    "bearer-token": "token",
+    "jwt": "access_token",
+}
+
+
 class Authenticator:
     """Turns Authorization headers into Principals; see the module docstring."""
 
@@ -142,7 +155,8 @@ class Authenticator:
         self._audit = audit or FailureAudit(sessions, cache)
 
     async def authenticate(self, authorization: str | None, client: str | None) -> Principal:
-        """The caller named by `authorization` (ANONYMOUS when there is none)."""
+        """The caller named by `authorization` (ANONYMOUS when there is none); refusals are
+        counted by credential kind (`wheelyard_auth_failures_total`)."""
         if not authorization:
             return ANONYMOUS
         scheme, _, value = authorization.partition(" ")
@@ -275,7 +289,9 @@ class Authenticator:
         username: str | None = None,
         target: str | None = None,
     ) -> WheelyardError:
-        """`error`, once the failure is audited."""
+        """`error`, once the failure is counted and audited."""
+        label = "malformed" if reason == "malformed credentials" else _METRIC_METHODS.get(method)
+        AUTH_FAILURES.labels(label or "unsupported").inc()
         await self._audit.record(
             method=method, reason=reason, address=client, username=username, target=target
         )

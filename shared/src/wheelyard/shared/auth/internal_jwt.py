@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.config import Settings
 from wheelyard.shared.errors import ConfigurationError, Unauthenticated
+from wheelyard.shared.metrics import AUTH_FAILURES
 
 HEADER = "x-wheelyard-internal"
 ISSUER = "wheelyard-gateway"
@@ -67,28 +68,53 @@ def generate_key_files(directory: Path) -> KeyPair:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-    return load_key_pair(private_path.read_bytes(), public_path.read_bytes())
+    try:
+        private_pem, public_pem = private_path.read_bytes(), public_path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{PRIVATE_SETTING}: unset, and the key pair in {directory} cannot be read: {exc}"
+        ) from exc
+    return load_key_pair(private_pem, public_pem)
+
+
+PRIVATE_SETTING = "WHEELYARD_INTERNAL_JWT_PRIVATE_KEY"
+PUBLIC_SETTING = "WHEELYARD_INTERNAL_JWT_PUBLIC_KEY"
 
 
 def load_key_pair(private_pem: bytes | None, public_pem: bytes | None) -> KeyPair:
-    """A KeyPair from PEM bytes; the public key is derived from the private one if absent."""
+    """A KeyPair from PEM bytes; the public key is derived from the private one if absent.
+    A key that does not parse, is not Ed25519, or a pair whose halves do not match raises
+    ConfigurationError naming the setting."""
     private = None
     if private_pem:
-        loaded = serialization.load_pem_private_key(private_pem, password=None)
+        try:
+            loaded = serialization.load_pem_private_key(private_pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"{PRIVATE_SETTING}: not a readable PEM key ({exc})") from exc
         if not isinstance(loaded, Ed25519PrivateKey):
-            raise ConfigurationError("WHEELYARD_INTERNAL_JWT_PRIVATE_KEY: must be an Ed25519 key")
+            raise ConfigurationError(f"{PRIVATE_SETTING}: must be an Ed25519 key")
         private = loaded
     if public_pem:
-        public = serialization.load_pem_public_key(public_pem)
+        try:
+            public = serialization.load_pem_public_key(public_pem)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"{PUBLIC_SETTING}: not a readable PEM key ({exc})") from exc
         if not isinstance(public, Ed25519PublicKey):
-            raise ConfigurationError("WHEELYARD_INTERNAL_JWT_PUBLIC_KEY: must be an Ed25519 key")
+            raise ConfigurationError(f"{PUBLIC_SETTING}: must be an Ed25519 key")
+        if private is not None and _raw(private.public_key()) != _raw(public):
+            raise ConfigurationError(
+                f"{PUBLIC_SETTING}: does not match {PRIVATE_SETTING} (the services would refuse "
+                "every token the gateway signs)"
+            )
     elif private is not None:
         public = private.public_key()
     else:
-        raise ConfigurationError(
-            "WHEELYARD_INTERNAL_JWT_PUBLIC_KEY: a service needs the gateway's public key"
-        )
+        raise ConfigurationError(f"{PUBLIC_SETTING}: a service needs the gateway's public key")
     return KeyPair(private, public)
+
+
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def _pem(value: str | None, key: str) -> bytes | None:
@@ -104,19 +130,29 @@ def _pem(value: str | None, key: str) -> bytes | None:
 
 def keys_from_settings(settings: Settings, *, signing: bool) -> KeyPair:
     """The key pair for this process: the gateway (`signing`) needs the private key, a service
-    only the public one. Configured keys win; otherwise the pair in the data dir is used, and
-    the gateway creates it there on first start (embedded mode)."""
-    private = _pem(settings.internal_jwt_private_key, "WHEELYARD_INTERNAL_JWT_PRIVATE_KEY")
-    public = _pem(settings.internal_jwt_public_key, "WHEELYARD_INTERNAL_JWT_PUBLIC_KEY")
-    if private or (public and not signing):
-        return load_key_pair(private, public)
+    only the public one. Configured keys win. With neither configured, the gateway uses (and on
+    first start creates) the pair in the data dir: embedded mode. A gateway given only the
+    public key refuses to start: inventing a pair of its own would make every forwarded
+    request fail at the services while the gateway looked healthy."""
+    private = _pem(settings.internal_jwt_private_key, PRIVATE_SETTING)
+    public = _pem(settings.internal_jwt_public_key, PUBLIC_SETTING)
     if signing:
-        return generate_key_files(settings.data_dir)
+        if private is None and public is not None:
+            raise ConfigurationError(
+                f"{PRIVATE_SETTING}: not set, but {PUBLIC_SETTING} is: the gateway signs the "
+                "internal tokens with the private key of that pair (set both, or neither for "
+                "the embedded server)"
+            )
+        if private is None:
+            return generate_key_files(settings.data_dir)
+        return load_key_pair(private, public)
+    if private or public:
+        return load_key_pair(private, public)
     public_file = settings.data_dir / PUBLIC_KEY_FILE
     if public_file.exists():
         return load_key_pair(None, public_file.read_bytes())
     raise ConfigurationError(
-        "WHEELYARD_INTERNAL_JWT_PUBLIC_KEY: a service needs the gateway's public key "
+        f"{PUBLIC_SETTING}: a service needs the gateway's public key "
         "(or run `wheelyard serve` for the embedded server)"
     )
 
@@ -160,7 +196,7 @@ class Minter:
 
     def __init__(self, keys: KeyPair, max_entries: int = 10_000) -> None:
         if keys.private is None:
-            raise ConfigurationError("WHEELYARD_INTERNAL_JWT_PRIVATE_KEY: the gateway must sign")
+            raise ConfigurationError(f"{PRIVATE_SETTING}: the gateway must sign")
         self._key = keys.private
         self._max = max_entries
         self._minted: OrderedDict[Principal, tuple[float, str]] = OrderedDict()
@@ -195,6 +231,7 @@ class Verifier:
     def principal(self, token: str | None) -> Principal:
         """The principal in `token`; raises Unauthenticated when missing or invalid."""
         if not token:
+            AUTH_FAILURES.labels("internal").inc()
             raise Unauthenticated("Requests must come through the Wheelyard gateway.")
         now = time.time()
         hit = self._verified.get(token)
@@ -210,6 +247,7 @@ class Verifier:
                 options={"require": ["exp", "iat", "iss", "aud"]},
             )
         except jwt.PyJWTError as exc:
+            AUTH_FAILURES.labels("internal").inc()
             raise Unauthenticated("Invalid internal credentials.") from exc
         principal = principal_of(claims)
         self._verified[token] = (float(claims["exp"]), principal)

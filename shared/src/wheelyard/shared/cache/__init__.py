@@ -21,11 +21,12 @@ __all__ = [
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
-def open_cache(url: str) -> Cache:
+def open_cache(url: str, *, prefix: str = "wheelyard:") -> Cache:
     """The backend named by `url`'s scheme; the one place a cache backend is chosen.
 
     `memory://` gives a `MemoryCache` (one process only); `redis://`, `rediss://` and
-    `unix://` give a `RedisCache` (nothing is connected yet). Callers that must survive a Redis
+    `unix://` give a `RedisCache` whose keys start with `prefix` (nothing is connected yet:
+    deployments that share a Redis keep apart by their prefixes). Callers that must survive a Redis
     outage wrap the result in `DegradingCache`. Raises `ConfigurationError` naming
     `WHEELYARD_CACHE_URL` for any other scheme or a malformed Redis URL.
     """
@@ -35,7 +36,7 @@ def open_cache(url: str) -> Cache:
         return MemoryCache()
     if scheme in _REDIS_SCHEMES:
         try:
-            return RedisCache(url)
+            return RedisCache(url, key_prefix=prefix)
         except ValueError as exc:
             raise ConfigurationError(
                 f"WHEELYARD_CACHE_URL: invalid Redis URL {describe_url(url)!r}: {exc}"

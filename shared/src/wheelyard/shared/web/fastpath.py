@@ -20,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wheelyard.shared import routes
+from wheelyard.shared.web.observe import set_route
 from wheelyard.shared.web.pages import project_name
 from wheelyard.shared.web.problems import response_for_exception
 
@@ -72,6 +73,7 @@ class HotPaths:
             found = route_of(scope)
             handler = self._handler(found)
             if handler is not None and found is not None:
+                set_route(scope, found.route.name)
                 try:
                     response = await handler(Request(scope, receive), **found.params)
                 except Exception as exc:

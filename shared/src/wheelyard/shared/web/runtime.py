@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from wheelyard.shared.auth.internal_jwt import KeyPair, Verifier, keys_from_settings
 from wheelyard.shared.backends import Backends
+from wheelyard.shared.cache.memory import MemoryCache
 from wheelyard.shared.domain.directory import RepositoryDirectory
 from wheelyard.shared.web.pagecache import PageCache
 
@@ -32,6 +33,7 @@ class Runtime:
         return cls(
             backends=backends,
             directory=RepositoryDirectory(backends.sessions),
-            pages=PageCache(backends.cache),
+            # A remote cache (Redis) is backed by an in-process copy of immutable pages.
+            pages=PageCache(backends.cache, local=not isinstance(backends.cache, MemoryCache)),
             verifier=Verifier(keys),
         )
