@@ -47,26 +47,35 @@ class KeyPair:
     public: Ed25519PublicKey
 
 
+def new_key_pems() -> tuple[bytes, bytes]:
+    """A fresh Ed25519 pair as PEM: (private key, PKCS#8 unencrypted; public key, SPKI)."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return private, public_pem_of(private)
+
+
+def public_pem_of(private_pem: bytes) -> bytes:
+    """The SPKI PEM of the public half of an Ed25519 private key in PEM."""
+    private = load_key_pair(private_pem, None).private
+    assert private is not None  # load_key_pair returns the private key it was given
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def generate_key_files(directory: Path) -> KeyPair:
     """Load the key pair from `directory`, creating it (private key mode 0600) on first use."""
     private_path = directory / PRIVATE_KEY_FILE
     public_path = directory / PUBLIC_KEY_FILE
     if not private_path.exists():
         directory.mkdir(parents=True, exist_ok=True)
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        private_pem, public_pem = new_key_pems()
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-        public_path.write_bytes(
-            key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
+            fh.write(private_pem)
+        public_path.write_bytes(public_pem)
     return load_key_pair(private_path.read_bytes(), public_path.read_bytes())
 
 
