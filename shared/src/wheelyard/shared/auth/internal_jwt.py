@@ -57,7 +57,7 @@ def new_key_pems() -> tuple[bytes, bytes]:
 
 
 def public_pem_of(private_pem: bytes) -> bytes:
-    """The SPKI PEM of the public half of an Ed25519 private key in PEM."""
+    """The SPKI PEM of the public half of an Ed25519 private key given as PEM."""
     private = load_key_pair(private_pem, None).private
     assert private is not None  # load_key_pair returns the private key it was given
     return private.public_key().public_bytes(
@@ -71,11 +71,20 @@ def generate_key_files(directory: Path) -> KeyPair:
     public_path = directory / PUBLIC_KEY_FILE
     if not private_path.exists():
         directory.mkdir(parents=True, exist_ok=True)
-        private_pem, public_pem = new_key_pems()
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(private_pem)
-        public_path.write_bytes(public_pem)
+            fh.write(pem)
+        public_path.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
     return load_key_pair(private_path.read_bytes(), public_path.read_bytes())
 
 
