@@ -16,7 +16,8 @@ and environment as a local process, with the container world mapped onto this ma
   credentials and bucket match MinIO's and Wheelyard's.
 
 The keygen step runs as compose runs it (as root: it hands the key to uid 10001), so the test
-checks that uid 10001, and only it, can read the private key. Then twine uploads through the
+checks that uid 10001, and only it, can read the private key; the services themselves run as
+the test's user (this venv is not readable by uid 10001). Then twine uploads through the
 gateway and pip installs what it uploaded.
 """
 
@@ -231,6 +232,9 @@ class Stack:
             env["WHEELYARD_S3_ENDPOINT"] = self.s3.endpoint
             env["WHEELYARD_S3_ACCESS_KEY"] = self.s3.access_key
             env["WHEELYARD_S3_SECRET_KEY"] = self.s3.secret_key
+        for key, value in env.items():  # every container hostname was mapped
+            host = urlsplit(value).hostname if "://" in value else value.rpartition(":")[0]
+            assert host not in self.services, (key, value)
         return env
 
     def command(self, name: str) -> list[str]:
