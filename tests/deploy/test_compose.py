@@ -247,13 +247,13 @@ class Stack:
             argv[argv.index("--host") + 1] = "127.0.0.1"
         return argv
 
-    def run_once(self, name: str) -> None:
-        """A one-shot service: run it to completion; it must exit 0."""
+    def run_once(self, name: str, *, prefix: tuple[str, ...] = ()) -> None:
+        """A one-shot service: run it to completion (after `prefix`); it must exit 0."""
         log = self.root / f"{name}.log"
         env = self.environment(name)
         with log.open("wb") as out:
             result = subprocess.run(
-                self.command(name),
+                [*prefix, *self.command(name)],
                 env=env,
                 cwd=self.data_dirs[name],
                 stdout=out,
@@ -373,17 +373,29 @@ def _s3_client(options: S3Options) -> Minio:
     )
 
 
+def container_privileges(service: dict) -> tuple[str, ...]:
+    """A `setpriv` prefix that gives a root process what the container's root gets: only the
+    capabilities in `cap_add` (the file drops ALL), and no new privileges."""
+    assert service["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in service["security_opt"]
+    caps = ",".join(["-all", *(f"+{c.lower()}" for c in service.get("cap_add", []))])
+    # Root's capabilities after exec are its bounding and inheritable sets: restrict both.
+    return ("setpriv", "--no-new-privs", f"--bounding-set={caps}", f"--inh-caps={caps}", "--")
+
+
 def _keygen(stack: Stack) -> None:
-    """The keygen step exactly as compose runs it (as root, without network)."""
+    """The keygen step exactly as compose runs it: as root, with only the capabilities the
+    compose file grants it, without network; and twice (compose runs it at every `up`)."""
     service = stack.services["keygen"]
     assert service["user"] == "0:0" and service["network_mode"] == "none"
     assert os.geteuid() == 0, "the keygen step runs as root in compose (it chowns the key)"
-    stack.run_once("keygen")
+    privileges = container_privileges(service)
+    stack.run_once("keygen", prefix=privileges)
     private_dir = stack.volume_dir("jwt-private")
     (private_key,) = private_dir.iterdir()
-    # compose runs keygen at every `up`: a second run keeps the key the services verify with.
+    # A second run (the next `up`) keeps the key the services verify with.
     first = private_key.read_bytes()
-    stack.run_once("keygen")
+    stack.run_once("keygen", prefix=privileges)
     assert private_key.read_bytes() == first
     public_key = stack.volume_dir("jwt-public") / "internal-jwt-public.pem"
     uid, gid = (int(part) for part in APP_USER.split(":"))
