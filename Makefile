@@ -4,7 +4,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench bench-proxy bench-split services
+.PHONY: run test lint format bench bench-proxy bench-split bench-footprint services
 
 run:
 	$(UV) run wheelyard serve --host $(HOST) --port $(PORT)
@@ -38,3 +38,8 @@ bench-proxy:
 # Embedded vs split mode (needs Postgres and Redis, like the tests).
 bench-split:
 	$(UV) run python bench/split_bench.py
+
+# Per-process RSS and CPU of the split services, idle and under load: the measurements behind
+# the Kubernetes resource requests (docs/deployment.md, "Sizing"). Needs the same upstream tree.
+bench-footprint:
+	$(UV) run python bench/footprint_bench.py

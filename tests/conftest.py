@@ -21,7 +21,7 @@ pytest_plugins = [
     "wheelyard.testing.proxy_env",
 ]
 
-FOLDER_MARKERS = ("unit", "contract", "integration", "e2e")
+FOLDER_MARKERS = ("unit", "contract", "integration", "e2e", "deploy")
 BACKENDS = ("sqlite", "postgres", "filesystem", "s3", "memory", "redis")
 _passed_by_backend: Counter[str] = Counter()
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from wheelyard.cli.keys import keys_app
 from wheelyard.cli.operators import grant, repo_app, token_app, user_app
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.errors import ConfigurationError
@@ -28,6 +29,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(repo_app, name="repo")
 app.add_typer(token_app, name="token")
+app.add_typer(keys_app, name="keys")
 app.command("grant")(grant)
 
 

@@ -48,6 +48,24 @@ class KeyPair:
     public: Ed25519PublicKey
 
 
+def new_key_pems() -> tuple[bytes, bytes]:
+    """A fresh Ed25519 pair as PEM: (private key, PKCS#8 unencrypted; public key, SPKI)."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return private, public_pem_of(private)
+
+
+def public_pem_of(private_pem: bytes) -> bytes:
+    """The SPKI PEM of the public half of an Ed25519 private key given as PEM."""
+    private = load_key_pair(private_pem, None).private
+    assert private is not None  # load_key_pair returns the private key it was given
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def generate_key_files(directory: Path) -> KeyPair:
     """Load the key pair from `directory`, creating it (private key mode 0600) on first use."""
     private_path = directory / PRIVATE_KEY_FILE
