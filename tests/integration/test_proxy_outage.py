@@ -97,7 +97,7 @@ def test_circuit_breaker_opens_after_failures_and_closes_after_a_good_probe(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr("wheelyard.proxy_cache.upstream.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("wheelyard.proxy_cache.breaker.time.monotonic", lambda: now[0])
     breaker = CircuitBreaker(failures=3, open_seconds=30)
     for _ in range(2):
         breaker.failure("u")

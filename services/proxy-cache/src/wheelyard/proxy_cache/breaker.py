@@ -39,6 +39,15 @@ class CircuitBreaker:
         until = self._open_until.get(key)
         return until is not None and (time.monotonic() < until or key in self._probing)
 
+    def failures_of(self, key: object) -> int:
+        """Consecutive failures of `key` so far (0 after a success)."""
+        return self._count.get(key, 0)
+
+    def open_until(self, key: object) -> float | None:
+        """When the circuit of `key` half-opens, in epoch seconds; None when it is closed."""
+        until = self._open_until.get(key)
+        return None if until is None else time.time() + (until - time.monotonic())
+
     def success(self, key: object) -> None:
         """The upstream answered (any definite answer, 404 included)."""
         self._count.pop(key, None)

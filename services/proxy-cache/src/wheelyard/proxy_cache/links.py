@@ -3,29 +3,10 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-
 from wheelyard.proxy_cache.pages import DecodedPage
+from wheelyard.shared.domain.proxied import version_of
 from wheelyard.shared.packaging.simple.model import ProjectPage, SimpleFile
 from wheelyard.shared.routes import file_path
-
-
-@lru_cache(maxsize=65536)
-def version_of(filename: str) -> str:
-    """The version segment of a file's URL: the filename's version, or `0` if unparseable."""
-    try:
-        if filename.endswith(".whl"):
-            return str(parse_wheel_filename(filename)[1])
-        return str(parse_sdist_filename(filename)[1])
-    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
-        return "0"
 
 
 def linked_page(decoded: DecodedPage, *, base: str, storage: str, repo: str) -> ProjectPage:

@@ -2,8 +2,8 @@
 
 The state of a page (which version of its data is current, when the upstream last confirmed
 it, whether it was a 404) lives in the cache under one small key, so a fresh page costs one
-cache read and no database session; the data itself lives in `proxy_pages` (see `store`), and
-decoded copies are kept in a small per-process LRU.
+cache read and no database session; the data itself lives in `proxy_pages` (see
+`wheelyard.shared.domain.proxied`), and decoded copies are kept in a small per-process LRU.
 
 Refreshing a page:
 - at most one upstream fetch per (repository, project) at a time: single-flight in the
@@ -27,11 +27,13 @@ from typing import Any
 
 from anyio import to_thread
 
-from wheelyard.proxy_cache import store
 from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout
 from wheelyard.shared.cache import Cache, LockTimeout
 from wheelyard.shared.concurrency import SingleFlight
+from wheelyard.shared.domain import proxied as store
+from wheelyard.shared.domain import upstream_health
 from wheelyard.shared.domain.repositories import RepositoryView
+from wheelyard.shared.domain.upstream_health import UpstreamHealth
 from wheelyard.shared.errors import NotFound, UpstreamError
 from wheelyard.shared.packaging.simple.model import ProjectPage, SimpleFile
 from wheelyard.shared.packaging.simple.upstream import parse_upstream_page
@@ -173,14 +175,12 @@ class ProxyPages:
 
     async def expire(self, repo: RepositoryView, name: str) -> bool:
         """Force the next request for `name` to refetch it in full."""
-        found = await store.expire(self.sessions, repo.id, name)
-        await self.cache.delete(_state_key(repo.id, name))
-        return found
+        return await store.expire(self.sessions, self.cache, repo.id, name)
 
     # -- state --------------------------------------------------------------------------------
 
     async def _state(self, repo_id: int, name: str) -> PageState | None:
-        raw = await self.cache.get(_state_key(repo_id, name))
+        raw = await self.cache.get(store.state_key(repo_id, name))
         if raw is not None:
             state = PageState.decode(raw)
             if state is not None:
@@ -196,7 +196,7 @@ class ProxyPages:
         return state
 
     async def _publish(self, repo_id: int, name: str, state: PageState) -> None:
-        await self.cache.set(_state_key(repo_id, name), state.encode(), ttl=STATE_TTL)
+        await self.cache.set(store.state_key(repo_id, name), state.encode(), ttl=STATE_TTL)
 
     def _remember_decoded(
         self, repo_id: int, name: str, data: dict[str, Any], version: str
@@ -284,12 +284,12 @@ class ProxyPages:
                     last_modified=row.last_modified if conditional and row else None,
                 )
                 if result.status == 404:
-                    breaker.success(circuit)
+                    await self._upstream_answered(repo, index)
                     continue
                 if result.status == 304:
                     if not conditional or row is None:
                         raise UpstreamError("The upstream answered 304 to an unconditional GET.")
-                    breaker.success(circuit)
+                    await self._upstream_answered(repo, index)
                     return await self._keep(repo, name, row, fetched_at)
                 page = await to_thread.run_sync(
                     lambda r=result: parse_upstream_page(  # type: ignore[misc]
@@ -297,11 +297,11 @@ class ProxyPages:
                     )
                 )
             except UpstreamError as exc:
-                breaker.failure(circuit)
+                await self._upstream_failed(repo, index, exc)
                 log.warning("upstream %d of %s failed for %s: %s", index, repo.path, name, exc)
                 errors.append(exc)
                 continue
-            breaker.success(circuit)
+            await self._upstream_answered(repo, index)
             old_serial = row.data.get("serial") if row is not None and row.usable else None
             if (
                 row is not None
@@ -360,6 +360,28 @@ class ProxyPages:
         await self._publish(repo.id, name, PageState("-", fetched_at, True))
         raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
 
+    async def _upstream_answered(self, repo: RepositoryView, index: int) -> None:
+        breaker = self.client.breaker
+        circuit = (repo.id, index)
+        recovering = breaker.failures_of(circuit) > 0
+        breaker.success(circuit)
+        if recovering:  # only a change is reported: the healthy path writes nothing
+            await upstream_health.report(
+                self.cache, repo.id, index, UpstreamHealth(recovered_at=time.time())
+            )
+
+    async def _upstream_failed(self, repo: RepositoryView, index: int, exc: Exception) -> None:
+        breaker = self.client.breaker
+        circuit = (repo.id, index)
+        breaker.failure(circuit)
+        health = UpstreamHealth(
+            failures=breaker.failures_of(circuit),
+            open_until=breaker.open_until(circuit),
+            last_error=str(exc),
+            last_failure_at=time.time(),
+        )
+        await upstream_health.report(self.cache, repo.id, index, health)
+
     async def _keep(
         self, repo: RepositoryView, name: str, row: store.StoredPage, fetched_at: float
     ) -> CurrentPage:
@@ -376,7 +398,3 @@ class ProxyPages:
         )
         await self._publish(repo.id, name, PageState(row.version, fetched_at, False))
         return CurrentPage(row.version)
-
-
-def _state_key(repo_id: int, name: str) -> str:
-    return f"proxy:state:{repo_id}:{name}"

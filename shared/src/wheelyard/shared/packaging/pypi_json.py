@@ -25,6 +25,7 @@ __all__ = [
     "latest_version",
     "render_pypi_project_json",
     "render_pypi_release_json",
+    "version_order_key",
 ]
 
 
@@ -72,7 +73,8 @@ class ReleaseInfo:
     files: Sequence[FileInfo] = ()
 
 
-def _order_key(version: str) -> tuple[int, Any]:
+def version_order_key(version: str) -> tuple[int, Any]:
+    """Sort key of a version string: PEP 440 order, legacy strings below every PEP 440 one."""
     try:
         return (1, Version(version))
     except InvalidVersion:
@@ -98,7 +100,7 @@ def latest_version(releases: Iterable[ReleaseInfo]) -> ReleaseInfo | None:
         key = (
             not release.yanked,
             not _is_prerelease(release.version),
-            _order_key(release.version),
+            version_order_key(release.version),
         )
         if best_key is None or key > best_key:
             best, best_key = release, key
@@ -219,7 +221,7 @@ def _document(
         # Only the project route lists every release (digest §6, checklist item 60).
         data["releases"] = {
             r.version: _file_entries(r)
-            for r in sorted(releases, key=lambda r: _order_key(r.version))
+            for r in sorted(releases, key=lambda r: version_order_key(r.version))
         }
     return json.dumps(data, separators=(",", ":")).encode("ascii")
 

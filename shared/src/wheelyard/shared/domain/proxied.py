@@ -1,5 +1,8 @@
 """Persisted proxy pages: the `proxy_pages` table, the truth behind every cached proxy page.
 
+Written by the proxy-cache service; read by it and by the web interface (what a proxy
+repository holds, how fresh), which can also expire an entry, so both do it the same way.
+
 A row holds the parsed, sanitised page (`data`, never upstream markup), the validators to
 revalidate it with (ETag, Last-Modified), when it was last confirmed by the upstream, and
 whether the upstream said 404 (a negative entry). Rows survive restarts, so pages (and through
@@ -10,15 +13,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from wheelyard.shared.cache import Cache
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import ProxyPage
 from wheelyard.shared.packaging.simple.model import ProjectPage, SimpleFile
@@ -184,8 +196,26 @@ async def save(
     return
 
 
-async def expire(sessions: SessionFactory, repository_id: int, project: str) -> bool:
-    """Make the next request refetch `project` in full (no validators); False if not stored."""
+@lru_cache(maxsize=65536)
+def version_of(filename: str) -> str:
+    """The version of a proxied file, from its filename (`0` if unparseable): the version
+    segment of the file's URL through this registry."""
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[1])
+        return str(parse_sdist_filename(filename)[1])
+    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
+        return "0"
+
+
+def state_key(repository_id: int, project: str) -> str:
+    """The cache key where the proxy-cache keeps a page's state (version, age, 404)."""
+    return f"proxy:state:{repository_id}:{project}"
+
+
+async def expire(sessions: SessionFactory, cache: Cache, repository_id: int, project: str) -> bool:
+    """Make the next request refetch `project` in full (no validators), in every process:
+    the row is aged and the cached state dropped. False if nothing was stored."""
     async with sessions() as session:
         await begin_write(session)
         result = await session.exec(
@@ -194,7 +224,8 @@ async def expire(sessions: SessionFactory, repository_id: int, project: str) -> 
             .values(fetched_at=EPOCH, etag=None, last_modified=None)
         )
         await session.commit()
-        return bool(result.rowcount)
+    await cache.delete(state_key(repository_id, project))
+    return bool(result.rowcount)
 
 
 async def cached_projects(session: AsyncSession, repository_id: int) -> list[str]:
@@ -205,3 +236,49 @@ async def cached_projects(session: AsyncSession, repository_id: int) -> list[str
         .order_by(col(ProxyPage.project))
     )
     return list(rows.all())
+
+
+@dataclass(frozen=True)
+class CachedEntry:
+    """One stored page of a proxy repository, as the web interface lists it."""
+
+    project: str
+    fetched_at: datetime
+    missing: bool
+
+    def fresh(self, ttl: float, now: datetime) -> bool:
+        """True while the page is served without asking the upstream (`ttl` in seconds)."""
+        return (now - self.fetched_at).total_seconds() < ttl
+
+
+async def cached_entries(
+    session: AsyncSession, repository_id: int, *, offset: int, limit: int
+) -> tuple[int, list[CachedEntry]]:
+    """(how many pages the proxy repository stores, one page of them by project name),
+    negative entries (upstream 404s) included. The page data itself is not loaded."""
+    total = (
+        await session.exec(
+            select(func.count(col(ProxyPage.id))).where(ProxyPage.repository_id == repository_id)
+        )
+    ).one()
+    rows = await session.exec(
+        select(ProxyPage.project, ProxyPage.fetched_at, ProxyPage.missing)
+        .where(ProxyPage.repository_id == repository_id)
+        .order_by(col(ProxyPage.project))
+        .offset(offset)
+        .limit(limit)
+    )
+    return int(total), [CachedEntry(*row) for row in rows.all()]
+
+
+async def cached_counts(session: AsyncSession, repository_ids: Iterable[int]) -> dict[int, int]:
+    """Projects with a good stored page, per proxy repository id."""
+    ids = list(repository_ids)
+    if not ids:
+        return {}
+    rows = await session.exec(
+        select(ProxyPage.repository_id, func.count(col(ProxyPage.id)))
+        .where(col(ProxyPage.repository_id).in_(ids), col(ProxyPage.missing).is_(False))
+        .group_by(col(ProxyPage.repository_id))
+    )
+    return {repo: int(count) for repo, count in rows.all()}
