@@ -1,4 +1,5 @@
-"""The gateway app: its own routes (health, management) plus dispatch to the services.
+"""The gateway app: its own routes (health, management API, API docs, web interface) plus
+dispatch to the services.
 
 `create_app` is the one construction point. Given a `services` factory (embedded mode) the
 services' apps are built on the gateway's backends and their lifespans are entered here, since
@@ -17,10 +18,12 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
 
+from wheelyard.gateway.apidocs import install_api_docs
 from wheelyard.gateway.dispatch import Dispatcher, Targets, kinds_from
 from wheelyard.gateway.management import router as management_router
 from wheelyard.gateway.middleware import GatewayMiddleware, GatewayState
 from wheelyard.gateway.targets import Forwarder
+from wheelyard.gateway.ui import install_ui, start_ui
 from wheelyard.shared.auth.authenticator import Authenticator
 from wheelyard.shared.auth.internal_jwt import Minter, keys_from_settings
 from wheelyard.shared.backends import Backends
@@ -60,6 +63,7 @@ def create_app(
             app.state.runtime = runtime
             targets = await _targets(stack, runtime, services)
             app.state.authenticator = Authenticator(current.sessions, current.cache, keys)
+            start_ui(app, current.cache)
             app.state.gateway = GatewayState(
                 authenticator=app.state.authenticator,
                 minter=Minter(keys),
@@ -72,13 +76,16 @@ def create_app(
         title="Wheelyard",
         description="A private Python package registry.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by `install_api_docs`, from local files
         redoc_url=None,
+        openapi_url=None,  # likewise, merged with the services' routes
     )
     install_error_handlers(app)
     app.include_router(health_router())
     app.include_router(management_router)
+    install_api_docs(app)
     app.add_middleware(GatewayMiddleware)
+    install_ui(app)  # after the middleware: its browser redirects come first
     return app
 
 

@@ -1,0 +1,248 @@
+"""Signing in and out, your own password, and your own API tokens.
+
+Sign-in checks the password exactly as the API does (`Authenticator.by_password`: the same
+rate limits per username and address, the same timing for unknown names) and is audited like
+`POST /api/v1/auth/token`. Tokens are made with `accounts.create_token`: the secret is shown
+once, on a page no cache may keep, and only its hash is stored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import RedirectResponse, Response
+
+from wheelyard.gateway.management.guards import audit, client_address
+from wheelyard.gateway.ui.render import UiRoute, pages_of
+from wheelyard.gateway.ui.viewer import (
+    checked_form,
+    clear_session_cookie,
+    field,
+    fields,
+    require_signed_in,
+    set_session_cookie,
+    viewer_of,
+)
+from wheelyard.shared.auth.access import can_read
+from wheelyard.shared.auth.authenticator import Authenticator, forget_token, forget_user
+from wheelyard.shared.auth.sessions import SessionStore
+from wheelyard.shared.db.engine import begin_write
+from wheelyard.shared.domain import accounts
+from wheelyard.shared.domain.repositories import list_repositories
+from wheelyard.shared.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from wheelyard.shared.web.deps import CacheDep, SessionDep
+
+router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+
+
+def _next_page(value: str | None) -> str:
+    # Only a page of the web interface, never another site (`//evil.example`, `/\evil`).
+    if not value or not value.startswith("/ui/") or "\\" in value:
+        return "/ui/"
+    parts = urlsplit(value)
+    return value if not parts.scheme and not parts.netloc else "/ui/"
+
+
+@router.get("/signin")
+async def signin_form(
+    request: Request, next: Annotated[str | None, Query(max_length=2000)] = None
+) -> Response:
+    """The sign-in form."""
+    viewer = await viewer_of(request)
+    return pages_of(request).render(
+        request, viewer, "signin.html", store=False, next=_next_page(next), error=None
+    )
+
+
+@router.post("/signin")
+async def signin(request: Request, session: SessionDep) -> Response:
+    """Check the password, start a session, go where the viewer was going."""
+    viewer, form = await checked_form(request)
+    username, password = field(form, "username"), form.get("password")
+    target = _next_page(field(form, "next"))
+    authenticator: Authenticator = request.app.state.authenticator
+    try:
+        if not username or not isinstance(password, str) or not password:
+            raise Unauthenticated("Enter your username and password.")
+        principal = await authenticator.by_password(username, password, client_address(request))
+    except Unauthenticated as exc:
+        await begin_write(session)
+        audit(request, session, username[:150] or None, "auth.login_failed")
+        await session.commit()
+        return pages_of(request).render(
+            request,
+            viewer,
+            "signin.html",
+            status=400,
+            store=False,
+            next=target,
+            error=exc.message,
+            username=username,
+        )
+    record = await authenticator.user_record(username)
+    assert record is not None and principal.username is not None
+    store: SessionStore = request.app.state.ui.sessions
+    session_id, _ = await store.start(principal.username, record.password_changed)
+    await begin_write(session)
+    audit(request, session, principal.username, "auth.login", detail={"via": "web"})
+    await session.commit()
+    response = RedirectResponse(target, status_code=303)
+    set_session_cookie(response, session_id, secure=viewer.secure, max_age=store.lifetime)
+    return response
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    """End the session (on the server: the cookie is worthless afterwards)."""
+    viewer, _form = await checked_form(request)
+    store: SessionStore = request.app.state.ui.sessions
+    await store.end(request.cookies.get("wheelyard_session"))
+    response = RedirectResponse("/ui/", status_code=303)
+    clear_session_cookie(response, secure=viewer.secure)
+    return response
+
+
+@router.get("/account")
+async def account(request: Request, session: SessionDep) -> Response:
+    """Your account: change your password; your tokens."""
+    viewer = await viewer_of(request)
+    require_signed_in(request)
+    return pages_of(request).render(
+        request, viewer, "account.html", private=True, message=None, error=None
+    )
+
+
+@router.post("/account/password")
+async def change_password(request: Request, session: SessionDep, cache: CacheDep) -> Response:
+    """Change your own password (the current one first). Every session of yours ends; this
+    browser is signed in again with the new password."""
+    viewer, form = await checked_form(request)
+    principal = require_signed_in(request)
+    if principal.token_scope is not None:
+        raise Forbidden("Sign in with your password to change it.")
+    authenticator: Authenticator = request.app.state.authenticator
+    current, new, again = form.get("current"), form.get("password"), form.get("again")
+    if not all(isinstance(v, str) for v in (current, new, again)) or new != again:
+        raise InvalidInput("The new password and its repetition differ.")
+    assert isinstance(current, str) and isinstance(new, str) and principal.username
+    await authenticator.by_password(principal.username, current, client_address(request))
+    await begin_write(session)
+    await accounts.update_user(session, principal.username, password=new)
+    audit(
+        request,
+        session,
+        principal.username,
+        "user.update",
+        target=principal.username,
+        detail={"changed": ["password"], "via": "web"},
+    )
+    await session.commit()
+    await forget_user(cache, principal.username)
+    store: SessionStore = request.app.state.ui.sessions
+    await store.end(viewer.session_id)
+    record = await authenticator.user_record(principal.username)
+    assert record is not None
+    session_id, _ = await store.start(principal.username, record.password_changed)
+    response = RedirectResponse("/ui/account?changed=1", status_code=303)
+    set_session_cookie(response, session_id, secure=viewer.secure, max_age=store.lifetime)
+    return response
+
+
+@router.get("/tokens")
+async def tokens(request: Request, session: SessionDep) -> Response:
+    """Your API tokens (never their secrets) and a form for a new one."""
+    viewer = await viewer_of(request)
+    principal = require_signed_in(request)
+    mine = await accounts.list_tokens(session, principal.user_id)
+    repos = [v for v in await list_repositories(session) if can_read(principal, v)]
+    return pages_of(request).render(
+        request,
+        viewer,
+        "tokens.html",
+        private=True,
+        tokens=[accounts.token_view(t, principal.username) for t in mine],
+        repositories=repos,
+        created=None,
+    )
+
+
+def _expiry(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise InvalidInput("Give the expiry date as YYYY-MM-DD.") from None
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
+
+
+@router.post("/tokens")
+async def create_token(request: Request, session: SessionDep) -> Response:
+    """Create a token and show its secret this once."""
+    viewer, form = await checked_form(request)
+    principal = require_signed_in(request)
+    if principal.token_id is not None:
+        raise Forbidden("API tokens cannot create API tokens; sign in with your password.")
+    await begin_write(session)
+    owner = await accounts.get_user(session, principal.username or "")
+    created = await accounts.create_token(
+        session,
+        owner,
+        name=field(form, "name"),
+        repositories=fields(form, "repositories"),
+        scope=field(form, "scope", "read"),
+        expires_at=_expiry(field(form, "expires")),
+    )
+    audit(
+        request,
+        session,
+        principal.username,
+        "token.create",
+        target=f"token:{created.row.id}",
+        detail={
+            "name": created.row.name,
+            "scope": created.row.scope,
+            "repositories": created.row.repositories,
+            "via": "web",
+        },
+    )
+    await session.commit()
+    return pages_of(request).render(
+        request,
+        viewer,
+        "token_created.html",
+        store=False,
+        status=201,
+        token=accounts.token_view(created.row, principal.username),
+        secret=created.value,
+    )
+
+
+@router.post("/tokens/{token_id}/revoke")
+async def revoke_token(
+    request: Request, token_id: int, session: SessionDep, cache: CacheDep
+) -> Response:
+    """Revoke one of your tokens (administrators: anyone's); refused from the next request."""
+    _viewer, _form = await checked_form(request)
+    principal = require_signed_in(request)
+    await begin_write(session)
+    token = await accounts.get_token(session, token_id)
+    if token.user_id != principal.user_id and not (
+        principal.is_admin and principal.token_scope is None
+    ):
+        raise NotFound(f"Token {token_id} does not exist.")
+    await accounts.revoke_token(session, token)
+    audit(
+        request,
+        session,
+        principal.username,
+        "token.revoke",
+        target=f"token:{token_id}",
+        detail={"via": "web"},
+    )
+    await session.commit()
+    await forget_token(cache, token.public_id)
+    return RedirectResponse("/ui/tokens", status_code=303)
