@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from packaging.utils import canonicalize_name
+from pydantic import ValidationError
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
@@ -79,9 +80,13 @@ def _spec_from_form(
     }
     try:
         return RepositoryConfig.model_validate(data)
-    except ValueError as exc:
-        message = str(exc).splitlines()
-        raise InvalidInput(message[-1].strip() if message else "Invalid repository.") from exc
+    except ValidationError as exc:
+        problems = [
+            ".".join(str(p) for p in e["loc"]) + ": " + e["msg"] if e["loc"] else e["msg"]
+            for e in exc.errors()
+        ]
+        message = "; ".join(p.replace("Value error, ", "") for p in problems)
+        raise InvalidInput(message or "Invalid repository.") from exc
 
 
 async def _apply(request: Request, session: SessionDep, spec: RepositoryConfig) -> RepositoryView:
