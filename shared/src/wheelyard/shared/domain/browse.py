@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -87,13 +87,14 @@ async def recent_uploads(
 
 @dataclass(frozen=True)
 class ProjectEntry:
-    """A project in a repository's listing, with its latest version and that one's summary."""
+    """A project in a repository's listing, with its latest version and that one's summary,
+    and when its newest release appeared."""
 
     name: str
     display_name: str
     version: str | None
     summary: str | None
-    last_upload: datetime | None
+    last_release: datetime | None
 
 
 async def project_listing(
@@ -130,7 +131,7 @@ async def project_listing(
                 display_name=display_name,
                 version=latest.version if latest else None,
                 summary=latest.summary if latest else None,
-                last_upload=max((r.last_upload for r in releases), default=None),
+                last_release=max((r.created_at for r in releases), default=None),
             )
         )
     return int(total), entries
@@ -138,7 +139,8 @@ async def project_listing(
 
 @dataclass(frozen=True)
 class ReleaseEntry:
-    """One release with live files: its version, yank state, summary and when it last grew."""
+    """One release with live files: its version, yank state, summary, when it was first
+    uploaded and how many files it has."""
 
     id: int
     version: str
@@ -148,7 +150,6 @@ class ReleaseEntry:
     requires_python: str | None
     created_at: datetime
     files: int
-    last_upload: datetime
 
 
 async def _release_entries(
@@ -167,24 +168,12 @@ async def _release_entries(
             Release.requires_python,
             Release.created_at,
             func.count(col(File.id)),
-            func.max(File.upload_time),
         )
         .join(File, col(File.release_id) == col(Release.id))
         .where(col(Release.project_id).in_(project_ids), col(File.deleted_at).is_(None))
         .group_by(col(Release.id))
     )
-    out = []
-    for project_id, *rest in rows.all():
-        *fields, last = rest
-        # SQLite hands back aggregate timestamps as text, without the column type's conversion.
-        if isinstance(last, str):
-            last = datetime.fromisoformat(last)
-        out.append((project_id, ReleaseEntry(*fields, last_upload=_utc(last))))
-    return out
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return [(project_id, ReleaseEntry(*fields)) for project_id, *fields in rows.all()]
 
 
 async def releases_of_project(session: AsyncSession, project_id: int) -> list[ReleaseEntry]:
@@ -202,9 +191,10 @@ def latest_release(releases: Iterable[ReleaseEntry]) -> ReleaseEntry | None:
     return by_version[latest.version] if latest else None
 
 
-def find_release(releases: Iterable[ReleaseEntry], version: str) -> ReleaseEntry | None:
+def find_release(releases: Sequence[ReleaseEntry], version: str) -> ReleaseEntry | None:
     """The release named `version` in any PEP 440 spelling, or None."""
-    return next((r for r in releases if same_version(version, r.version)), None)
+    exact = next((r for r in releases if r.version == version), None)
+    return exact or next((r for r in releases if same_version(version, r.version)), None)
 
 
 async def release_metadata(session: AsyncSession, release_id: int) -> dict[str, Any]:
