@@ -181,9 +181,10 @@ def browser_tools() -> tuple[str, str]:
     return ensure_chromium(), ensure_axe()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Any]:
-    """Playwright's sync API for the session."""
+    """Playwright's sync API for one test module. Not longer: while it runs, its event loop
+    is the main thread's, and the asyncio tests of the modules after it could not run."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as driver:
