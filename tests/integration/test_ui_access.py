@@ -336,3 +336,42 @@ def test_non_administrators_get_no_admin_pages(wheelyard_server: RunningServer) 
         ).status_code
         == 404
     )
+
+
+def test_search_ranks_the_same_in_the_api_and_the_web_interface(
+    wheelyard_server: RunningServer, tmp_path: Path
+) -> None:
+    word = unique_name("rank").replace("-", "")
+    names = {
+        "summary": (unique_name("zz"), f"mentions {word} in passing"),
+        "contains": (f"aa-{word}-lib", "x"),
+        "prefix": (f"{word}-plugin", "x"),
+        "exact": (word, "x"),
+    }
+    for name, summary in names.values():
+        _upload(wheelyard_server, tmp_path, "default/local", name, summary)
+    expected = [names[k][0] for k in ("exact", "prefix", "contains", "summary")]
+    found = http.get(f"{wheelyard_server.url}/api/v1/search", params={"q": word}).json()
+    assert [h["name"] for h in found["results"]] == expected
+    page = http.get(f"{wheelyard_server.url}/ui/search", params={"q": word}).text
+    shown = re.findall(r'/projects/([^/"]+)/">', page)
+    assert shown == expected
+
+
+def test_a_group_s_project_page_is_its_first_member_s(
+    wheelyard_server: RunningServer, tmp_path: Path
+) -> None:
+    project = unique_project("grouped")
+    _upload(wheelyard_server, tmp_path, "default/local", project, "in a group")
+    response = http.get(
+        f"{wheelyard_server.url}/ui/repositories/default/all/projects/{project}/",
+        follow_redirects=False,
+    )
+    assert response.status_code == 307
+    assert response.headers["location"] == f"/ui/repositories/default/local/projects/{project}/"
+    assert (
+        http.get(
+            f"{wheelyard_server.url}/ui/repositories/default/all/projects/{unique_project('no')}/"
+        ).status_code
+        == 404
+    )

@@ -103,16 +103,28 @@ def upload(env_url: str, path: Path, repo: str = "local") -> None:
     assert response.status_code == 201, response.text
 
 
-def described_wheel(directory: Path, name: str, version: str, readme: str, **extra: Any) -> Path:
-    """A wheel whose METADATA carries a Markdown README, dependencies, classifiers, links."""
+def described_wheel(
+    directory: Path,
+    name: str,
+    version: str,
+    readme: str,
+    *,
+    links: tuple[tuple[str, str], ...] = (
+        ("Source", "https://example.com/source"),
+        ("Bad", "javascript:alert('project url')"),
+    ),
+    **extra: Any,
+) -> Path:
+    """A wheel whose METADATA carries a Markdown README, dependencies, classifiers and
+    project `links` (by default one of them a `javascript:` URL, which must not become a
+    link)."""
     headers = [
         ("Description-Content-Type", "text/markdown; charset=UTF-8; variant=GFM"),
         ("License-Expression", "MIT"),
         ("Author", "Wheelyard Tests"),
         ("Classifier", "Programming Language :: Python :: 3"),
         ("Classifier", "License :: OSI Approved :: MIT License"),
-        ("Project-URL", "Source, https://example.com/source"),
-        ("Project-URL", "Bad, javascript:alert('project url')"),
+        *(("Project-URL", f"{label}, {url}") for label, url in links),
     ]
     metadata = metadata_text(
         name,
