@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.gateway.management.guards import administrator, audit, signed_in
 from wheelyard.shared.auth.access import allowed, require_admin, require_read
@@ -84,7 +85,7 @@ def _repository_json(view: RepositoryView) -> dict[str, Any]:
     }
 
 
-async def _apply(request: Request, session: SessionDep, spec: RepositoryConfig) -> RepositoryView:
+async def _apply(request: Request, session: AsyncSession, spec: RepositoryConfig) -> RepositoryView:
     settings = request.app.state.runtime.backends.settings
     for upstream in spec.upstreams:
         await check_upstream_url(upstream.url, allow_private=settings.allow_private_upstreams)
@@ -94,24 +95,29 @@ async def _apply(request: Request, session: SessionDep, spec: RepositoryConfig) 
 
 
 def _spec(data: dict[str, Any]) -> RepositoryConfig:
+    return repository_spec(data)
+
+
+def repository_spec(data: dict[str, Any]) -> RepositoryConfig:
+    """The repository `data` describes; InvalidInput naming what is wrong otherwise."""
     try:
         return RepositoryConfig.model_validate(data)
-    except ValueError as exc:
-        raise InvalidInput(
-            str(exc).splitlines()[-1] if str(exc) else "Invalid repository."
-        ) from exc
+    except ValidationError as exc:
+        problems = [
+            (".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + e["msg"]
+            for e in exc.errors()
+        ]
+        message = "; ".join(p.replace("Value error, ", "") for p in problems)
+        raise InvalidInput(message or "Invalid repository.") from exc
 
 
-@router.post("/repositories", status_code=201)
-async def create_repository(
-    request: Request, payload: NewRepository, session: SessionDep
-) -> dict[str, Any]:
-    """Create a hosted, proxy or group repository (administrators only)."""
-    admin = administrator(request)
+async def create(
+    request: Request, session: AsyncSession, admin: Principal, spec: RepositoryConfig
+) -> RepositoryView:
+    """Create the repository `spec` describes (by `admin`), audited and committed."""
     await begin_write(session)
-    if await find_repository(session, payload.storage, payload.name) is not None:
-        raise Conflict(f"Repository '{payload.storage}/{payload.name}' already exists.")
-    spec = _spec(payload.model_dump())
+    if await find_repository(session, spec.storage, spec.name) is not None:
+        raise Conflict(f"Repository '{spec.storage}/{spec.name}' already exists.")
     view = await _apply(request, session, spec)
     audit(
         request,
@@ -122,6 +128,74 @@ async def create_repository(
         detail={"type": view.type, "visibility": view.visibility},
     )
     await session.commit()
+    request.app.state.runtime.directory.forget()  # again: a lookup may have raced the commit
+    return view
+
+
+async def update(
+    request: Request,
+    session: AsyncSession,
+    principal: Principal,
+    spec: RepositoryConfig,
+    changed: list[str],
+) -> RepositoryView:
+    """Make an existing repository what `spec` says (`changed`: the fields asked to change,
+    for the audit), audited and committed. The caller checked the right to do so."""
+    updated = await _apply(request, session, spec)
+    audit(
+        request,
+        session,
+        principal.username,
+        "repository.update",
+        target=updated.path,
+        detail={"changed": sorted(changed)},
+    )
+    await session.commit()
+    request.app.state.runtime.directory.forget()  # again: a lookup may have raced the commit
+    return updated
+
+
+async def delete(
+    request: Request,
+    session: AsyncSession,
+    admin: Principal,
+    storage: str,
+    name: str,
+    *,
+    force: bool,
+) -> None:
+    """Delete a repository (by `admin`); one holding files only with `force`. Audited,
+    committed."""
+    await begin_write(session)
+    repo = await find_repository(session, storage, name)
+    if repo is None or repo.id is None:
+        raise NotFound(f"Repository '{storage}/{name}' does not exist.")
+    if await holds_files(session, repo.id) and not force:
+        raise Conflict(
+            f"Repository '{storage}/{name}' holds uploaded files; deleting it would orphan them. "
+            "Delete it with force (?force=true in the API, the box on its settings page) to do "
+            "it anyway; the files' bytes stay in the blob store until collected."
+        )
+    await session.delete(repo)
+    audit(
+        request,
+        session,
+        admin.username,
+        "repository.delete",
+        target=f"{storage}/{name}",
+        detail={"force": force},
+    )
+    await session.commit()
+    request.app.state.runtime.directory.forget()
+
+
+@router.post("/repositories", status_code=201)
+async def create_repository(
+    request: Request, payload: NewRepository, session: SessionDep
+) -> dict[str, Any]:
+    """Create a hosted, proxy or group repository (administrators only)."""
+    admin = administrator(request)
+    view = await create(request, session, admin, _spec(payload.model_dump()))
     return _repository_json(await load_repository(session, view.storage, view.name))
 
 
@@ -182,17 +256,13 @@ async def change_repository(
     if changes.get("type") and changes["type"] != "group":
         current["members"] = changes.get("members", [])
         current["allow_upstream"] = changes.get("allow_upstream", [])
-    spec = _spec(current | changes)
-    updated = await _apply(request, session, spec)
-    audit(
+    await update(
         request,
         session,
-        principal.username,
-        "repository.update",
-        target=updated.path,
-        detail={"changed": sorted(payload.model_dump(exclude_unset=True))},
+        principal,
+        _spec(current | changes),
+        list(payload.model_dump(exclude_unset=True)),
     )
-    await session.commit()
     return _repository_json(await load_repository(session, storage, name))
 
 
@@ -206,25 +276,5 @@ async def delete_repository(
 ) -> Response:
     """Delete a repository (administrators only). One that holds uploaded files is refused
     unless `force=true`; its files' bytes stay in the blob store until collected."""
-    admin = administrator(request)
-    await begin_write(session)
-    repo = await find_repository(session, storage, name)
-    if repo is None:
-        raise NotFound(f"Repository '{storage}/{name}' does not exist.")
-    if await holds_files(session, repo.id) and not force:
-        raise Conflict(
-            f"Repository '{storage}/{name}' holds uploaded files; deleting it would orphan them. "
-            "Repeat with ?force=true to delete it anyway."
-        )
-    await session.delete(repo)
-    audit(
-        request,
-        session,
-        admin.username,
-        "repository.delete",
-        target=f"{storage}/{name}",
-        detail={"force": force},
-    )
-    await session.commit()
-    request.app.state.runtime.directory.forget()
+    await delete(request, session, administrator(request), storage, name, force=force)
     return Response(status_code=204)

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
+from wheelyard.gateway.management import tokens as tokens_api
+from wheelyard.gateway.management import users
 from wheelyard.gateway.management.guards import audit, client_address
 from wheelyard.gateway.ui.render import UiRoute, pages_of
 from wheelyard.gateway.ui.viewer import (
@@ -27,12 +29,12 @@ from wheelyard.gateway.ui.viewer import (
     viewer_of,
 )
 from wheelyard.shared.auth.access import can_read
-from wheelyard.shared.auth.authenticator import Authenticator, forget_token, forget_user
+from wheelyard.shared.auth.authenticator import Authenticator
 from wheelyard.shared.auth.sessions import SessionStore
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain import accounts
 from wheelyard.shared.domain.repositories import list_repositories
-from wheelyard.shared.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from wheelyard.shared.errors import Forbidden, InvalidInput, Unauthenticated
 from wheelyard.shared.web.deps import CacheDep, SessionDep
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
@@ -129,18 +131,7 @@ async def change_password(request: Request, session: SessionDep, cache: CacheDep
         raise InvalidInput("The new password and its repetition differ.")
     assert isinstance(current, str) and isinstance(new, str) and principal.username
     await authenticator.by_password(principal.username, current, client_address(request))
-    await begin_write(session)
-    await accounts.update_user(session, principal.username, password=new)
-    audit(
-        request,
-        session,
-        principal.username,
-        "user.update",
-        target=principal.username,
-        detail={"changed": ["password"], "via": "web"},
-    )
-    await session.commit()
-    await forget_user(cache, principal.username)
+    await users.change(request, session, cache, principal, principal.username, password=new)
     store: SessionStore = request.app.state.ui.sessions
     await store.end(viewer.session_id)
     record = await authenticator.user_record(principal.username)
@@ -184,32 +175,15 @@ async def create_token(request: Request, session: SessionDep) -> Response:
     """Create a token and show its secret this once."""
     viewer, form = await checked_form(request)
     principal = require_signed_in(request)
-    if principal.token_id is not None:
-        raise Forbidden("API tokens cannot create API tokens; sign in with your password.")
-    await begin_write(session)
-    owner = await accounts.get_user(session, principal.username or "")
-    created = await accounts.create_token(
+    created = await tokens_api.issue_token(
+        request,
         session,
-        owner,
+        principal,
         name=field(form, "name"),
         repositories=fields(form, "repositories"),
         scope=field(form, "scope", "read"),
         expires_at=_expiry(field(form, "expires")),
     )
-    audit(
-        request,
-        session,
-        principal.username,
-        "token.create",
-        target=f"token:{created.row.id}",
-        detail={
-            "name": created.row.name,
-            "scope": created.row.scope,
-            "repositories": created.row.repositories,
-            "via": "web",
-        },
-    )
-    await session.commit()
     return pages_of(request).render(
         request,
         viewer,
@@ -227,22 +201,5 @@ async def revoke_token(
 ) -> Response:
     """Revoke one of your tokens (administrators: anyone's); refused from the next request."""
     _viewer, _form = await checked_form(request)
-    principal = require_signed_in(request)
-    await begin_write(session)
-    token = await accounts.get_token(session, token_id)
-    if token.user_id != principal.user_id and not (
-        principal.is_admin and principal.token_scope is None
-    ):
-        raise NotFound(f"Token {token_id} does not exist.")
-    await accounts.revoke_token(session, token)
-    audit(
-        request,
-        session,
-        principal.username,
-        "token.revoke",
-        target=f"token:{token_id}",
-        detail={"via": "web"},
-    )
-    await session.commit()
-    await forget_token(cache, token.public_id)
+    await tokens_api.revoke(request, session, cache, require_signed_in(request), token_id)
     return RedirectResponse("/ui/tokens", status_code=303)

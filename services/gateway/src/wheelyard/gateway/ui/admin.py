@@ -13,15 +13,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from packaging.utils import canonicalize_name
-from pydantic import ValidationError
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
+from wheelyard.gateway.management import permissions, repositories
+from wheelyard.gateway.management import users as users_api
 from wheelyard.gateway.management.guards import audit
 from wheelyard.gateway.ui import urls
 from wheelyard.gateway.ui.browse import readable
 from wheelyard.gateway.ui.render import UiRoute, pages_of
 from wheelyard.gateway.ui.viewer import (
+    CSRF_FIELD,
     Viewer,
     checked_form,
     field,
@@ -30,19 +32,15 @@ from wheelyard.gateway.ui.viewer import (
     viewer_of,
 )
 from wheelyard.shared.auth.access import require_admin
-from wheelyard.shared.auth.authenticator import forget_user, load_user_record
+from wheelyard.shared.auth.authenticator import load_user_record
 from wheelyard.shared.config import RepositoryConfig
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain import accounts, proxied
 from wheelyard.shared.domain.repositories import (
     RepositoryView,
-    apply_repository,
-    find_repository,
-    holds_files,
     list_repositories,
 )
 from wheelyard.shared.errors import Conflict, InvalidInput, NotFound, WheelyardError
-from wheelyard.shared.netpolicy import check_upstream_url
 from wheelyard.shared.web.deps import CacheDep, SessionDep
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
@@ -78,23 +76,7 @@ def _spec_from_form(
         "allow_upstream": _lines(field(form, "allow_upstream")) if kind == "group" else [],
         "ttl": int(ttl) if ttl else None,
     }
-    try:
-        return RepositoryConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            ".".join(str(p) for p in e["loc"]) + ": " + e["msg"] if e["loc"] else e["msg"]
-            for e in exc.errors()
-        ]
-        message = "; ".join(p.replace("Value error, ", "") for p in problems)
-        raise InvalidInput(message or "Invalid repository.") from exc
-
-
-async def _apply(request: Request, session: SessionDep, spec: RepositoryConfig) -> RepositoryView:
-    settings = request.app.state.runtime.backends.settings
-    for upstream in spec.upstreams:
-        await check_upstream_url(upstream.url, allow_private=settings.allow_private_upstreams)
-    view = await apply_repository(session, spec)
-    return view
+    return repositories.repository_spec(data)
 
 
 @router.get("/admin/")
@@ -143,19 +125,8 @@ async def create_repository(request: Request, session: SessionDep) -> Response:
     admin = require_administrator(request)
     storage, name = field(form, "storage", "default") or "default", field(form, "name")
     try:
-        await begin_write(session)
-        if await find_repository(session, storage, name) is not None:
-            raise Conflict(f"Repository '{storage}/{name}' already exists.")
-        view = await _apply(request, session, _spec_from_form(form, storage, name, None))
-        audit(
-            request,
-            session,
-            admin.username,
-            "repository.create",
-            target=view.path,
-            detail={"type": view.type, "visibility": view.visibility, "via": "web"},
-        )
-        await session.commit()
+        spec = _spec_from_form(form, storage, name, None)
+        view = await repositories.create(request, session, admin, spec)
     except WheelyardError as exc:
         await session.rollback()
         return _repository_form(
@@ -167,7 +138,6 @@ async def create_repository(request: Request, session: SessionDep) -> Response:
             error=exc.message,
             values=dict(form),
         )
-    request.app.state.runtime.directory.forget()
     return RedirectResponse(urls.repository(view.storage, view.name), status_code=303)
 
 
@@ -206,17 +176,8 @@ async def change_repository(
     view = await _administered(request, viewer, storage, repo)
     await begin_write(session)
     spec = _spec_from_form(form, view.storage, view.name, view)
-    updated = await _apply(request, session, spec)
-    audit(
-        request,
-        session,
-        viewer.username,
-        "repository.update",
-        target=updated.path,
-        detail={"type": updated.type, "visibility": updated.visibility, "via": "web"},
-    )
-    await session.commit()
-    request.app.state.runtime.directory.forget()
+    changed = [key for key in form if key != CSRF_FIELD]
+    await repositories.update(request, session, viewer.principal, spec, changed)
     return RedirectResponse(urls.repository(storage, repo), status_code=303)
 
 
@@ -227,27 +188,8 @@ async def delete_repository(
     """Delete a repository (administrators); one holding files only when confirmed."""
     _viewer, form = await checked_form(request)
     admin = require_administrator(request)
-    await begin_write(session)
-    row = await find_repository(session, storage, repo)
-    if row is None or row.id is None:
-        raise NotFound(f"Repository '{storage}/{repo}' does not exist.")
     force = field(form, "force") == "yes"
-    if await holds_files(session, row.id) and not force:
-        raise Conflict(
-            f"Repository '{storage}/{repo}' holds uploaded files; tick the box to delete it "
-            "anyway (its files' bytes stay in the blob store until collected)."
-        )
-    await session.delete(row)
-    audit(
-        request,
-        session,
-        admin.username,
-        "repository.delete",
-        target=f"{storage}/{repo}",
-        detail={"force": force, "via": "web"},
-    )
-    await session.commit()
-    request.app.state.runtime.directory.forget()
+    await repositories.delete(request, session, admin, storage, repo, force=force)
     return RedirectResponse("/ui/admin/", status_code=303)
 
 
@@ -259,20 +201,16 @@ async def set_permission(
     viewer, form = await checked_form(request)
     view = await _administered(request, viewer, storage, repo)
     username, level = field(form, "username"), field(form, "level")
-    await begin_write(session)
-    await accounts.grant(
-        session, username, view.storage, view.name, None if level == "none" else level
-    )
-    audit(
+    await permissions.set_level(
         request,
         session,
-        viewer.username,
-        "permission.remove" if level == "none" else "permission.set",
-        target=view.path,
-        detail={"user": username, "level": level, "via": "web"},
+        cache,
+        viewer.principal,
+        view.storage,
+        view.name,
+        username,
+        None if level == "none" else level,
     )
-    await session.commit()
-    await forget_user(cache, username)
     return RedirectResponse(urls.settings(storage, repo), status_code=303)
 
 
@@ -328,22 +266,14 @@ async def create_user(request: Request, session: SessionDep) -> Response:
     admin = require_administrator(request)
     username, password = field(form, "username"), form.get("password")
     try:
-        await begin_write(session)
-        user = await accounts.create_user(
-            session,
-            username,
-            password if isinstance(password, str) else "",
-            is_admin=field(form, "is_admin") == "yes",
-        )
-        audit(
+        user = await users_api.add_user(
             request,
             session,
-            admin.username,
-            "user.create",
-            target=user.username,
-            detail={"is_admin": user.is_admin, "via": "web"},
+            admin,
+            username=username,
+            password=password if isinstance(password, str) else "",
+            is_admin=field(form, "is_admin") == "yes",
         )
-        await session.commit()
     except WheelyardError as exc:
         await session.rollback()
         return pages_of(request).render(
@@ -390,21 +320,16 @@ async def change_user(
     is_admin, is_active = field(form, "is_admin") == "yes", field(form, "is_active") == "yes"
     if username == admin.username and (not is_admin or not is_active):
         raise Conflict("You cannot take away your own administrator rights or deactivate yourself.")
-    await begin_write(session)
-    await accounts.update_user(
-        session, username, password=new_password, is_admin=is_admin, is_active=is_active
-    )
-    changed = ["is_admin", "is_active"] + (["password"] if new_password else [])
-    audit(
+    await users_api.change(
         request,
         session,
-        admin.username,
-        "user.update",
-        target=username,
-        detail={"changed": changed, "via": "web"},
+        cache,
+        admin,
+        username,
+        password=new_password,
+        is_admin=is_admin,
+        is_active=is_active,
     )
-    await session.commit()
-    await forget_user(cache, username)
     return RedirectResponse(urls.user(username), status_code=303)
 
 
@@ -415,13 +340,7 @@ async def delete_user(
     """Delete a user with their permissions and tokens (administrators)."""
     _viewer, _form = await checked_form(request)
     admin = require_administrator(request)
-    if admin.username == username:
-        raise Conflict("You cannot delete your own account.")
-    await begin_write(session)
-    await accounts.delete_user(session, username)
-    audit(request, session, admin.username, "user.delete", target=username, detail={"via": "web"})
-    await session.commit()
-    await forget_user(cache, username)
+    await users_api.remove_user(request, session, cache, admin, username)
     return RedirectResponse("/ui/admin/users", status_code=303)
 
 
