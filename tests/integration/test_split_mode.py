@@ -16,6 +16,7 @@ from wheelyard.testing.db_fixtures import create_database, drop_database
 from wheelyard.testing.dist_factory import make_wheel
 from wheelyard.testing.server import ServerProcess
 from wheelyard.testing.server_fixtures import ADMIN_PASSWORD
+from wheelyard.testing.web import WebClient
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +97,19 @@ def test_services_refuse_requests_that_bypass_the_gateway(split: dict[str, Serve
             response = httpx.request(method, url, headers=headers, content=b"x")
             assert response.status_code == 401, (name, headers, response.text)
         assert httpx.get(split[name].url + "/healthz").status_code == 200
+
+
+def test_the_web_interface_and_the_merged_api_document_work_split(
+    split: dict[str, ServerProcess],
+) -> None:
+    """The gateway asks each service for its routes' documentation over HTTP, and its web
+    interface reads the shared database, with sessions in the shared cache."""
+    gateway = split["gateway"].url
+    paths = httpx.get(f"{gateway}/openapi.json", timeout=30).json()["paths"]
+    for path in ("/api/v1/search", "/api/v1/users", "/repositories/{storage}/{repo}/"):
+        assert path in paths, path
+    page = httpx.get(f"{gateway}/ui/repositories/default/local/", timeout=30)
+    assert page.status_code == 200 and "split-demo" in page.text
+    with WebClient(gateway) as client:
+        client.sign_in("admin", ADMIN_PASSWORD)
+        assert client.get("/ui/admin/").status_code == 200

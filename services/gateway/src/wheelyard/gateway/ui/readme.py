@@ -61,7 +61,7 @@ def _content_type(value: str | None) -> tuple[str, dict[str, str]]:
         return "", {}
     message = Message()
     message["content-type"] = value
-    params = {k.lower(): v for k, v in message.get_params()[1:]}
+    params = {k.lower(): v for k, v in (message.get_params() or [])[1:]}
     return message.get_content_type().lower(), params
 
 
