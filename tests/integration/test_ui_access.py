@@ -306,6 +306,9 @@ def test_oversized_and_malformed_forms_are_refused(wheelyard_server: RunningServ
             "/ui/signin", json={"csrf_token": token}, headers={"Origin": client.url}
         )
         assert as_json.status_code == 400
+        # Bad query values get a page, not an API error.
+        bad_page = client.get("/ui/repositories/default/local/?page=0")
+        assert bad_page.status_code == 400 and "invalid value (page)" in bad_page.text
         # A `next` that leaves the site is ignored.
         form = client.get("/ui/signin?next=//evil.example/x")
         assert 'value="/ui/"' in form.text and "evil.example" not in form.text

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import jinja2
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -153,6 +154,9 @@ async def error_page(request: Request, exc: Exception) -> Response | None:
     if isinstance(exc, WheelyardError):
         status = status_for(exc)
         message = exc.message
+    elif isinstance(exc, RequestValidationError):
+        fields = ", ".join(str(e["loc"][-1]) for e in exc.errors() if e.get("loc"))
+        status, message = 400, f"This address has an invalid value ({fields})."
     elif isinstance(exc, DATABASE_DOWN):
         status, message = 503, "The database is unavailable; try again in a moment."
     else:
