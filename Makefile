@@ -31,6 +31,7 @@ bench:
 	$(UV) run python bench/hosted_bench.py
 	$(UV) run python bench/auth_bench.py
 	$(UV) run python bench/blob_rss.py
+	$(UV) run python bench/ui_bench.py
 
 bench-proxy:
 	$(UV) run python bench/proxy_bench.py

@@ -19,9 +19,11 @@ pytest_plugins = [
     "wheelyard.testing.server_fixtures",
     "wheelyard.testing.upstream",
     "wheelyard.testing.proxy_env",
+    "wheelyard.testing.browser",
+    "wheelyard.testing.ui_env",
 ]
 
-FOLDER_MARKERS = ("unit", "contract", "integration", "e2e", "deploy")
+FOLDER_MARKERS = ("unit", "contract", "integration", "e2e", "deploy", "browser")
 BACKENDS = ("sqlite", "postgres", "filesystem", "s3", "memory", "redis")
 _passed_by_backend: Counter[str] = Counter()
 

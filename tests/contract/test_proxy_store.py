@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
-from wheelyard.proxy_cache import store
 from wheelyard.proxy_cache.pages import NEGATIVE_PURGE_AFTER, ProxyPages
 from wheelyard.proxy_cache.upstream import UpstreamClient
 from wheelyard.shared.cache import MemoryCache
 from wheelyard.shared.config import RepositoryConfig, UpstreamConfig
 from wheelyard.shared.db.models import ProxyPage
+from wheelyard.shared.domain import proxied as store
 from wheelyard.shared.domain.repositories import apply_repository
 from wheelyard.shared.packaging.simple.model import SimpleFile
 from wheelyard.testing.db_fixtures import Database

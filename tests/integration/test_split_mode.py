@@ -24,6 +24,7 @@ from wheelyard.testing.dist_factory import make_wheel
 from wheelyard.testing.server import ServerProcess, clean_env
 from wheelyard.testing.server_fixtures import ADMIN_PASSWORD
 from wheelyard.testing.tcp_proxy import free_port
+from wheelyard.testing.web import WebClient
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +219,19 @@ def test_gateway_readiness_does_not_depend_on_the_services(tmp_path: Path) -> No
         assert page.status_code == 503
         assert page.headers["retry-after"]
         assert page.headers["x-request-id"]
+
+
+def test_the_web_interface_and_the_merged_api_document_work_split(
+    split: dict[str, ServerProcess],
+) -> None:
+    """The gateway asks each service for its routes' documentation over HTTP, and its web
+    interface reads the shared database, with sessions in the shared cache."""
+    gateway = split["gateway"].url
+    paths = httpx.get(f"{gateway}/openapi.json", timeout=30).json()["paths"]
+    for path in ("/api/v1/search", "/api/v1/users", "/repositories/{storage}/{repo}/"):
+        assert path in paths, path
+    page = httpx.get(f"{gateway}/ui/repositories/default/local/", timeout=30)
+    assert page.status_code == 200 and "split-demo" in page.text
+    with WebClient(gateway) as client:
+        client.sign_in("admin", ADMIN_PASSWORD)
+        assert client.get("/ui/admin/").status_code == 200

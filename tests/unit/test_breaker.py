@@ -14,6 +14,7 @@ from wheelyard.proxy_cache import breaker as breaker_module
 from wheelyard.proxy_cache.breaker import (
     BREAKER_FAILURES,
     BREAKER_OPEN_SECONDS,
+    BreakerChange,
     CircuitBreaker,
 )
 
@@ -137,3 +138,22 @@ def test_circuits_are_per_key(clock: Clock) -> None:
     assert breaker.allow(other) and not breaker.is_open(other)
     breaker.success(other)
     assert not breaker.allow(KEY)
+
+
+def test_the_hook_is_told_every_failure_and_the_first_success_after_them(clock: Clock) -> None:
+    told: list[tuple[object, BreakerChange]] = []
+    breaker = CircuitBreaker(
+        failures=2, open_seconds=30, on_change=lambda key, change: told.append((key, change))
+    )
+
+    breaker.success(KEY)  # a healthy upstream's answers change nothing
+    breaker.failure(KEY, "the upstream answered 500")
+    breaker.failure(KEY, "timed out")
+    breaker.success(KEY)
+    breaker.success(KEY)
+
+    assert told == [
+        (KEY, BreakerChange(1, False, None, "the upstream answered 500")),
+        (KEY, BreakerChange(2, True, 30, "timed out")),
+        (KEY, BreakerChange(0, False)),
+    ]

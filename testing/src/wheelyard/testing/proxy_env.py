@@ -73,6 +73,12 @@ ttl = 0
 upstreams = [{{url = "{main}", timeout = 1}}]
 
 [[repositories]]
+name = "health"
+type = "proxy"
+ttl = 0
+upstreams = [{{url = "{main}", timeout = 1}}]
+
+[[repositories]]
 name = "multi"
 type = "proxy"
 upstreams = [{{url = "{second}", timeout = 3}}, {{url = "{main}", timeout = 3}}]

@@ -1,4 +1,5 @@
-"""The gateway app: its own routes (health, management) plus dispatch to the services.
+"""The gateway app: its own routes (health, management API, API docs, web interface) plus
+dispatch to the services.
 
 `create_app` is the one construction point. Given a `services` factory (embedded mode) the
 services' apps are built on the gateway's backends and their lifespans are entered here, since
@@ -16,11 +17,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
 
+from wheelyard.gateway.apidocs import install_api_docs
 from wheelyard.gateway.dispatch import Dispatcher, Targets, kinds_from
 from wheelyard.gateway.management import router as management_router
 from wheelyard.gateway.middleware import GatewayMiddleware, GatewayState
 from wheelyard.gateway.replicas import ReplicaSet, parse_endpoints
 from wheelyard.gateway.targets import Forwarder
+from wheelyard.gateway.ui import install_ui, start_ui
 from wheelyard.shared.auth.authenticator import Authenticator
 from wheelyard.shared.auth.failure_audit import FailureAudit
 from wheelyard.shared.auth.internal_jwt import KeyPair, Minter, keys_from_settings
@@ -72,6 +75,7 @@ def create_app(
             app.state.runtime = runtime
             targets = await _targets(stack, runtime, services)
             app.state.authenticator = _authenticator(current, keys)
+            start_ui(app, current.cache)
             app.state.gateway = GatewayState(
                 authenticator=app.state.authenticator,
                 minter=Minter(keys),
@@ -84,15 +88,19 @@ def create_app(
         title="Wheelyard",
         description="A private Python package registry.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by `install_api_docs`, from local files
         redoc_url=None,
+        openapi_url=None,  # likewise, merged with the services' routes
     )
     install_error_handlers(app)
     app.include_router(health_router())
     app.include_router(management_router)
+    install_api_docs(app)
     # Added innermost first: the last one added is the outermost.
     app.add_middleware(RecordEndpoint)
     app.add_middleware(GatewayMiddleware)
+    install_ui(app)  # after the gateway's middleware: its browser redirects come first
+    # Outermost: every request observed, the interface's pages and redirects included.
     add_observer(app, "embedded" if services else "gateway", settings, assign_ids=True)
     return app
 

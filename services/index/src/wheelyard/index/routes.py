@@ -16,6 +16,7 @@ from wheelyard.shared import routes
 from wheelyard.shared.auth.access import missing, require_read
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.domain.repositories import RepositoryView
+from wheelyard.shared.domain.search import search_projects
 from wheelyard.shared.web.deps import BaseUrlDep, DirectoryDep, PrincipalDep, SessionDep
 from wheelyard.shared.web.pages import cache_control, pypi_json_response
 
@@ -116,8 +117,9 @@ async def search(
     session: SessionDep,
     principal: PrincipalDep,
 ) -> JSONResponse:
-    """Projects whose name or summary contains `q`, across the repositories you may read."""
-    hits = await service.search(session, principal=principal, query=q)
-    body: dict[str, Any] = {"query": q, "results": hits}
+    """Projects whose name or summary contains `q`, across the hosted repositories you may
+    read, ranked: exact name, names starting with `q`, names containing it, then summaries."""
+    hits = await search_projects(session, principal=principal, query=q)
+    body: dict[str, Any] = {"query": q, "results": [h.as_json() for h in hits]}
     # Results depend on who asks: never stored by a shared cache.
     return JSONResponse(body, headers={"Cache-Control": "private, no-cache"})

@@ -1,4 +1,5 @@
-"""The hosted read path: simple pages, the PyPI JSON API, files, project data and search.
+"""The hosted read path: simple pages, the PyPI JSON API, files and project data (search is
+`wheelyard.shared.domain.search`, shared with the web interface).
 
 No HTTP here: functions take plain values and return plain values or raise domain errors.
 """
@@ -10,12 +11,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
-from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from wheelyard.shared.auth.access import can_read
-from wheelyard.shared.auth.principal import Principal
-from wheelyard.shared.db.models import Project, Release
 from wheelyard.shared.domain.hosted import (
     ProjectRef,
     find_project,
@@ -26,7 +23,7 @@ from wheelyard.shared.domain.hosted import (
     release_infos,
     repository_serial,
 )
-from wheelyard.shared.domain.repositories import RepositoryView, list_repositories
+from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
 from wheelyard.shared.packaging import pypi_json
 from wheelyard.shared.packaging.simple.model import JSON_V1
@@ -183,60 +180,3 @@ def _version_or_zero(version: str) -> Version:
         return Version(version)
     except InvalidVersion:
         return Version("0")
-
-
-async def search(
-    session: AsyncSession, *, principal: Principal, query: str, limit: int = 100
-) -> list[dict[str, Any]]:
-    """Projects whose name or latest summary contains `query`, in hosted repositories the
-    caller may read, with the latest version and summary of each hit."""
-    readable = []
-    for repo in await list_repositories(session):
-        if repo.type != "hosted":
-            continue
-        if can_read(principal, repo):
-            readable.append(repo)
-    if not readable or not query.strip():
-        return []
-    by_id = {r.id: r for r in readable}
-    needle = f"%{_escape_like(query.strip().lower())}%"
-    normalized = f"%{_escape_like(canonicalize_name(query.strip()))}%"
-    summary_hit = (
-        select(Release.id)
-        .where(Release.project_id == Project.id, col(Release.summary).ilike(needle, escape="\\"))
-        .exists()
-    )
-    matching = (
-        select(Project.id)
-        .where(col(Project.repository_id).in_(list(by_id)))
-        .where(or_(col(Project.name).like(normalized, escape="\\"), summary_hit))
-    )
-    rows = await session.exec(
-        select(Project, Release)
-        .join(Release, col(Release.project_id) == col(Project.id))
-        .where(col(Project.id).in_(matching))
-    )
-    grouped: dict[int, tuple[Project, list[Release]]] = {}
-    for project, release in rows.all():
-        grouped.setdefault(project.id or 0, (project, []))[1].append(release)
-    hits = []
-    for project, releases in grouped.values():
-        infos = [pypi_json.ReleaseInfo(version=r.version, yanked=r.yanked) for r in releases]
-        latest = pypi_json.latest_version(infos)
-        latest_release = next(r for r in releases if latest and r.version == latest.version)
-        repo = by_id[project.repository_id]
-        hits.append(
-            {
-                "repository": repo.path,
-                "name": project.display_name,
-                "normalized_name": project.name,
-                "version": latest_release.version,
-                "summary": latest_release.summary,
-            }
-        )
-    hits.sort(key=lambda h: (h["normalized_name"] != canonicalize_name(query.strip()), h["name"]))
-    return hits[:limit]
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -5,10 +5,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 #: Consecutive failures that open an upstream's circuit, and how long it stays open.
 BREAKER_FAILURES = 3
 BREAKER_OPEN_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class BreakerChange:
+    """What an `on_change` hook is told about one key: its consecutive `failures` (0: it
+    answered again after failing), whether its circuit is open and for how many more seconds
+    (`open_for`), and the cause of the failure that caused the change."""
+
+    failures: int
+    is_open: bool
+    open_for: float | None = None
+    error: str | None = None
 
 
 class CircuitBreaker:
@@ -21,9 +34,10 @@ class CircuitBreaker:
         failures: int = BREAKER_FAILURES,
         open_seconds: float = BREAKER_OPEN_SECONDS,
         *,
-        on_change: Callable[[object, bool], None] | None = None,
+        on_change: Callable[[object, BreakerChange], None] | None = None,
     ) -> None:
-        """`on_change(key, is_open)` is told when a circuit opens and when it closes."""
+        """`on_change(key, change)` is told of every failure and of the first success after
+        failures (not of the successes of a healthy upstream: they change nothing)."""
         self.on_change = on_change
         self.failures = failures
         self.open_seconds = open_seconds
@@ -48,19 +62,21 @@ class CircuitBreaker:
 
     def success(self, key: object) -> None:
         """The upstream answered (any definite answer, 404 included)."""
-        self._count.pop(key, None)
+        failed = self._count.pop(key, 0)
         was_open = self._open_until.pop(key, None) is not None
         self._probing.discard(key)
-        if was_open and self.on_change is not None:
-            self.on_change(key, False)
+        if (failed or was_open) and self.on_change is not None:
+            self.on_change(key, BreakerChange(failures=0, is_open=False))
 
-    def failure(self, key: object) -> None:
-        """The upstream failed (timeout, connection error, 5xx, garbage)."""
+    def failure(self, key: object, error: str | None = None) -> None:
+        """The upstream failed (timeout, connection error, 5xx, garbage); `error` says how."""
         count = self._count.get(key, 0) + 1
         self._count[key] = count
         self._probing.discard(key)
+        open_for = None
         if count >= self.failures:
-            opens = key not in self._open_until
             self._open_until[key] = time.monotonic() + self.open_seconds
-            if opens and self.on_change is not None:
-                self.on_change(key, True)
+            open_for = self.open_seconds
+        if self.on_change is not None:
+            change = BreakerChange(count, open_for is not None, open_for, error)
+            self.on_change(key, change)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
-from wheelyard.proxy_cache.store import PageContent
+from wheelyard.shared.domain.proxied import PageContent
 from wheelyard.shared.packaging.simple.model import ProjectPage, SimpleFile
 from wheelyard.shared.routes import project_files_path
 

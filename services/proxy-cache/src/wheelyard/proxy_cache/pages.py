@@ -2,10 +2,11 @@
 
 The state of a page (which version of its data is current, when the upstream last confirmed
 it, whether it was a 404) lives in the cache under one small key, so a fresh page costs one
-cache read and no database session; the data itself lives in `proxy_pages` (see `store`) and
-is read from there, as a stream, whenever a page is rendered (rendered pages are cached by the
-page cache) or a cold file is looked up. No decoded page is kept in memory: a process that
-served a hundred pages of 100,000 files is no bigger than one that served one.
+cache read and no database session; the data itself lives in `proxy_pages` (see
+`wheelyard.shared.domain.proxied`, shared with the web interface) and is read from there, as a
+stream, whenever a page is rendered (rendered pages are cached by the page cache) or a cold
+file is looked up. No decoded page is kept in memory: a process that served a hundred pages of
+100,000 files is no bigger than one that served one.
 
 Refreshing a page:
 - at most one upstream fetch per (repository, project) at a time: single-flight in the
@@ -18,7 +19,8 @@ Refreshing a page:
   them is stored as a negative entry for `NEGATIVE_TTL` seconds, and purged from the database
   after `NEGATIVE_PURGE_AFTER` (`purge_negatives`);
 - when the upstream fails (timeout, 5xx, unreachable, open circuit) the last good page is
-  served, marked stale; without one the error is raised (502, or 504 for a timeout);
+  served, marked stale; without one the error is raised (502, or 504 for a timeout); the
+  breaker's changes go to the metrics and the web interface (`wheelyard.proxy_cache.health`);
 - an answer with a lower `X-PyPI-Last-Serial` than the stored page never replaces it.
 """
 
@@ -31,10 +33,11 @@ from typing import IO
 
 from anyio import to_thread
 
-from wheelyard.proxy_cache import store
+from wheelyard.proxy_cache.health import BreakerReports, Circuit
 from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout, circuit_label
 from wheelyard.shared.cache import Cache, LockTimeout
 from wheelyard.shared.concurrency import SingleFlight
+from wheelyard.shared.domain import proxied as store
 from wheelyard.shared.domain.repositories import RepositoryView, proxy_state_key
 from wheelyard.shared.errors import NotFound, UpstreamError
 from wheelyard.shared.packaging.simple.model import SimpleFile
@@ -93,12 +96,16 @@ class ProxyPages:
         cache: Cache,
         client: UpstreamClient,
         default_ttl: int,
+        reports: BreakerReports | None = None,
     ) -> None:
+        """`reports`: the `on_change` hook of `client`'s breaker, whose queued health records
+        are written after every round of upstream requests."""
         self.sessions = sessions
         self.cache = cache
         self.client = client
         self.default_ttl = default_ttl
         self._refreshing: SingleFlight[tuple[int, str], CurrentPage] = SingleFlight()
+        self._reports = reports or BreakerReports()
 
     # -- freshness ----------------------------------------------------------------------------
 
@@ -161,9 +168,7 @@ class ProxyPages:
 
     async def expire(self, repo: RepositoryView, name: str) -> bool:
         """Force the next request for `name` to refetch it in full."""
-        found = await store.expire(self.sessions, repo.id, name)
-        await self.cache.delete(_state_key(repo.id, name))
-        return found
+        return await store.expire(self.sessions, self.cache, repo.id, name)
 
     # -- state --------------------------------------------------------------------------------
 
@@ -240,11 +245,19 @@ class ProxyPages:
     async def _fetch(
         self, repo: RepositoryView, name: str, row: store.StoredPage | None
     ) -> CurrentPage:
+        try:
+            return await self._fetch_from_upstreams(repo, name, row)
+        finally:
+            await self._reports.publish(self.cache)
+
+    async def _fetch_from_upstreams(
+        self, repo: RepositoryView, name: str, row: store.StoredPage | None
+    ) -> CurrentPage:
         fetched_at = time.time()
         errors: list[UpstreamError] = []
         breaker = self.client.breaker
         for index, upstream in enumerate(repo.upstreams):
-            circuit = (repo.path, circuit_label(index, upstream))
+            circuit = Circuit(repo.id, index, repo.path, circuit_label(index, upstream))
             if not breaker.allow(circuit):
                 errors.append(UpstreamError("The upstream is failing; not asked (circuit open)."))
                 continue
@@ -257,7 +270,7 @@ class ProxyPages:
                     last_modified=row.last_modified if conditional and row else None,
                 )
             except UpstreamError as exc:
-                breaker.failure(circuit)
+                breaker.failure(circuit, str(exc))
                 log.warning("upstream %d of %s failed for %s: %s", index, repo.path, name, exc)
                 errors.append(exc)
                 continue
@@ -274,7 +287,7 @@ class ProxyPages:
                     _parse, result.body, result.content_type, result.url, name
                 )
             except UpstreamError as exc:
-                breaker.failure(circuit)
+                breaker.failure(circuit, str(exc))
                 log.warning("upstream %d of %s failed for %s: %s", index, repo.path, name, exc)
                 errors.append(exc)
                 continue

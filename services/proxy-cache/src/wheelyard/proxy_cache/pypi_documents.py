@@ -14,7 +14,7 @@ from typing import IO, Any
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 
-from wheelyard.proxy_cache.store import PageContent
+from wheelyard.shared.domain.proxied import PageContent
 from wheelyard.shared.errors import NotFound, UpstreamError
 from wheelyard.shared.packaging import pypi_json
 from wheelyard.shared.packaging.filenames import listed_version

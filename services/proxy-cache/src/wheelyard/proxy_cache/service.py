@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from wheelyard.proxy_cache import groups
 from wheelyard.proxy_cache.files import ProxyFiles, Wanted
+from wheelyard.proxy_cache.health import BreakerReports
 from wheelyard.proxy_cache.links import linked_page
 from wheelyard.proxy_cache.netroutes import NetRoutes, ProxySettings
 from wheelyard.proxy_cache.pages import ProxyPages
@@ -71,6 +72,8 @@ class ProxyService:
         backends = runtime.backends
         settings = backends.settings
         self.runtime = runtime
+        # One hook for the breaker's changes: the metric and the web interface's record.
+        reports = BreakerReports()
         self.client = UpstreamClient(
             NetRoutes(
                 ca_bundle=settings.pypi_proxy_ca_bundle,
@@ -79,13 +82,15 @@ class ProxyService:
                     http_proxy=settings.http_proxy,
                     no_proxy=settings.no_proxy,
                 ),
-            )
+            ),
+            on_breaker_change=reports,
         )
         self.pages = ProxyPages(
             sessions=backends.sessions,
             cache=backends.cache,
             client=self.client,
             default_ttl=backends.settings.pypi_proxy_ttl,
+            reports=reports,
         )
         self.files = ProxyFiles(
             blobs=backends.blobs,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 from urllib.parse import urljoin, urlsplit
@@ -30,11 +31,11 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from wheelyard.proxy_cache.addresses import AddressGuard, UpstreamRefused
-from wheelyard.proxy_cache.breaker import CircuitBreaker
+from wheelyard.proxy_cache.breaker import BreakerChange, CircuitBreaker
 from wheelyard.proxy_cache.netroutes import NetRoutes, describe_failure
 from wheelyard.shared.config import UpstreamConfig
 from wheelyard.shared.errors import UpstreamError, UpstreamTimeout
-from wheelyard.shared.metrics import UPSTREAM_BREAKER_OPEN, UPSTREAM_FETCHES
+from wheelyard.shared.metrics import UPSTREAM_FETCHES
 
 #: Redirect hops followed for one request (files.pythonhosted.org needs none; CDNs use one).
 MAX_REDIRECTS = 3
@@ -87,10 +88,16 @@ def _timeout(seconds: float) -> httpx.Timeout:
 class UpstreamClient:
     """HTTP to upstream indexes (see the module docstring). One per process."""
 
-    def __init__(self, routes: NetRoutes | None = None) -> None:
+    def __init__(
+        self,
+        routes: NetRoutes | None = None,
+        *,
+        on_breaker_change: Callable[[object, BreakerChange], None] | None = None,
+    ) -> None:
+        """`on_breaker_change`: the breaker's hook (`wheelyard.proxy_cache.health`)."""
         self.routes = routes or NetRoutes()
         self.guard = AddressGuard()
-        self.breaker = CircuitBreaker(on_change=_breaker_changed)
+        self.breaker = CircuitBreaker(on_change=on_breaker_change)
 
     async def aclose(self) -> None:
         """Close pooled connections."""
@@ -231,12 +238,6 @@ def _failure(exc: UpstreamError) -> str:
     if isinstance(exc, UpstreamRefused):
         return "refused"
     return "error"
-
-
-def _breaker_changed(key: object, is_open: bool) -> None:
-    # Keys are (repository path, upstream label): the gauge's labels.
-    assert isinstance(key, tuple) and len(key) == 2
-    UPSTREAM_BREAKER_OPEN.labels(str(key[0]), str(key[1])).set(1 if is_open else 0)
 
 
 def _count(kind: str, outcome: str) -> None:

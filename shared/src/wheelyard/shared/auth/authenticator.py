@@ -131,6 +131,7 @@ async def load_user_record(session: AsyncSession, username: str) -> UserRecord |
 _METRIC_METHODS = {
     "basic": "password",
     "sign-in": "password",
+    "ui-sign-in": "password",
     "password-change": "password",
     "basic-token": "token",
     "bearer-token": "token",

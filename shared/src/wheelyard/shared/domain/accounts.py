@@ -282,8 +282,10 @@ async def audit_events(
     before_id: int | None = None,
     action: str | None = None,
     actor: str | None = None,
+    target: str | None = None,
 ) -> list[AuditEvent]:
-    """Audit events, newest first, optionally filtered; page with `before_id`."""
+    """Audit events, newest first, optionally filtered (each filter an exact match); page
+    with `before_id`."""
     stmt = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
     if before_id is not None:
         stmt = stmt.where(col(AuditEvent.id) < before_id)
@@ -291,4 +293,6 @@ async def audit_events(
         stmt = stmt.where(AuditEvent.action == action)
     if actor:
         stmt = stmt.where(AuditEvent.actor == actor)
+    if target:
+        stmt = stmt.where(AuditEvent.target == target)
     return list((await session.exec(stmt)).all())

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
@@ -25,6 +26,7 @@ __all__ = [
     "latest_version",
     "render_pypi_project_json",
     "render_pypi_release_json",
+    "version_order_key",
 ]
 
 
@@ -73,18 +75,25 @@ class ReleaseInfo:
     files: Sequence[FileInfo] = ()
 
 
-def _order_key(version: str) -> tuple[int, Any]:
+@lru_cache(maxsize=16384)
+def _parsed(version: str) -> Version | None:
+    # Parsing dominates ordering a project of thousands of releases (measured: three parses
+    # per release per page); a release's version string never changes, so parse it once.
     try:
-        return (1, Version(version))
+        return Version(version)
     except InvalidVersion:
-        return (0, version)  # Legacy strings sort below every PEP 440 version.
+        return None
+
+
+def version_order_key(version: str) -> tuple[int, Any]:
+    """Sort key of a version string: PEP 440 order, legacy strings below every PEP 440 one."""
+    parsed = _parsed(version)
+    return (0, version) if parsed is None else (1, parsed)
 
 
 def _is_prerelease(version: str) -> bool:
-    try:
-        return Version(version).is_prerelease
-    except InvalidVersion:
-        return True  # Unknown shape: never prefer it as "latest".
+    parsed = _parsed(version)
+    return True if parsed is None else parsed.is_prerelease  # unknown shape: never "latest"
 
 
 def latest_version(releases: Iterable[ReleaseInfo]) -> ReleaseInfo | None:
@@ -99,7 +108,7 @@ def latest_version(releases: Iterable[ReleaseInfo]) -> ReleaseInfo | None:
         key = (
             not release.yanked,
             not _is_prerelease(release.version),
-            _order_key(release.version),
+            version_order_key(release.version),
         )
         if best_key is None or key > best_key:
             best, best_key = release, key
@@ -222,7 +231,7 @@ def _document(
         # Only the project route lists every release (pypi/warehouse#11775).
         data["releases"] = {
             r.version: _file_entries(r)
-            for r in sorted(releases, key=lambda r: _order_key(r.version))
+            for r in sorted(releases, key=lambda r: version_order_key(r.version))
         }
     return json.dumps(data, separators=(",", ":")).encode("ascii")
 

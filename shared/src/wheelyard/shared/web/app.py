@@ -8,8 +8,10 @@ closes the stores at shutdown.
 from __future__ import annotations
 
 import gc
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -22,6 +24,10 @@ from wheelyard.shared.web.problems import install_error_handlers
 from wheelyard.shared.web.runtime import Runtime
 
 StartHook = Callable[[FastAPI, Runtime], Awaitable[None]]
+
+#: Where each service serves the OpenAPI document of its own routes. Not a public route (the
+#: gateway dispatches no such path): the gateway reads it to merge one document for `/docs`.
+SERVICE_OPENAPI = "/_wheelyard/openapi.json"
 
 
 def health_router() -> APIRouter:
@@ -73,6 +79,24 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def _documented_without_head(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The app's OpenAPI document, HEAD left out: it is implied by GET (RFC 9110 §9.3.2), and
+    FastAPI documents a route taking both twice under one operation id (and warns so)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Duplicate Operation ID", UserWarning)
+                document = generate()
+            for operations in document.get("paths", {}).values():
+                operations.pop("head", None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    return openapi
+
+
 def build_service_app(
     *,
     service: str,
@@ -114,11 +138,18 @@ def build_service_app(
             if owned is not None:
                 await owned.close()
 
-    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title=title,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=SERVICE_OPENAPI,
+    )
     install_error_handlers(app)
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)
+    app.openapi = _documented_without_head(app)  # type: ignore[method-assign]
     # Added innermost first: the last one added is the outermost.
     app.add_middleware(RecordEndpoint)
     if hot_handlers is not None:

@@ -23,7 +23,11 @@ def signed_in(request: Request) -> Principal:
 
 def administrator(request: Request) -> Principal:
     """The caller, who must be an administrator signed in without an API token (403)."""
-    principal = signed_in(request)
+    return require_administrator(signed_in(request))
+
+
+def require_administrator(principal: Principal) -> Principal:
+    """`principal`, who must be an administrator signed in without an API token (403)."""
     if not principal.is_admin or principal.token_scope is not None:
         raise Forbidden(
             "Only administrators (signed in with a password or access token) may do this."

@@ -1,5 +1,11 @@
 """Repositories: created and deleted by administrators, changed by their admins, listed for
-whoever may read them."""
+whoever may read them.
+
+Each change is one function (`create`, `update`, `delete`; `repository_spec` checks what a
+caller describes) that the API routes below and the web interface both call, so both apply the
+same rules (a repository one may not read answers as a missing one; a group's members one may
+not read are neither shown nor lost) and audit the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.gateway.management.guards import administrator, audit, signed_in
 from wheelyard.gateway.management.schemas import RepositoryOut
@@ -91,7 +98,7 @@ def _repository_json(
         "members": [m for m in view.members if _readable_member(principal, view, members, m)],
         "upstreams": [
             {
-                "url": _without_userinfo(u.url),
+                "url": without_userinfo(u.url),
                 "username": u.username if admin else None,
                 "timeout": u.timeout,
                 "has_password": u.password is not None or "@" in urlsplit(u.url).netloc,
@@ -111,7 +118,8 @@ def _readable_member(
     return member is not None and can_read(principal, member, group=group)
 
 
-def _without_userinfo(url: str) -> str:
+def without_userinfo(url: str) -> str:
+    """`url` without a `user:password@` part (upstream URLs may carry one): what is shown."""
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url
@@ -119,7 +127,7 @@ def _without_userinfo(url: str) -> str:
 
 
 async def _members_of(
-    session: SessionDep, views: list[RepositoryView]
+    session: AsyncSession, views: list[RepositoryView]
 ) -> dict[str, RepositoryView]:
     """The member repositories of the groups among `views`, by path."""
     paths = {m for v in views for m in v.members}
@@ -128,7 +136,7 @@ async def _members_of(
     return {v.path: v for v in await list_repositories(session) if v.path in paths}
 
 
-async def _apply(request: Request, session: SessionDep, spec: RepositoryConfig) -> RepositoryView:
+async def _apply(request: Request, session: AsyncSession, spec: RepositoryConfig) -> RepositoryView:
     settings = request.app.state.runtime.backends.settings
     for upstream in spec.upstreams:
         await check_upstream_url(upstream.url, allow_private=settings.allow_private_upstreams)
@@ -137,25 +145,26 @@ async def _apply(request: Request, session: SessionDep, spec: RepositoryConfig) 
     return view
 
 
-def _spec(data: dict[str, Any]) -> RepositoryConfig:
+def repository_spec(data: dict[str, Any]) -> RepositoryConfig:
+    """The repository `data` describes; InvalidInput naming each field at fault otherwise."""
     try:
         return RepositoryConfig.model_validate(data)
-    except ValueError as exc:
-        raise InvalidInput(
-            str(exc).splitlines()[-1] if str(exc) else "Invalid repository."
-        ) from exc
+    except ValidationError as exc:
+        problems = [
+            (".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + e["msg"]
+            for e in exc.errors()
+        ]
+        message = "; ".join(p.replace("Value error, ", "") for p in problems)
+        raise InvalidInput(message or "Invalid repository.") from exc
 
 
-@router.post("/repositories", status_code=201, response_model=RepositoryOut)
-async def create_repository(
-    request: Request, payload: NewRepository, session: SessionDep
-) -> dict[str, Any]:
-    """Create a hosted, proxy or group repository (administrators only)."""
-    admin = administrator(request)
+async def create(
+    request: Request, session: AsyncSession, admin: Principal, spec: RepositoryConfig
+) -> RepositoryView:
+    """Create the repository `spec` describes (by `admin`), audited and committed."""
     await begin_write(session)
-    if await find_repository(session, payload.storage, payload.name) is not None:
-        raise Conflict(f"Repository '{payload.storage}/{payload.name}' already exists.")
-    spec = _spec(payload.model_dump())
+    if await find_repository(session, spec.storage, spec.name) is not None:
+        raise Conflict(f"Repository '{spec.storage}/{spec.name}' already exists.")
     view = await _apply(request, session, spec)
     audit(
         request,
@@ -166,10 +175,23 @@ async def create_repository(
         detail={"type": view.type, "visibility": view.visibility},
     )
     await session.commit()
+    request.app.state.runtime.directory.forget()  # again: a lookup may have raced the commit
+    return view
+
+
+@router.post("/repositories", status_code=201, response_model=RepositoryOut)
+async def create_repository(
+    request: Request, payload: NewRepository, session: SessionDep
+) -> dict[str, Any]:
+    """Create a hosted, proxy or group repository (administrators only)."""
+    admin = administrator(request)
+    view = await create(request, session, admin, repository_spec(payload.model_dump()))
     return await _shown(session, admin, await load_repository(session, view.storage, view.name))
 
 
-async def _shown(session: SessionDep, principal: Principal, view: RepositoryView) -> dict[str, Any]:
+async def _shown(
+    session: AsyncSession, principal: Principal, view: RepositoryView
+) -> dict[str, Any]:
     return _repository_json(view, principal, await _members_of(session, [view]))
 
 
@@ -183,11 +205,16 @@ async def list_all_repositories(request: Request, session: SessionDep) -> list[d
 
 
 async def visible_repository(
-    request: Request, session: SessionDep, storage: str, name: str, level: str
+    request: Request, session: AsyncSession, storage: str, name: str, level: str
 ) -> RepositoryView:
     """`storage/name` if the caller may act on it at `level` (read or admin); a repository
     they may not read answers exactly as a missing one."""
-    principal: Principal = request.state.principal
+    return await _visible(session, request.state.principal, storage, name, level)
+
+
+async def _visible(
+    session: AsyncSession, principal: Principal, storage: str, name: str, level: str
+) -> RepositoryView:
     found = await find_repository(session, storage, name)
     if found is None:
         raise missing(principal, f"{storage}/{name}")
@@ -207,16 +234,21 @@ async def get_repository(
     return await _shown(session, request.state.principal, view)
 
 
-@router.patch("/repositories/{storage}/{name}", response_model=RepositoryOut)
-async def change_repository(
-    request: Request, storage: str, name: str, payload: RepositoryChange, session: SessionDep
-) -> dict[str, Any]:
-    """Change type, visibility, upstreams, members or TTL (the repository's admins). Switching
-    a repository that holds uploaded files to another type is refused, saying so. `members`
-    lists the members you may read; members you may not read (nor see) stay, after them."""
-    principal = signed_in(request)
+async def update(
+    request: Request,
+    session: AsyncSession,
+    principal: Principal,
+    storage: str,
+    name: str,
+    changes: dict[str, Any],
+) -> RepositoryView:
+    """Change `storage/name` as `changes` says (fields of `RepositoryChange`; those absent
+    stay as they are), if `principal` administers it; audited and committed. Switching a
+    repository that holds uploaded files to another type is refused, saying so. `members`
+    lists the members `principal` may read; those they may not read (nor see) stay, after
+    them."""
     await begin_write(session)
-    view = await visible_repository(request, session, storage, name, "admin")
+    view = await _visible(session, principal, storage, name, "admin")
     members = await _members_of(session, [view])
     current: dict[str, Any] = {
         "storage": view.storage,
@@ -228,32 +260,43 @@ async def change_repository(
         "upstreams": [u.model_dump() for u in view.upstreams],
         "allow_upstream": list(view.settings.get("allow_upstream", [])),
     }
-    changes = payload.model_dump(exclude_unset=True)
-    if changes.get("members") is not None:
-        changes["members"] = await _new_members(
-            session, principal, view, members, changes["members"]
-        )
-    if changes.get("type") and changes["type"] != "proxy":
-        current["upstreams"] = changes.get("upstreams", [])
-    if changes.get("type") and changes["type"] != "group":
-        current["members"] = changes.get("members", [])
-        current["allow_upstream"] = changes.get("allow_upstream", [])
-    spec = _spec(current | changes)
-    updated = await _apply(request, session, spec)
+    asked = dict(changes)
+    if asked.get("members") is not None:
+        asked["members"] = await _new_members(session, principal, view, members, asked["members"])
+    if asked.get("type") and asked["type"] != "proxy":
+        current["upstreams"] = asked.get("upstreams", [])
+    if asked.get("type") and asked["type"] != "group":
+        current["members"] = asked.get("members", [])
+        current["allow_upstream"] = asked.get("allow_upstream", [])
+    updated = await _apply(request, session, repository_spec(current | asked))
     audit(
         request,
         session,
         principal.username,
         "repository.update",
         target=updated.path,
-        detail={"changed": sorted(payload.model_dump(exclude_unset=True))},
+        detail={"changed": sorted(changes)},
     )
     await session.commit()
+    request.app.state.runtime.directory.forget()  # again: a lookup may have raced the commit
+    return updated
+
+
+@router.patch("/repositories/{storage}/{name}", response_model=RepositoryOut)
+async def change_repository(
+    request: Request, storage: str, name: str, payload: RepositoryChange, session: SessionDep
+) -> dict[str, Any]:
+    """Change type, visibility, upstreams, members or TTL (the repository's admins). Switching
+    a repository that holds uploaded files to another type is refused, saying so. `members`
+    lists the members you may read; members you may not read (nor see) stay, after them."""
+    principal = signed_in(request)
+    changes = payload.model_dump(exclude_unset=True)
+    await update(request, session, principal, storage, name, changes)
     return await _shown(session, principal, await load_repository(session, storage, name))
 
 
 async def _new_members(
-    session: SessionDep,
+    session: AsyncSession,
     principal: Principal,
     group: RepositoryView,
     current: dict[str, RepositoryView],
@@ -281,29 +324,26 @@ async def _new_members(
     return out + hidden
 
 
-@router.delete("/repositories/{storage}/{name}", status_code=204)
-async def delete_repository(
+async def delete(
     request: Request,
+    session: AsyncSession,
+    admin: Principal,
     storage: str,
     name: str,
-    session: SessionDep,
-    force: Annotated[bool, Query(description="also delete a repository that holds files")] = False,
-) -> Response:
-    """Delete a repository (administrators only). One that holds uploaded files is refused
-    unless `force=true`; its files' bytes stay in the blob store until collected, and are
-    never served again (no file record holds them any more). Everything cached about it goes
-    with it: proxied pages and file records (rows), serial hints and page states (cache);
-    rendered pages are keyed by its id, which is never given to another repository."""
-    admin = administrator(request)
+    *,
+    force: bool,
+) -> None:
+    """Delete a repository (by `admin`); one holding uploaded files only with `force`.
+    Audited, committed, and everything cached about it dropped (see `delete_repository`)."""
     await begin_write(session)
     repo = await find_repository(session, storage, name)
     if repo is None or repo.id is None:
         raise NotFound(f"Repository '{storage}/{name}' does not exist.")
-    assert repo.id is not None  # a loaded row
     if await holds_files(session, repo.id) and not force:
         raise Conflict(
             f"Repository '{storage}/{name}' holds uploaded files; deleting it would orphan them. "
-            "Repeat with ?force=true to delete it anyway."
+            "Delete it with force (?force=true in the API, the box on its settings page) to do "
+            "it anyway; the files' bytes stay in the blob store until collected."
         )
     names = await cached_names(session, repo.id)
     await session.delete(repo)
@@ -323,4 +363,20 @@ async def delete_repository(
     await runtime.pages.forget(list_scope(repo.id))
     for project in names.proxy_projects:
         await runtime.backends.cache.delete(proxy_state_key(repo.id, project))
+
+
+@router.delete("/repositories/{storage}/{name}", status_code=204)
+async def delete_repository(
+    request: Request,
+    storage: str,
+    name: str,
+    session: SessionDep,
+    force: Annotated[bool, Query(description="also delete a repository that holds files")] = False,
+) -> Response:
+    """Delete a repository (administrators only). One that holds uploaded files is refused
+    unless `force=true`; its files' bytes stay in the blob store until collected, and are
+    never served again (no file record holds them any more). Everything cached about it goes
+    with it: proxied pages and file records (rows), serial hints and page states (cache);
+    rendered pages are keyed by its id, which is never given to another repository."""
+    await delete(request, session, administrator(request), storage, name, force=force)
     return Response(status_code=204)

@@ -8,10 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.gateway.management.guards import administrator, audit, signed_in
 from wheelyard.gateway.management.schemas import CreatedTokenOut, TokenOut
 from wheelyard.shared.auth.authenticator import forget_token
+from wheelyard.shared.auth.principal import Principal
+from wheelyard.shared.cache import Cache
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain import accounts
 from wheelyard.shared.errors import Forbidden, InvalidInput, NotFound
@@ -32,27 +35,31 @@ class NewTokenIn(BaseModel):
     expires_at: datetime | None = None
 
 
-@router.post("/tokens", status_code=201, response_model=CreatedTokenOut)
-async def create_token(
-    request: Request, payload: NewTokenIn, session: SessionDep
-) -> dict[str, Any]:
-    """Create an API token for yourself. The `token` value is shown this once; use it as the
-    password of user `__token__`, or as `Authorization: Bearer <token>`."""
-    principal = signed_in(request)
+async def issue_token(
+    request: Request,
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    name: str,
+    repositories: list[str],
+    scope: str,
+    expires_at: datetime | None,
+) -> accounts.CreatedToken:
+    """Create an API token of `principal` (signed in with a password, not a token), audited
+    and committed. The API and the web interface both create tokens here."""
     if principal.token_id is not None:
         raise Forbidden("API tokens cannot create API tokens; sign in with your password.")
-    expires = payload.expires_at
-    if expires is not None and expires.tzinfo is None:
+    if expires_at is not None and expires_at.tzinfo is None:
         raise InvalidInput("expires_at needs a timezone, e.g. 2027-01-01T00:00:00Z.")
     await begin_write(session)
     owner = await accounts.get_user(session, principal.username or "")
     created = await accounts.create_token(
         session,
         owner,
-        name=payload.name,
-        repositories=payload.repositories,
-        scope=payload.scope,
-        expires_at=expires,
+        name=name,
+        repositories=repositories,
+        scope=scope,
+        expires_at=expires_at,
         reader=principal,
     )
     audit(
@@ -68,6 +75,42 @@ async def create_token(
         },
     )
     await session.commit()
+    return created
+
+
+async def revoke(
+    request: Request, session: AsyncSession, cache: Cache, principal: Principal, token_id: int
+) -> None:
+    """Revoke a token of `principal` (administrators: anyone's), audited and committed;
+    refused from the next request on. Someone else's token is reported missing."""
+    await begin_write(session)
+    token = await accounts.get_token(session, token_id)
+    if token.user_id != principal.user_id and not (
+        principal.is_admin and principal.token_scope is None
+    ):
+        raise NotFound(f"Token {token_id} does not exist.")
+    await accounts.revoke_token(session, token)
+    audit(request, session, principal.username, "token.revoke", target=f"token:{token_id}")
+    await session.commit()
+    await forget_token(cache, token.public_id)
+
+
+@router.post("/tokens", status_code=201, response_model=CreatedTokenOut)
+async def create_token(
+    request: Request, payload: NewTokenIn, session: SessionDep
+) -> dict[str, Any]:
+    """Create an API token for yourself. The `token` value is shown this once; use it as the
+    password of user `__token__`, or as `Authorization: Bearer <token>`."""
+    principal = signed_in(request)
+    created = await issue_token(
+        request,
+        session,
+        principal,
+        name=payload.name,
+        repositories=payload.repositories,
+        scope=payload.scope,
+        expires_at=payload.expires_at,
+    )
     return accounts.token_view(created.row, principal.username) | {"token": created.value}
 
 
@@ -91,15 +134,5 @@ async def revoke_token(
     request: Request, token_id: TokenId, session: SessionDep, cache: CacheDep
 ) -> Response:
     """Revoke a token (its owner, or an administrator); refused from the next request on."""
-    principal = signed_in(request)
-    await begin_write(session)
-    token = await accounts.get_token(session, token_id)
-    if token.user_id != principal.user_id and not (
-        principal.is_admin and principal.token_scope is None
-    ):
-        raise NotFound(f"Token {token_id} does not exist.")
-    await accounts.revoke_token(session, token)
-    audit(request, session, principal.username, "token.revoke", target=f"token:{token_id}")
-    await session.commit()
-    await forget_token(cache, token.public_id)
+    await revoke(request, session, cache, signed_in(request), token_id)
     return Response(status_code=204)

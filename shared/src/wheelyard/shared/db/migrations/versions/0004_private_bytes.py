@@ -42,8 +42,8 @@ def _pages() -> sa.TableClause:
 
 
 def _split_page(data: dict) -> tuple[dict, bytes]:
-    # The format the proxy-cache writes (wheelyard.proxy_cache.store), spelled out here so this
-    # migration keeps working whatever that module becomes.
+    # The format the proxy-cache writes (wheelyard.shared.domain.proxied), spelled out here so
+    # this migration keeps working whatever that module becomes.
     files = data.pop("files", []) or []
     lines = b"".join(json.dumps(entry, separators=(",", ":")).encode() + b"\n" for entry in files)
     head = {k: v for k, v in data.items()}

@@ -1,5 +1,9 @@
 """Persisted proxy pages: the `proxy_pages` table, the truth behind every cached proxy page.
 
+Written by the proxy-cache service; read by it and by the web interface (what a proxy
+repository holds, how fresh, which files of a page it fetched), which can also expire an
+entry, so both do it the same way.
+
 A row holds the parsed, sanitised page (never upstream markup) in two parts: the head in
 `data` (versions, status, serial, which upstream, the page's digest) and the files in `files`,
 one compact JSON object per line, zlib-compressed. Nothing ever holds a whole page as Python
@@ -18,17 +22,20 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from wheelyard.shared.cache import Cache
 from wheelyard.shared.db.engine import begin_write
-from wheelyard.shared.db.models import ProxyPage
+from wheelyard.shared.db.models import ProxyFile, ProxyPage
+from wheelyard.shared.domain.repositories import proxy_state_key
 from wheelyard.shared.packaging.filenames import listed_version
 from wheelyard.shared.packaging.simple.model import SimpleFile
 
@@ -291,8 +298,9 @@ async def save(
     return
 
 
-async def expire(sessions: SessionFactory, repository_id: int, project: str) -> bool:
-    """Make the next request refetch `project` in full (no validators); False if not stored."""
+async def expire(sessions: SessionFactory, cache: Cache, repository_id: int, project: str) -> bool:
+    """Make the next request refetch `project` in full (no validators), in every process:
+    the row is aged and the cached page state dropped. False if nothing was stored."""
     async with sessions() as session:
         await begin_write(session)
         result = await session.exec(
@@ -301,7 +309,8 @@ async def expire(sessions: SessionFactory, repository_id: int, project: str) -> 
             .values(fetched_at=EPOCH, etag=None, last_modified=None)
         )
         await session.commit()
-        return bool(result.rowcount)
+    await cache.delete(proxy_state_key(repository_id, project))
+    return bool(result.rowcount)
 
 
 async def cached_projects(session: AsyncSession, repository_id: int) -> list[str]:
@@ -327,3 +336,61 @@ async def purge_expired_negatives(sessions: SessionFactory, older_than: float) -
         )
         await session.commit()
         return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True)
+class CachedEntry:
+    """One stored page of a proxy repository, as the web interface lists it."""
+
+    project: str
+    fetched_at: datetime
+    missing: bool
+
+    def fresh(self, ttl: float, now: datetime) -> bool:
+        """True while the page is served without asking the upstream (`ttl` in seconds)."""
+        return (now - self.fetched_at).total_seconds() < ttl
+
+
+async def cached_entries(
+    session: AsyncSession, repository_id: int, *, offset: int, limit: int
+) -> tuple[int, list[CachedEntry]]:
+    """(how many pages the proxy repository stores, one page of them by project name),
+    negative entries (upstream 404s) included. The page data itself is not loaded."""
+    total = (
+        await session.exec(
+            select(func.count(col(ProxyPage.id))).where(ProxyPage.repository_id == repository_id)
+        )
+    ).one()
+    rows = await session.exec(
+        select(ProxyPage.project, ProxyPage.fetched_at, ProxyPage.missing)
+        .where(ProxyPage.repository_id == repository_id)
+        .order_by(col(ProxyPage.project))
+        .offset(offset)
+        .limit(limit)
+    )
+    return int(total), [CachedEntry(*row) for row in rows.all()]
+
+
+async def cached_counts(session: AsyncSession, repository_ids: Iterable[int]) -> dict[int, int]:
+    """Projects with a good stored page, per proxy repository id."""
+    ids = list(repository_ids)
+    if not ids:
+        return {}
+    rows = await session.exec(
+        select(ProxyPage.repository_id, func.count(col(ProxyPage.id)))
+        .where(col(ProxyPage.repository_id).in_(ids), col(ProxyPage.missing).is_(False))
+        .group_by(col(ProxyPage.repository_id))
+    )
+    return {repo: int(count) for repo, count in rows.all()}
+
+
+async def fetched_files(session: AsyncSession, repository_id: int, project: str) -> set[str]:
+    """Filenames of `project` whose bytes the proxy repository fetched and verified itself
+    (`proxy_files`): the only files it serves from storage. A blob merely present in the
+    shared, content-addressed store says nothing (another repository may hold it)."""
+    rows = await session.exec(
+        select(ProxyFile.filename).where(
+            ProxyFile.repository_id == repository_id, ProxyFile.project == project
+        )
+    )
+    return set(rows.all())
