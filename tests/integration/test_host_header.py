@@ -94,3 +94,17 @@ def test_without_either_setting_the_server_warns_at_start(
 ) -> None:
     with _serve(tmp_path_factory) as server:
         assert "WHEELYARD_PUBLIC_URL and WHEELYARD_ALLOWED_HOSTS are unset" in server.log()
+
+
+def test_a_foreign_host_gets_private_web_interface_pages(
+    allowed_server: ServerProcess, tmp_path: Path
+) -> None:
+    """The web interface's pages carry the base URL too (install and publish snippets)."""
+    project = _publish(allowed_server, tmp_path)
+    ui = f"{allowed_server.url}/ui/repositories/default/local"
+    for url in (f"{ui}/", f"{ui}/projects/{project}/"):
+        foreign = _get(url, EVIL)
+        assert EVIL in foreign.text
+        assert not _public(foreign) and "private" in foreign.headers["cache-control"]
+        allowed = _get(url, f"127.0.0.1:{allowed_server.port}")
+        assert _public(allowed), (url, allowed.headers)

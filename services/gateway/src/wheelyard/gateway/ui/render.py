@@ -28,6 +28,7 @@ from wheelyard.gateway.management.repositories import without_userinfo
 from wheelyard.gateway.ui import urls
 from wheelyard.gateway.ui.viewer import CSRF_FIELD, Viewer, set_cookies, viewer_of
 from wheelyard.shared.errors import RateLimited, Unauthenticated, WheelyardError
+from wheelyard.shared.web.base_url import shareable_base
 from wheelyard.shared.web.problems import DATABASE_DOWN, status_for
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,9 @@ class Pages:
         **context: Any,
     ) -> HTMLResponse:
         """A page: `private` for anything only this viewer may see (always when signed in);
-        `store=False` for pages that must not be kept even by the browser (a new token)."""
+        `store=False` for pages that must not be kept even by the browser (a new token).
+        A page whose links carry a Host the operator did not allow is never shared either
+        (`wheelyard.shared.web.base_url`): install snippets hold the viewer's base URL."""
         body = self.env.get_template(template).render(
             viewer=viewer, path=request.url.path, query=str(request.url.query), **context
         )
@@ -128,7 +131,13 @@ class Pages:
         headers = response.headers
         if not store:
             headers["Cache-Control"] = "private, no-store"
-        elif private or viewer.signed_in or viewer.new_csrf_cookie is not None:
+        elif (
+            private
+            or viewer.signed_in
+            or viewer.new_csrf_cookie is not None
+            or "authorization" in request.headers
+            or not shareable_base(request, request.app.state.runtime.backends.settings)
+        ):
             headers["Cache-Control"] = "private, no-cache"
         else:
             headers["Cache-Control"] = "public, max-age=0, must-revalidate"
