@@ -107,3 +107,31 @@ def test_metrics_stay_right_across_worker_processes(tmp_path: Path, redis_url: s
         assert answers == {before + count}
         workers = {p.stem.rsplit("_", 1)[1] for p in metrics_dir.glob("counter_*.db")}
         assert len(workers) >= 2, sorted(metrics_dir.iterdir())
+
+
+def test_web_interface_requests_are_labelled_by_their_route_template(
+    wheelyard_server: RunningServer,
+) -> None:
+    """Pages of the web interface are counted under their path template: bounded whatever
+    names are asked for, and never under an API route's name (both have a `search`)."""
+    unknown = f"nothing-{uuid.uuid4().hex[:8]}"
+    before = scrape(wheelyard_server.url)
+    for path, status in (
+        ("/ui/repositories/default/local/", 200),
+        (f"/ui/repositories/default/{unknown}/", 404),
+        ("/ui/search?q=metrics", 200),
+    ):
+        assert httpx.get(wheelyard_server.url + path, timeout=30).status_code == status, path
+    after = scrape(wheelyard_server.url)
+
+    def delta(**labels: str) -> float:
+        name = "wheelyard_http_requests_total"
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    page = "/ui/repositories/{storage}/{repo}/"
+    assert delta(service="embedded", route=page, method="GET", status="200") == 1
+    assert delta(service="embedded", route=page, method="GET", status="404") == 1
+    assert delta(route="/ui/search", method="GET", status="200") == 1
+    assert delta(route="search", method="GET") == 0
+    routes = {dict(labels).get("route", "") for (_name, labels) in after}
+    assert not any(unknown in route for route in routes)

@@ -189,7 +189,15 @@ async def error_page(request: Request, exc: Exception) -> Response | None:
 
 
 class UiRoute(APIRoute):
-    """A route of the web interface: domain errors become HTML pages, not problem JSON."""
+    """A route of the web interface: domain errors become HTML pages, not problem JSON.
+
+    Its name, which labels its requests' metrics (`wheelyard.shared.web.observe`), is its path
+    template (`/ui/repositories/{storage}/{repo}/`): bounded whatever the paths, and never the
+    name of an API route (a function called `search` here and there)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        kwargs["name"] = path
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
