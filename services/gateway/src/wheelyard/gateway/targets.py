@@ -2,7 +2,7 @@
 ways, retrying elsewhere when that is safe.
 
 - Balancing, ejection and keep-alive pools: `wheelyard.gateway.replicas`; the wire:
-  `wheelyard.gateway.http1`; why this and not an HTTP client library: docs/adr/0003.
+  `wheelyard.gateway.http1`; why this and not an HTTP client library: docs/adr/0004.
 - A replica that refuses the connection is ejected and the next one is tried (nothing of the
   request has been sent, whatever its method).
 - A connection that breaks before the response began is retried once on another replica when
