@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,6 +183,9 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     data_dirs: dict[str, Path] = field(default_factory=dict)
+    #: The stand-in Redis is shared with other runs (other stacks, other checkouts): keys of
+    #: this stack's own, or another stack's cached `admin` record is read as this one's.
+    cache_prefix: str = field(default_factory=lambda: f"wy-compose-{uuid.uuid4().hex[:8]}:")
 
     @property
     def services(self) -> dict[str, dict]:
@@ -228,6 +232,8 @@ class Stack:
             env[key] = self.translate(name, str(value))
         if "WHEELYARD_DATABASE_URL" in env:
             env["WHEELYARD_DATABASE_URL"] = self.database_url
+        if "WHEELYARD_CACHE_URL" in env:
+            env["WHEELYARD_CACHE_PREFIX"] = self.cache_prefix
         if "WHEELYARD_S3_ENDPOINT" in env:
             env["WHEELYARD_S3_ENDPOINT"] = self.s3.endpoint
             env["WHEELYARD_S3_ACCESS_KEY"] = self.s3.access_key
