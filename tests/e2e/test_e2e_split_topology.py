@@ -30,7 +30,7 @@ from wheelyard.testing.db_fixtures import create_database, drop_database
 from wheelyard.testing.dist_factory import make_sdist, make_wheel
 from wheelyard.testing.management import ManagementApi
 from wheelyard.testing.server import ServerProcess, clean_env
-from wheelyard.testing.server_fixtures import ADMIN_PASSWORD, RunningServer
+from wheelyard.testing.server_fixtures import ADMIN_PASSWORD
 from wheelyard.testing.split import SplitTopology, scrape, total
 from wheelyard.testing.tcp_proxy import TcpProxy
 from wheelyard.testing.upstream import LocalUpstream
@@ -187,7 +187,7 @@ def test_clients_work_and_every_replica_serves(cluster: Cluster, tmp_path: Path)
         ).succeeded()
 
     # A private repository: a reader's token installs, no credentials do not.
-    api = ManagementApi(RunningServer(cluster.topology.gateway, cluster.url))
+    api = ManagementApi(cluster.url, ADMIN)
     private = api.repository("private")
     reader = api.user("reader")
     api.grant(reader[0], private, "read")
