@@ -30,7 +30,7 @@ from wheelyard.testing.db_fixtures import create_database, drop_database
 from wheelyard.testing.dist_factory import make_sdist, make_wheel
 from wheelyard.testing.management import ManagementApi
 from wheelyard.testing.server import ServerProcess, clean_env
-from wheelyard.testing.server_fixtures import ADMIN_PASSWORD, RunningServer
+from wheelyard.testing.server_fixtures import ADMIN_PASSWORD
 from wheelyard.testing.split import SplitTopology, scrape, total
 from wheelyard.testing.tcp_proxy import TcpProxy
 from wheelyard.testing.upstream import LocalUpstream
