@@ -187,7 +187,7 @@ def test_clients_work_and_every_replica_serves(cluster: Cluster, tmp_path: Path)
         ).succeeded()
 
     # A private repository: a reader's token installs, no credentials do not.
-    api = ManagementApi.of(RunningServer(cluster.topology.gateway, cluster.url))
+    api = ManagementApi(cluster.url, ADMIN)
     private = api.repository("private")
     reader = api.user("reader")
     api.grant(reader[0], private, "read")
