@@ -1,6 +1,6 @@
 """Checking and cleaning what an upstream page says about one file (used by the page readers in
 `upstream`): filenames, hashes, requires-python, yank reasons and status markers are validated
-before anything is stored or re-emitted in our own markup (standards digest §2.3, §9)."""
+before anything is stored or re-emitted in our own markup (PEP 503, PEP 691, PEP 700, PEP 792)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from wheelyard.shared.packaging.simple.model import PROJECT_STATUSES, SimpleFile
 
 # What a distribution filename may look like. Names, PEP 440 versions (with `!` epochs and `+`
 # local parts) and wheel tags use only these characters; we re-emit the name in our own URLs
-# and markup, so anything else (`/`, `\`, controls, quotes, spaces) is refused (digest §1.5).
+# and markup, so anything else (`/`, `\`, controls, quotes, spaces) is refused
+# (wheel and sdist naming: PEP 427, PEP 625, PEP 440).
 _DIST_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\.(?:whl|tar\.gz|zip)")
 _MAX_FILENAME = 255
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -37,7 +38,7 @@ def _filename_for(declared: str, url_path: str) -> str | None:
     """The filename to list for a link, or None to skip it.
 
     pip and uv take an HTML file's name from the URL's last path segment, percent-decoded
-    (digest §2.3: `torch-2.1.0%2Bcu121-...whl` is `torch-2.1.0+cu121-...whl`); the spec says the
+    (PEP 503: `torch-2.1.0%2Bcu121-...whl` is `torch-2.1.0+cu121-...whl`); the spec says the
     anchor text (or JSON `filename`) must be the same. When both are plausible and disagree the
     link is ambiguous, so it is dropped rather than served under a name its bytes may not have.
     """
@@ -158,7 +159,7 @@ def sanitized_file(
         has_core = True
     yanked: bool | str = False
     if is_yanked:
-        # Mirrors MUST carry the yank flag through (digest §4); a bare or empty attribute is
+        # Mirrors MUST carry the yank flag through (PEP 592); a bare or empty attribute is
         # "yanked without a reason" (uv's reading, the safe one).
         yanked = (clean_text(yanked_reason) or "").strip() or True
     good_size = size if type(size) is int and size >= 0 else None

@@ -233,7 +233,7 @@ def _read_html(
         has_core = bool(package.has_metadata)
         legacy = link.get_str_attrib("data-dist-info-metadata")
         if package.has_metadata is None and legacy is not None:
-            # Pages that only carry the PEP 658 attribute name (digest §2.3).
+            # Pages that only carry PEP 658's original attribute name (PEP 714 renamed it).
             algorithm, _, value = legacy.strip().partition("=")
             if algorithm.lower() == "sha256":
                 core_sha256 = sha256_from({"sha256": value})
@@ -283,7 +283,7 @@ def read_upstream_page(
     resolve against it (and against a `<base href>`). `project` names the project when the
     page itself does not (HTML); by default it is the last path segment of `base_url`.
 
-    Promises (digest §9):
+    Promises:
     - the name is normalized; `versions` are the upstream's plus every kept file's version;
     - only http(s) links whose filename is a plausible `.whl`, `.tar.gz` or `.zip`
       distribution name are kept; percent-encoded names are decoded (`%2B` -> `+`);
