@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from wheelyard.shared.errors import Gone, InvalidInput
-from wheelyard.shared.packaging.metadata import check_metadata_version
+from wheelyard.shared.packaging.metadata import TEXT_FIELDS, UNKNOWN, check_metadata_version
 from wheelyard.shared.packaging.names import shown, validate_project_name, validate_version
 
 FileType = Literal["bdist_wheel", "sdist"]
@@ -36,22 +36,8 @@ _DIGESTS = {
     "blake2_256_digest": (re.compile(r"[0-9a-f]{64}", re.IGNORECASE | re.ASCII), "BLAKE2"),
     "md5_digest": (re.compile(r"[0-9a-f]{32}", re.IGNORECASE | re.ASCII), "MD5"),
 }
-_UNKNOWN = "UNKNOWN"
-_TEXT_FIELDS = (
-    "summary",
-    "description",
-    "description_content_type",
-    "home_page",
-    "download_url",
-    "author",
-    "author_email",
-    "maintainer",
-    "maintainer_email",
-    "license",
-    "license_expression",
-    "comment",
-    "attestations",
-)
+# Core metadata's text fields, and the form's own: `comment`, `attestations` (PEP 740).
+_TEXT_FIELDS = (*TEXT_FIELDS, "comment", "attestations")
 # Multiple-use fields and every spelling clients send for them (docs/standards.md §7: uv/poetry
 # `import_names`, hatch `import_name`/`license_file`, pdm `provides_extras`).
 _LIST_FIELDS = {
@@ -136,7 +122,7 @@ def _values(fields: Mapping[str, list[str]], key: str) -> list[str]:
     raw = fields.get(key) or []
     if isinstance(raw, str):  # be forgiving about a plain mapping of strings
         raw = [raw]
-    return [v for v in raw if isinstance(v, str) and v and v.strip() != _UNKNOWN]
+    return [v for v in raw if isinstance(v, str) and v and v.strip() != UNKNOWN]
 
 
 def _single(fields: Mapping[str, list[str]], key: str) -> str | None:

@@ -29,9 +29,10 @@ KNOWN_METADATA_VERSIONS = ("1.0", "1.1", "1.2", "2.1", "2.2", "2.3", "2.4", "2.5
 MAX_SUMMARY_LENGTH = 512  # PyPI's limit (docs/standards.md §8)
 
 # distutils wrote "UNKNOWN" for unset fields; PyPI deletes such values (docs/standards.md §7).
-_UNKNOWN = "UNKNOWN"
+UNKNOWN = "UNKNOWN"
 
-_STRING_FIELDS = (
+# The single-use text fields of core metadata (the legacy upload form sends them too).
+TEXT_FIELDS = (
     "summary",
     "description",
     "description_content_type",
@@ -152,7 +153,7 @@ def _decode(raw: bytes) -> str:
 
 
 def _clean_str(value: object) -> str | None:
-    if not isinstance(value, str) or value.strip() == _UNKNOWN:
+    if not isinstance(value, str) or value.strip() == UNKNOWN:
         return None
     return value
 
@@ -160,7 +161,7 @@ def _clean_str(value: object) -> str | None:
 def _clean_list(values: object) -> list[str]:
     if not isinstance(values, list):
         return []
-    return [v for v in values if isinstance(v, str) and v.strip() != _UNKNOWN]
+    return [v for v in values if isinstance(v, str) and v.strip() != UNKNOWN]
 
 
 def _validate_requires_python(value: str | None) -> str | None:
@@ -227,7 +228,7 @@ def parse_core_metadata(raw: bytes) -> ParsedMetadata:
         raise InvalidInput("Invalid metadata: 'Version' is required.")
     parsed_version = validate_version(version)
 
-    values: dict[str, Any] = {key: _clean_str(fields.get(key)) for key in _STRING_FIELDS}
+    values: dict[str, Any] = {key: _clean_str(fields.get(key)) for key in TEXT_FIELDS}
     values.update({key: _clean_list(fields.get(key)) for key in _LIST_FIELDS})
     for key, header in _FALLBACK_HEADERS.items():
         # An older `packaging` leaves PEP 794 fields in `unparsed`; take them from there.
@@ -260,7 +261,7 @@ def parse_core_metadata(raw: bytes) -> ParsedMetadata:
         project_urls={
             label: url
             for label, url in (fields.get("project_urls") or {}).items()
-            if url.strip() != _UNKNOWN
+            if url.strip() != UNKNOWN
         },
         warnings=warnings,
         **values,

@@ -35,6 +35,7 @@ from wheelyard.gateway.ui.viewer import (
 )
 from wheelyard.shared.auth.access import can_read, require_admin
 from wheelyard.shared.auth.authenticator import load_user_record
+from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain import accounts, proxied
 from wheelyard.shared.domain.repositories import (
@@ -78,17 +79,31 @@ def _settings_from_form(form: FormData, current: RepositoryView | None) -> dict[
     return settings
 
 
+async def _administrator(request: Request) -> Viewer:
+    """The viewer of an administration page, who must be an administrator."""
+    viewer = await viewer_of(request)
+    require_administrator(request)
+    return viewer
+
+
+async def _administrator_form(request: Request) -> tuple[Viewer, FormData, Principal]:
+    """A form an administrator posted: the viewer, the form (its CSRF token checked first),
+    and the administrator."""
+    viewer, form = await checked_form(request)
+    return viewer, form, require_administrator(request)
+
+
+def _admin_page(request: Request, viewer: Viewer, template: str, **context: Any) -> Response:
+    """An administration page: never kept, not even by the browser."""
+    return pages_of(request).render(request, viewer, template, store=False, **context)
+
+
 @router.get("/admin/")
 async def admin_home(request: Request, session: SessionDep) -> Response:
     """Every repository with links to its settings, and the other administration pages."""
-    viewer = await viewer_of(request)
-    require_administrator(request)
-    return pages_of(request).render(
-        request,
-        viewer,
-        "admin/index.html",
-        store=False,
-        repositories=await list_repositories(session),
+    viewer = await _administrator(request)
+    return _admin_page(
+        request, viewer, "admin/index.html", repositories=await list_repositories(session)
     )
 
 
@@ -102,11 +117,10 @@ def _repository_form(
     context.setdefault("members", [])
     context.setdefault("upstreams", [])
     context.setdefault("users", [])
-    return pages_of(request).render(
+    return _admin_page(
         request,
         viewer,
         "admin/repository_form.html",
-        store=False,
         repositories=[v for v in known if can_read(viewer.principal, v)],
         **context,
     )
@@ -115,8 +129,7 @@ def _repository_form(
 @router.get("/admin/repositories/new")
 async def new_repository(request: Request, session: SessionDep) -> Response:
     """The form for a new repository."""
-    viewer = await viewer_of(request)
-    require_administrator(request)
+    viewer = await _administrator(request)
     return _repository_form(
         request, viewer, await list_repositories(session), repo=None, permissions=[]
     )
@@ -125,8 +138,7 @@ async def new_repository(request: Request, session: SessionDep) -> Response:
 @router.post("/admin/repositories")
 async def create_repository(request: Request, session: SessionDep) -> Response:
     """Create a repository (administrators)."""
-    viewer, form = await checked_form(request)
-    admin = require_administrator(request)
+    viewer, form, admin = await _administrator_form(request)
     storage, name = field(form, "storage", "default") or "default", field(form, "name")
     try:
         spec = repositories.repository_spec(
@@ -154,6 +166,15 @@ async def _administered(
     view = await readable(request, viewer, storage, repo)
     require_admin(viewer.principal, view)
     return view
+
+
+async def _administered_form(
+    request: Request, storage: str, repo: str
+) -> tuple[Viewer, FormData, RepositoryView]:
+    """A form one of the repository's admins posted: the viewer, the form (its CSRF token
+    checked first), and the repository."""
+    viewer, form = await checked_form(request)
+    return viewer, form, await _administered(request, viewer, storage, repo)
 
 
 @router.get("/repositories/{storage}/{repo}/settings")
@@ -189,8 +210,7 @@ async def change_repository(
     request: Request, storage: str, repo: str, session: SessionDep
 ) -> Response:
     """Change type, visibility, upstreams, members, TTL (the repository's admins)."""
-    viewer, form = await checked_form(request)
-    view = await _administered(request, viewer, storage, repo)
+    viewer, form, view = await _administered_form(request, storage, repo)
     settings = _settings_from_form(form, view)
     await repositories.update(request, session, viewer.principal, view.storage, view.name, settings)
     return RedirectResponse(urls.repository(storage, repo), status_code=303)
@@ -201,8 +221,7 @@ async def delete_repository(
     request: Request, storage: str, repo: str, session: SessionDep
 ) -> Response:
     """Delete a repository (administrators); one holding files only when confirmed."""
-    _viewer, form = await checked_form(request)
-    admin = require_administrator(request)
+    _viewer, form, admin = await _administrator_form(request)
     force = field(form, "force") == "yes"
     await repositories.delete(request, session, admin, storage, repo, force=force)
     return RedirectResponse("/ui/admin/", status_code=303)
@@ -213,8 +232,7 @@ async def set_permission(
     request: Request, storage: str, repo: str, session: SessionDep, cache: CacheDep
 ) -> Response:
     """Give a user read, write or admin on the repository, or take it away (`none`)."""
-    viewer, form = await checked_form(request)
-    view = await _administered(request, viewer, storage, repo)
+    viewer, form, view = await _administered_form(request, storage, repo)
     username, level = field(form, "username"), field(form, "level")
     await permissions.set_level(
         request,
@@ -234,8 +252,7 @@ async def refresh_cached(
     request: Request, storage: str, repo: str, project: str, session: SessionDep
 ) -> Response:
     """Expire a cached proxy page: the next request fetches it from the upstream in full."""
-    viewer, _form = await checked_form(request)
-    view = await _administered(request, viewer, storage, repo)
+    viewer, _form, view = await _administered_form(request, storage, repo)
     if view.type != "proxy":
         raise NotFound(f"Repository '{view.path}' is not a proxy repository.")
     name = canonicalize_name(project)
@@ -258,27 +275,38 @@ async def refresh_cached(
 # -- users ------------------------------------------------------------------------------------
 
 
-@router.get("/admin/users")
-async def users(request: Request, session: SessionDep) -> Response:
-    """Every user, and a form for a new one."""
-    viewer = await viewer_of(request)
-    require_administrator(request)
-    return pages_of(request).render(
+async def _users_page(
+    request: Request,
+    viewer: Viewer,
+    session: SessionDep,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    """Every user and the form for a new one (with `error` and the `values` sent, when a
+    creation was refused)."""
+    return _admin_page(
         request,
         viewer,
         "admin/users.html",
-        store=False,
+        status=status,
         users=await accounts.list_users(session),
-        error=None,
-        values={},
+        error=error,
+        values=values or {},
     )
+
+
+@router.get("/admin/users")
+async def users(request: Request, session: SessionDep) -> Response:
+    """Every user, and a form for a new one."""
+    return await _users_page(request, await _administrator(request), session)
 
 
 @router.post("/admin/users")
 async def create_user(request: Request, session: SessionDep) -> Response:
     """Create a user (administrators)."""
-    viewer, form = await checked_form(request)
-    admin = require_administrator(request)
+    viewer, form, admin = await _administrator_form(request)
     username, password = field(form, "username"), form.get("password")
     try:
         user = await users_api.add_user(
@@ -291,13 +319,11 @@ async def create_user(request: Request, session: SessionDep) -> Response:
         )
     except WheelyardError as exc:
         await session.rollback()
-        return pages_of(request).render(
+        return await _users_page(
             request,
             viewer,
-            "admin/users.html",
-            store=False,
+            session,
             status=409 if isinstance(exc, Conflict) else 400,
-            users=await accounts.list_users(session),
             error=exc.message,
             values={"username": username},
         )
@@ -307,16 +333,14 @@ async def create_user(request: Request, session: SessionDep) -> Response:
 @router.get("/admin/users/{username}")
 async def user_page(request: Request, username: str, session: SessionDep) -> Response:
     """One user: admin flag, active state, a new password, their permissions and tokens."""
-    viewer = await viewer_of(request)
-    require_administrator(request)
+    viewer = await _administrator(request)
     user = await accounts.get_user(session, username)
     record = await load_user_record(session, username)
     tokens = await accounts.list_tokens(session, user.id)
-    return pages_of(request).render(
+    return _admin_page(
         request,
         viewer,
         "admin/user.html",
-        store=False,
         user=user,
         permissions=record.permissions if record else (),
         tokens=[accounts.token_view(t, username) for t in tokens],
@@ -328,8 +352,7 @@ async def change_user(
     request: Request, username: str, session: SessionDep, cache: CacheDep
 ) -> Response:
     """Change a user's admin flag, active state or password (administrators)."""
-    _viewer, form = await checked_form(request)
-    admin = require_administrator(request)
+    _viewer, form, admin = await _administrator_form(request)
     password = form.get("password")
     new_password = password if isinstance(password, str) and password else None
     is_admin, is_active = field(form, "is_admin") == "yes", field(form, "is_active") == "yes"
@@ -356,8 +379,7 @@ async def delete_user(
     request: Request, username: str, session: SessionDep, cache: CacheDep
 ) -> Response:
     """Delete a user with their permissions and tokens (administrators)."""
-    _viewer, _form = await checked_form(request)
-    admin = require_administrator(request)
+    _viewer, _form, admin = await _administrator_form(request)
     await users_api.remove_user(request, session, cache, admin, username)
     return RedirectResponse("/ui/admin/users", status_code=303)
 
@@ -377,8 +399,7 @@ async def audit_log(
     before: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
     """Audit events, newest first, filtered by action, actor and target; paged."""
-    viewer = await viewer_of(request)
-    require_administrator(request)
+    viewer = await _administrator(request)
     events = await accounts.audit_events(
         session,
         limit=AUDIT_PAGE,
@@ -387,11 +408,10 @@ async def audit_log(
         actor=actor or None,
         target=target or None,
     )
-    return pages_of(request).render(
+    return _admin_page(
         request,
         viewer,
         "admin/audit.html",
-        store=False,
         events=events,
         filters={"action": action, "actor": actor, "target": target},
         older=events[-1].id if len(events) == AUDIT_PAGE else None,

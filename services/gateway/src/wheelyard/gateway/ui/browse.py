@@ -9,7 +9,7 @@ repositories are `Cache-Control: private`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -26,7 +26,7 @@ from wheelyard.gateway.ui.viewer import Viewer, viewer_of
 from wheelyard.shared.auth.access import allowed, can_read
 from wheelyard.shared.db.models import utcnow
 from wheelyard.shared.domain import browse, proxied
-from wheelyard.shared.domain.hosted import find_project
+from wheelyard.shared.domain.hosted import ProjectRef, find_project
 from wheelyard.shared.domain.repositories import RepositoryView, list_repositories
 from wheelyard.shared.domain.search import search_projects
 from wheelyard.shared.domain.upstream_health import health_of
@@ -49,8 +49,44 @@ async def readable(request: Request, viewer: Viewer, storage: str, repo: str) ->
     return view
 
 
-def _visible_members(viewer: Viewer, members: Sequence[RepositoryView | None]) -> list[Any]:
-    return [m for m in members if m is not None and can_read(viewer.principal, m)]
+async def _readable_members(
+    request: Request, viewer: Viewer, view: RepositoryView
+) -> AsyncIterator[RepositoryView]:
+    """A group's members, in order, that exist and the viewer may read (looked up one at a
+    time, as they are asked for)."""
+    directory = request.app.state.runtime.directory
+    for storage, name in view.member_refs:
+        member = await directory.get(storage, name)
+        if member is not None and can_read(viewer.principal, member):
+            yield member
+
+
+def _repository_page(
+    request: Request, viewer: Viewer, view: RepositoryView, template: str, **context: Any
+) -> Response:
+    """A page about repository `view` (`repo` in the template): private when the repository
+    is."""
+    return pages_of(request).render(
+        request, viewer, template, private=view.visibility == "private", repo=view, **context
+    )
+
+
+async def _hosted_releases(
+    session: SessionDep, view: RepositoryView, name: str
+) -> tuple[ProjectRef | None, list[browse.ReleaseEntry]]:
+    """Project `name` of hosted repository `view` and its releases with live files (newest
+    first): `(None, [])` when the repository has no such project."""
+    ref = await find_project(session, view.id, name)
+    releases = await browse.releases_of_project(session, ref.id) if ref else []
+    return ref, releases
+
+
+def _project_redirect(
+    storage: str, repo: str, name: str, version: str | None, status_code: int
+) -> Response:
+    """A redirect to project `name` of `storage/repo`, at `version` when one is given."""
+    target = urls.project(storage, repo, name)
+    return RedirectResponse(target + (f"{version}/" if version else ""), status_code=status_code)
 
 
 @router.get("/")
@@ -118,15 +154,12 @@ async def repository(
             request.app.state.runtime.backends.cache, view.id, len(view.upstreams)
         )
         context.update(total=total, entries=entries, health=health, ttl=_ttl(request, view))
-    directory = request.app.state.runtime.directory
-    members = [await directory.get(s, n) for s, n in view.member_refs]
-    return pages_of(request).render(
+    return _repository_page(
         request,
         viewer,
+        view,
         "repository.html",
-        private=view.visibility == "private",
-        repo=view,
-        members=_visible_members(viewer, members),
+        members=[m async for m in _readable_members(request, viewer, view)],
         page=page,
         pages=max(1, -(-context["total"] // PAGE_SIZE)),
         can_admin=allowed(viewer.principal, view, "admin"),
@@ -170,14 +203,15 @@ async def _project_page(
     view = await readable(request, viewer, storage, repo)
     name = canonicalize_name(project)
     if view.type == "group":
-        return await _member_redirect(request, viewer, session, view, name, version)
+        member = await _member_with(request, viewer, session, view, name)
+        if member is None:
+            raise NotFound(f"Project '{name}' does not exist in '{view.path}'.")
+        return _project_redirect(member.storage, member.name, name, version, 307)
     if name != project:
-        target = urls.project(storage, repo, name)
-        return RedirectResponse(target + (f"{version}/" if version else ""), status_code=301)
+        return _project_redirect(storage, repo, name, version, 301)
     if view.type == "proxy":
         return await _proxied_project(request, viewer, session, view, name, version)
-    ref = await find_project(session, view.id, name)
-    releases = await browse.releases_of_project(session, ref.id) if ref else []
+    ref, releases = await _hosted_releases(session, view, name)
     if ref is None or not releases:
         raise NotFound(f"Project '{name}' does not exist in '{view.path}'.")
     latest = browse.latest_release(releases)
@@ -190,12 +224,11 @@ async def _project_page(
     readme = await render_readme(
         cache, meta.get("description"), meta.get("description_content_type")
     )
-    return pages_of(request).render(
+    return _repository_page(
         request,
         viewer,
+        view,
         "project.html",
-        private=view.visibility == "private",
-        repo=view,
         project=ref,
         releases=releases,
         release=shown,
@@ -221,31 +254,21 @@ def _project_urls(meta: dict[str, Any]) -> list[tuple[str, str]]:
     return [(label, url) for label, url in found if isinstance(url, str)]
 
 
-async def _member_redirect(
-    request: Request,
-    viewer: Viewer,
-    session: SessionDep,
-    view: RepositoryView,
-    name: str,
-    version: str | None,
-) -> Response:
-    """A group's project is the first member's that has it (hosted members shadow proxies),
-    among the members the viewer may read."""
-    directory = request.app.state.runtime.directory
-    for storage, member_name in view.member_refs:
-        member = await directory.get(storage, member_name)
-        if member is None or not can_read(viewer.principal, member):
-            continue
+async def _member_with(
+    request: Request, viewer: Viewer, session: SessionDep, view: RepositoryView, name: str
+) -> RepositoryView | None:
+    """Where a group's project `name` is: the first member that has it (hosted members shadow
+    proxies), among the members the viewer may read; None when none has it."""
+    async for member in _readable_members(request, viewer, view):
         if member.type == "hosted":
-            ref = await find_project(session, member.id, name)
-            found = ref is not None and bool(await browse.releases_of_project(session, ref.id))
+            _ref, releases = await _hosted_releases(session, member, name)
+            found = bool(releases)
         else:
             stored = await proxied.load(session, member.id, name)
             found = stored is not None and stored.usable
         if found:
-            target = urls.project(member.storage, member.name, name)
-            return RedirectResponse(target + (f"{version}/" if version else ""), status_code=307)
-    raise NotFound(f"Project '{name}' does not exist in '{view.path}'.")
+            return member
+    return None
 
 
 @dataclass(frozen=True)
@@ -304,12 +327,11 @@ async def _proxied_project(
     # What this repository fetched and verified itself: a blob in the shared store may be
     # another repository's, and must not be reported (nor served) as this one's.
     fetched = await proxied.fetched_files(session, view.id, name)
-    return pages_of(request).render(
+    return _repository_page(
         request,
         viewer,
+        view,
         "proxied_project.html",
-        private=view.visibility == "private",
-        repo=view,
         name=name,
         stored=content.row,
         versions=versions,
@@ -336,49 +358,56 @@ async def file_page(
     viewer = await viewer_of(request)
     view = await readable(request, viewer, storage, repo)
     name = canonicalize_name(project)
-    missing = NotFound(f"File '{filename}' does not exist in '{view.path}'.")
+    shown: dict[str, Any] | None = None
     if view.type == "proxy":
-        content = await _proxied_content(session, view, name)
-        listed = await to_thread.run_sync(content.find, filename)
-        if listed is None or listed_version(listed.filename) != version:
-            raise missing
-        return pages_of(request).render(
-            request,
-            viewer,
-            "file.html",
-            private=view.visibility == "private",
-            repo=view,
-            name=name,
-            display_name=name,
-            version=version,
-            file=listed,
-            hosted=False,
-            cached=filename in await proxied.fetched_files(session, view.id, name),
-            yanked=listed.yanked,
-        )
-    if view.type != "hosted":
-        raise missing
-    ref = await find_project(session, view.id, name)
-    releases = await browse.releases_of_project(session, ref.id) if ref else []
+        shown = await _proxied_file(session, view, name, version, filename)
+    elif view.type == "hosted":
+        shown = await _hosted_file(session, view, name, version, filename)
+    if shown is None:
+        raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
+    return _repository_page(request, viewer, view, "file.html", **shown)
+
+
+async def _proxied_file(
+    session: SessionDep, view: RepositoryView, name: str, version: str, filename: str
+) -> dict[str, Any] | None:
+    """The file page's facts of `filename`, as proxy repository `view`'s stored page of `name`
+    lists it under `version`; None when it does not."""
+    content = await _proxied_content(session, view, name)
+    listed = await to_thread.run_sync(content.find, filename)
+    if listed is None or listed_version(listed.filename) != version:
+        return None
+    fetched = await proxied.fetched_files(session, view.id, name)
+    return {
+        "name": name,
+        "display_name": name,
+        "version": version,
+        "file": listed,
+        "hosted": False,
+        "cached": filename in fetched,
+        "yanked": listed.yanked,
+    }
+
+
+async def _hosted_file(
+    session: SessionDep, view: RepositoryView, name: str, version: str, filename: str
+) -> dict[str, Any] | None:
+    """The file page's facts of `filename`, a live file of `version` of project `name` in
+    hosted repository `view`; None when it is not one."""
+    ref, releases = await _hosted_releases(session, view, name)
     release = browse.find_release(releases, version)
     if ref is None or release is None:
-        raise missing
-    found = next(
-        (f for f in await browse.release_files(session, release.id) if f.filename == filename), None
-    )
+        return None
+    files = await browse.release_files(session, release.id)
+    found = next((f for f in files if f.filename == filename), None)
     if found is None:
-        raise missing
-    return pages_of(request).render(
-        request,
-        viewer,
-        "file.html",
-        private=view.visibility == "private",
-        repo=view,
-        name=ref.name,
-        display_name=ref.display_name,
-        version=release.version,
-        file=found,
-        hosted=True,
-        cached=True,
-        yanked=release.yanked_reason or True if release.yanked else False,
-    )
+        return None
+    return {
+        "name": ref.name,
+        "display_name": ref.display_name,
+        "version": release.version,
+        "file": found,
+        "hosted": True,
+        "cached": True,
+        "yanked": release.yanked_reason or True if release.yanked else False,
+    }
