@@ -15,7 +15,6 @@ from wheelyard.gateway.management import (
     audit,
     permissions,
     policy,
-    projects,
     repositories,
     signin,
     tokens,
@@ -24,5 +23,5 @@ from wheelyard.gateway.management import (
 from wheelyard.gateway.management.schemas import ERRORS
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
-for _module in (signin, users, repositories, projects, policy, permissions, tokens, audit):
+for _module in (signin, users, repositories, policy, permissions, tokens, audit):
     router.include_router(_module.router)
