@@ -7,6 +7,8 @@ file, settings validation, and refusals counted in metrics and written to the au
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from wheelyard.testing.dist_factory import make_wheel
-from wheelyard.testing.server import ServerProcess
+from wheelyard.testing.server import ServerProcess, clean_env
 from wheelyard.testing.server_fixtures import ADMIN_PASSWORD, RunningServer, unique_name
 from wheelyard.testing.upstream import LocalUpstream
 
@@ -131,6 +133,30 @@ def test_invalid_settings_are_refused_with_422_naming_the_setting(server: Runnin
     r = _api(server, "PATCH", f"/repositories/default/{name}", json={"min_release_age": None})
     assert r.status_code == 200, r.text
     assert r.json()["min_release_age"] is None and r.json()["blocked"] == ["evil-*"]
+
+
+@pytest.mark.parametrize(
+    "rule", ['min_release_age = "soon"', "blocked = [\"evil; os_name == 'nt'\"]"]
+)
+def test_a_declared_rule_that_does_not_parse_stops_the_start(tmp_path: Path, rule: str) -> None:
+    config = tmp_path / "wheelyard.toml"
+    config.write_text(
+        f'[[repositories]]\nname = "bad"\ntype = "proxy"\n{rule}\n'
+        'upstreams = [{url = "https://pypi.org/simple/"}]\n'
+    )
+    env = clean_env(WHEELYARD_DATA_DIR=str(tmp_path / "data"), WHEELYARD_CONFIG=str(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "wheelyard.cli", "serve", "--port", "9"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Repository 'default/bad'" in result.stderr, result.stderr
+    assert rule.split(" ", 1)[0] in result.stderr, result.stderr
+    assert not (tmp_path / "data" / "wheelyard.db").exists()  # refused before anything is written
 
 
 def test_blocked_names_wildcards_and_specifiers(
