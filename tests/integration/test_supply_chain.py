@@ -249,7 +249,9 @@ def test_the_age_rule_on_a_hosted_repository(server: RunningServer, tmp_path: Pa
     # Listed as yanked instead: the file shows with its reason; its metadata is served.
     r = _api(server, "PATCH", f"/repositories/default/{repo}", json={"withheld_files": "yanked"})
     assert r.status_code == 200, r.text
-    (listed,) = _page(server, repo, project).json()["files"]
+    page = _page(server, repo, project).json()
+    (listed,) = page["files"]
+    assert page["versions"] == []  # every file of 1.0 is withheld, listed or not
     assert listed["yanked"].startswith("withheld by min_release_age 7d")
     assert listed["upload-time"]
     assert _download(server, repo, project, "1.0", wheel.name + ".metadata").status_code == 200
@@ -366,6 +368,9 @@ def test_every_file_has_an_upload_time_and_the_first_seen_time_is_kept_apart(
         assert before - timedelta(seconds=5) < seen < datetime.now(UTC) + timedelta(seconds=5)
         # Just seen, so held back by the hour-long age rule.
         assert f["yanked"].startswith("withheld by min_release_age 1h")
+    # The PyPI JSON API offers nothing withheld (built from the simple page here).
+    r = httpx.get(f"{server.url}/repositories/default/{repo}/pypi/{project}/json", timeout=30)
+    assert r.status_code == 404 and "no releases" in r.text, r.text
     explained = _api(
         server,
         "GET",

@@ -38,6 +38,7 @@ from wheelyard.proxy_cache.pypi_documents import (
 from wheelyard.proxy_cache.upstream import UpstreamClient
 from wheelyard.shared.domain.hosted import find_project, release_infos
 from wheelyard.shared.domain.policy import Chain, chain_of, page_variant
+from wheelyard.shared.domain.proxied import PageContent
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound, UpstreamError
 from wheelyard.shared.routes import file_path, repository_path
@@ -162,15 +163,26 @@ class PypiApi:
         """The document of `name` from proxy repository `proxy`'s upstream, or built from its
         stored simple page, with only the files the rules `chain` serve. NotFound when the
         simple page does not know the project."""
-        document = await self._unscreened(proxy, name, version, url_for)
-        document.screen(chain, name, datetime.now(UTC))
+        await self.pages.current(proxy, name, fresh=False)
+        content = await self.pages.content(proxy, name)
+        document = await self._unscreened(proxy, name, version, url_for, content)
+        if chain:
+            # A file's age is what the simple page says (the upstream's upload time, else when
+            # this repository first listed it), so that the document and the downloads agree.
+            times = await to_thread.run_sync(
+                lambda: {f.filename: f.listed_time for f in content.files()}
+            )
+            document.screen(chain, name, datetime.now(UTC), times)
         return document
 
     async def _unscreened(
-        self, proxy: RepositoryView, name: str, version: str | None, url_for: UrlFor
+        self,
+        proxy: RepositoryView,
+        name: str,
+        version: str | None,
+        url_for: UrlFor,
+        content: PageContent,
     ) -> Document:
-        await self.pages.current(proxy, name, fresh=False)
-        content = await self.pages.content(proxy, name)
         if content.row.head.get("status") == "quarantined":
             # PEP 792: a quarantined project offers no files, whatever its JSON API says.
             return await to_thread.run_sync(document_from_page, content, url_for)

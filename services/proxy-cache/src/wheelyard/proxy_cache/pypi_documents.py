@@ -6,7 +6,7 @@ file URL is made by the caller's `url_for`, so it points through Wheelyard."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -67,17 +67,27 @@ class Document:
             current = self.releases[at]
             self.releases[at] = _with_files(current, [*current.files, *files])
 
-    def screen(self, chain: Chain, name: str, now: datetime) -> None:
+    def screen(
+        self,
+        chain: Chain,
+        name: str,
+        now: datetime,
+        times: Mapping[str, datetime | None] | None = None,
+    ) -> None:
         """Keep only the files the supply-chain rules `chain` serve, and the releases that
-        still have one (a withheld release is not offered here at all)."""
+        still have one (a withheld release is not offered here at all). `times`: the time each
+        file's age counts from, by filename (else the document's upload time)."""
         if not chain:
             return
+        times = times or {}
         kept = []
         for release in self.releases:
             files = [
                 f
                 for f in release.files
-                if decide(chain, name, release.version, f.upload_time, now).served
+                if decide(
+                    chain, name, release.version, times.get(f.filename, f.upload_time), now
+                ).served
             ]
             if files:
                 kept.append(_with_files(release, files))
