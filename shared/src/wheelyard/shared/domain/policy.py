@@ -35,6 +35,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -207,7 +208,9 @@ def quarantined(origin: str = "") -> Decision:
     return Decision(False, "project-status quarantined" + (f" ({origin})" if origin else ""))
 
 
-@dataclass(frozen=True)
+# Compared and hashed by identity (`eq=False`): a policy is compiled once per repository view,
+# and the decision memo must not hash its specifiers on every file.
+@dataclass(frozen=True, eq=False)
 class RepositoryPolicy:
     """The compiled rules of one repository (see the module docstring)."""
 
@@ -225,28 +228,44 @@ class RepositoryPolicy:
         """Whether the file of project `name` (normalized) at `version`, uploaded (or first
         seen) at `upload_time`, is served at `now`. An unknown time counts as `now`: a file
         of unknown age is as young as can be."""
-        where = f" of {self.repository}" if self.repository else ""
-        if self.allowed and _first_match(self.allowed, name, version) is None:
-            return Decision(False, f"allowed{where} (not on the list)")
-        hit = _first_match(self.blocked, name, version)
-        if hit is not None:
-            return Decision(False, f"blocked {hit.text!r}{where}")
-        if self.min_age:
-            exempt = _first_match(self.exempt, name, version)
-            if exempt is not None:
-                return Decision(True, f"release_age_exempt {exempt.text!r}{where}")
-            uploaded = upload_time or now
-            available = uploaded + timedelta(seconds=self.min_age)
-            rule = f"min_release_age {format_duration(self.min_age)}{where}"
-            if available > now:
-                return Decision(False, rule, available_at=available, hidden=self.hide_withheld)
-            return Decision(True, rule)
-        return SERVED
+        static = _by_name_and_version(self, name, version)
+        if static is not None:
+            return static
+        assert self.min_age is not None  # `_by_name_and_version` decides without one
+        available = (upload_time or now) + timedelta(seconds=self.min_age)
+        rule = f"min_release_age {format_duration(self.min_age)}{self.where}"
+        if available > now:
+            return Decision(False, rule, available_at=available, hidden=self.hide_withheld)
+        return Decision(True, rule)
+
+    @property
+    def where(self) -> str:
+        """` of storage/name`, appended to rules so that a group's decisions say whose."""
+        return f" of {self.repository}" if self.repository else ""
 
     @property
     def ages(self) -> bool:
         """True when the rule depends on the time (pages change without any write)."""
         return bool(self.min_age)
+
+
+@lru_cache(maxsize=65536)
+def _by_name_and_version(policy: RepositoryPolicy, name: str, version: str) -> Decision | None:
+    """What `policy` decides from the name and version alone (allowed, blocked, exempt, no age
+    rule), or None when the file's age decides. Memoized (in at most 64k entries): a page
+    asks once per file, and a file's name and version never change."""
+    where = policy.where
+    if policy.allowed and _first_match(policy.allowed, name, version) is None:
+        return Decision(False, f"allowed{where} (not on the list)")
+    hit = _first_match(policy.blocked, name, version)
+    if hit is not None:
+        return Decision(False, f"blocked {hit.text!r}{where}")
+    if not policy.min_age:
+        return SERVED
+    exempt = _first_match(policy.exempt, name, version)
+    if exempt is not None:
+        return Decision(True, f"release_age_exempt {exempt.text!r}{where}")
+    return None
 
 
 Chain = Sequence[RepositoryPolicy]
@@ -359,6 +378,11 @@ def compile_policy(settings: Mapping[str, Any], repository: str = "") -> Reposit
 # -- pages --------------------------------------------------------------------------------------
 
 
+# A page is screened in two passes (versions, then files) and re-screened as time passes:
+# parsing each filename's version once is most of the cost.
+_version_of = lru_cache(maxsize=16384)(listed_version)
+
+
 def _yank_reason(f: SimpleFile, decision: Decision) -> str:
     reason = decision.reason()
     earlier = f.yanked
@@ -374,7 +398,7 @@ def screen_files(
     withheld ones yanked with a reason naming the rule (or left out, `withheld_files =
     "hidden"`)."""
     for f in files:
-        decision = decide(chain, name, listed_version(f.filename), f.upload_time, now)
+        decision = decide(chain, name, _version_of(f.filename), f.upload_time, now)
         if decision.served:
             yield f
         elif not decision.hidden:
@@ -388,7 +412,7 @@ def hidden_versions(
     served: set[str] = set()
     seen: set[str] = set()
     for f in files:
-        version = listed_version(f.filename)
+        version = _version_of(f.filename)
         seen.add(version)
         if version not in served and decide(chain, name, version, f.upload_time, now).served:
             served.add(version)
