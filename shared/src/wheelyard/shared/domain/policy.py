@@ -356,14 +356,19 @@ def validate_settings(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def compile_policy(settings: Mapping[str, Any], repository: str = "") -> RepositoryPolicy | None:
     """The compiled rules in a repository's stored `settings`, or None when it has none.
-    `repository` (`storage/name`) is named in group decisions' rules."""
+    `repository` (`storage/name`) is named in group decisions' rules. Equal rules of one
+    repository compile to the same object (a repository view is reloaded every few seconds;
+    the decision memo is keyed by the policy)."""
     own = {k: settings[k] for k in SETTING_KEYS if settings.get(k) not in (None, [], "")}
     if not own or set(own) == {"withheld_files"}:
         return None
+    return _compile(json.dumps(own, sort_keys=True), repository)
+
+
+@lru_cache(maxsize=1024)
+def _compile(rules: str, repository: str) -> RepositoryPolicy:
+    own = json.loads(rules)
     age = own.get("min_release_age")
-    fingerprint = hashlib.blake2s(
-        json.dumps(own, sort_keys=True).encode(), digest_size=6
-    ).hexdigest()
     return RepositoryPolicy(
         repository=repository,
         min_age=parse_duration(age) if age is not None else None,
@@ -371,7 +376,7 @@ def compile_policy(settings: Mapping[str, Any], repository: str = "") -> Reposit
         blocked=tuple(parse_matcher(t) for t in own.get("blocked", ())),
         allowed=tuple(parse_matcher(t) for t in own.get("allowed", ())),
         hide_withheld=own.get("withheld_files") == "hidden",
-        fingerprint=fingerprint,
+        fingerprint=hashlib.blake2s(rules.encode(), digest_size=6).hexdigest(),
     )
 
 
