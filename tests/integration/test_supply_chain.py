@@ -405,3 +405,29 @@ def test_refusals_are_counted_and_audited(server: RunningServer, upstream: Local
     assert len(mine) == 3
     assert mine[0]["detail"]["filename"] == wheel
     assert mine[0]["detail"]["rule"] == f"blocked '{evil}' of default/{repo}"
+
+
+def test_a_group_applies_its_rules_on_top_of_its_members(
+    server: RunningServer, upstream: LocalUpstream
+) -> None:
+    first = _project(upstream, "first", ("1.0",))
+    second = _project(upstream, "second", ("1.0",))
+    member = _proxy(server, upstream, blocked=[first])
+    group = _repository(server, "group", members=[member], blocked=[second])
+    assert _files(server, member, first) == {}
+    assert list(_files(server, member, second)) == [_wheel(second, "1.0")]
+    assert _files(server, group, first) == {}
+    assert _files(server, group, second) == {}
+    for project, owner in [(first, member), (second, group)]:
+        r = _download(server, group, project, "1.0", _wheel(project, "1.0"))
+        assert r.status_code == 403, r.text
+        assert r.json()["rule"] == f"blocked '{project}' of default/{owner}"
+        explained = _api(
+            server,
+            "GET",
+            f"/repositories/default/{group}/policy/explain",
+            params={"project": project},
+        ).json()
+        assert explained["sources"] == [f"default/{member}"]
+        assert explained["files"][0]["rule"] == f"blocked '{project}' of default/{owner}"
+    assert _download(server, member, second, "1.0", _wheel(second, "1.0")).status_code == 200
