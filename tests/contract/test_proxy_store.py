@@ -4,6 +4,7 @@ negative entries (upstream 404s for names anyone may ask for) that do not pile u
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlmodel import select
@@ -70,8 +71,11 @@ async def test_a_page_is_stored_as_a_stream_and_read_back_file_by_file(
     assert row is not None and row.usable and row.version == head["digest"]
     assert content is not None
     files = list(content.files())
-    assert files == [_file(i) for i in range(1, 2001)]
-    assert content.find("demo-1234.0-py3-none-any.whl") == _file(1234)
+    # Each file carries when the repository first listed it, apart from the upstream's time.
+    assert {f.first_seen for f in files} == {writer.now}
+    assert [replace(f, first_seen=None) for f in files] == [_file(i) for i in range(1, 2001)]
+    found = content.find("demo-1234.0-py3-none-any.whl")
+    assert found is not None and replace(found, first_seen=None) == _file(1234)
     assert content.find("demo-1234.0-py3-none-any.whl.metadata") is None
 
 
@@ -103,3 +107,27 @@ async def test_expired_negative_entries_are_purged_and_nothing_else(database: Da
     assert left == ["known-old", "unknown-new"]
     assert await pages.purge_negatives() == 0
     await pages.client.aclose()
+
+
+async def test_first_seen_times_are_kept_per_repository_and_never_moved(
+    database: Database,
+) -> None:
+    repo = await _proxy(database)
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    names = [f"demo-{i}.0-py3-none-any.whl" for i in range(1200)]  # more than one batch
+    await store.record_seen(database.sessions, repo, "demo", names, first)
+    # A later listing (another replica, a refresh) keeps the earlier time and adds new names.
+    later = datetime(2026, 2, 1, tzinfo=UTC)
+    await store.record_seen(database.sessions, repo, "demo", [names[0], "demo-x.tar.gz"], later)
+    async with database.sessions() as s:
+        seen = await store.seen_times(s, repo, "demo")
+        other = await store.seen_times(s, repo, "other")
+    assert other == {}
+    assert len(seen) == 1201
+    assert datetime.fromisoformat(seen[names[0]]) == first
+    assert datetime.fromisoformat(seen["demo-x.tar.gz"]) == later
+    # A writer given those times reuses them and reports only the new file.
+    writer = store.PageWriter(seen, now=datetime(2026, 3, 1, tzinfo=UTC))
+    writer.add(_file(0), "0.0")
+    writer.add(replace(_file(1), filename="brand-new-1.0.tar.gz"), "1.0")
+    assert writer.new_files == ["brand-new-1.0.tar.gz"]

@@ -103,6 +103,14 @@ class RepositoryConfig(BaseModel):
     # Group only: projects whose upstream files are merged even when a hosted member has them
     # (an explicit opt-out of the dependency-confusion protection, per project).
     allow_upstream: list[str] = Field(default_factory=list)
+    # Supply-chain rules (checked by `wheelyard.shared.domain.policy` when the repository is
+    # applied; docs/supply-chain.md): a duration such as "7d", and requirement strings with
+    # name wildcards.
+    min_release_age: str | int | None = None
+    release_age_exempt: list[str] = Field(default_factory=list)
+    blocked: list[str] = Field(default_factory=list)
+    allowed: list[str] = Field(default_factory=list)
+    withheld_files: Literal["yanked", "hidden"] = "yanked"
 
     @model_validator(mode="after")
     def _kind_fits(self) -> RepositoryConfig:

@@ -39,6 +39,15 @@ class Forbidden(WheelyardError):
     """The caller is known but not allowed to do this."""
 
 
+class Refused(Forbidden):
+    """A file a repository's rules do not serve (403); `extensions` are extra members of the
+    problem detail (RFC 9457 §3.2): the rule, and when the file becomes available."""
+
+    def __init__(self, message: str, extensions: dict[str, str]) -> None:
+        super().__init__(message)
+        self.extensions = extensions
+
+
 class Gone(WheelyardError):
     """The action or resource existed once and is no longer offered."""
 

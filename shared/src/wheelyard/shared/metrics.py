@@ -95,6 +95,12 @@ AUTH_FAILURES = Counter(
     "Requests refused because their credentials did not verify, by credential kind.",
     ["method"],
 )
+POLICY_REFUSALS = Counter(
+    "wheelyard_policy_refusals",
+    "Downloads (files and PEP 658 metadata) refused by a repository's supply-chain rules, by "
+    "rule (min_release_age, blocked, allowed, project_status).",
+    ["rule"],
+)
 GATEWAY_FORWARDED = Counter(
     "wheelyard_gateway_forwarded",
     "Exchanges the gateway had with a service replica, by outcome.",

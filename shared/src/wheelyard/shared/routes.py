@@ -131,6 +131,9 @@ DELETE_RELEASE = _route("delete_release", API_RELEASE, frozenset({"DELETE"}), Ta
 DELETE_FILE = _route(
     "delete_file", API_RELEASE + "/files/{filename}", frozenset({"DELETE"}), Target.UPLOAD
 )
+PROJECT_STATUS = _route(
+    "project_status", API_REPO + "/projects/{project}/status", frozenset({"PUT"}), Target.UPLOAD
+)
 EXPIRE_CACHE = _route(
     "expire_cache", API_REPO + "/cache/{project}", frozenset({"DELETE"}), Target.PROXY_CACHE
 )
@@ -163,6 +166,7 @@ ROUTES: tuple[Route, ...] = (
     UNYANK,
     DELETE_RELEASE,
     DELETE_FILE,
+    PROJECT_STATUS,
     EXPIRE_CACHE,
     SEARCH,
     REPOSITORY_READS,

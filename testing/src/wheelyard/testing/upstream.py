@@ -86,7 +86,9 @@ class UpstreamProject:
     name: str
     files: list[UpstreamFile] = field(default_factory=list)
     serial: int = 1
+    #: PEP 792 status (and reason) served on its pages, when set.
     status: str | None = None
+    status_reason: str | None = None
 
     @property
     def normalized(self) -> str:
@@ -220,10 +222,12 @@ class LocalUpstream:
         sdist: bool = False,
         size_bytes: int = 0,
         hashless: bool = False,
+        uploaded: dict[str, datetime] | None = None,
     ) -> UpstreamProject:
         """Add (or extend) a project with one pure-Python wheel per version (and an sdist
         when `sdist`); `requires_dist` goes into each wheel's METADATA; `yanked` maps a
-        version to True or a reason; `size_bytes` pads each wheel with incompressible data."""
+        version to True or a reason; `size_bytes` pads each wheel with incompressible data;
+        `uploaded` maps a version to its files' PEP 700 upload time (else now)."""
         project = self.projects.get(canonicalize_name(name))
         if project is None:
             project = self.projects[canonicalize_name(name)] = UpstreamProject(name)
@@ -241,6 +245,7 @@ class LocalUpstream:
                 compression=zipfile.ZIP_STORED,
             )
             yank = (yanked or {}).get(version, False)
+            when = (uploaded or {}).get(version) or datetime.now(UTC)
             self._add(
                 project,
                 UpstreamFile(
@@ -250,6 +255,7 @@ class LocalUpstream:
                     yanked=yank,
                     metadata=metadata.encode(),
                     hashless=hashless,
+                    upload_time=when,
                 ),
             )
             if sdist:
@@ -262,6 +268,7 @@ class LocalUpstream:
                         requires_python=requires_python,
                         yanked=yank,
                         hashless=hashless,
+                        upload_time=when,
                     ),
                 )
         return project
@@ -629,11 +636,15 @@ def _project_json(project: UpstreamProject, base: str) -> tuple[bytes, str]:
             entry["data-dist-info-metadata"] = {"sha256": f.metadata_sha256}
         files.append(entry)
     data: dict[str, Any] = {
-        "meta": {"api-version": "1.1", "_last-serial": project.serial},
+        "meta": {"api-version": "1.4" if project.status else "1.1", "_last-serial": project.serial},
         "name": project.normalized,
         "versions": sorted({_version_of(f.filename) for f in project.files}),
         "files": files,
     }
+    if project.status:
+        data["project-status"] = {"status": project.status}
+        if project.status_reason:
+            data["project-status"]["reason"] = project.status_reason
     return json.dumps(data).encode(), JSON_V1
 
 
@@ -667,9 +678,17 @@ def _project_html(project: UpstreamProject, base: str) -> tuple[bytes, str]:
         if f.metadata is not None:
             attrs += f' data-core-metadata="sha256={f.metadata_sha256}"'
         anchors.append(f"<a {attrs}>{escape(f.filename)}</a><br/>\n")
+    status = ""
+    if project.status:
+        status = f'<meta name="pypi:project-status" content="{escape(project.status)}">'
+        if project.status_reason:
+            reason = escape(project.status_reason)
+            status += f'<meta name="pypi:project-status-reason" content="{reason}">'
+    version = "1.4" if project.status else "1.0"
     body = (
-        '<!DOCTYPE html><html><head><meta name="pypi:repository-version" content="1.0">'
-        f"<title>Links for {escape(project.name)}</title></head><body>\n"
+        f'<!DOCTYPE html><html><head><meta name="pypi:repository-version" content="{version}">'
+        + status
+        + f"<title>Links for {escape(project.name)}</title></head><body>\n"
         + "".join(anchors)
         + "</body></html>\n"
     )

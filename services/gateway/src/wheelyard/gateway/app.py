@@ -31,7 +31,8 @@ from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.db.migrate import upgrade_database_async
 from wheelyard.shared.domain.bootstrap import bootstrap
-from wheelyard.shared.errors import ConfigurationError
+from wheelyard.shared.domain.repositories import policy_settings
+from wheelyard.shared.errors import ConfigurationError, InvalidInput
 from wheelyard.shared.web.app import add_observer, health_router, settle_heap
 from wheelyard.shared.web.observe import RecordEndpoint
 from wheelyard.shared.web.problems import install_error_handlers
@@ -122,6 +123,13 @@ def check_settings(settings: Settings) -> None:
     for setting, value in _service_urls(settings).items():
         if value:
             parse_endpoints(value, setting)
+    for spec in settings.repositories:
+        # The gateway applies declared repositories at start: a rule that does not parse
+        # stops it before it listens, naming the repository and the setting.
+        try:
+            policy_settings(spec)
+        except InvalidInput as exc:
+            raise ConfigurationError(f"WHEELYARD_CONFIG: {exc.message}") from None
 
 
 async def prepare_database(backends: Backends) -> None:

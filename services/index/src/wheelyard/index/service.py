@@ -6,7 +6,9 @@ No HTTP here: functions take plain values and return plain values or raise domai
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from packaging.utils import canonicalize_name, canonicalize_version
@@ -23,6 +25,7 @@ from wheelyard.shared.domain.hosted import (
     release_infos,
     repository_serial,
 )
+from wheelyard.shared.domain.policy import chain_of, page_variant, screen_page
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
 from wheelyard.shared.packaging import pypi_json
@@ -66,9 +69,13 @@ async def simple_project(
         page = await project_page(
             db(), base=base, storage=repo.storage, repo=repo.name, project=ref
         )
+        if chain:
+            page = screen_page(lambda: page, chain, datetime.now(UTC))
         return render_project_json(page) if media == JSON_V1 else render_project_html(page)
 
-    return await pages.page(project_scope(repo.id, name), serial, f"{media}|{base}", render)
+    chain = chain_of(repo.policy)
+    variant = f"{media}|{base}" + page_variant(chain, time.time())
+    return await pages.page(project_scope(repo.id, name), serial, variant, render)
 
 
 async def simple_index(
@@ -130,7 +137,7 @@ async def _release_infos(
     def url_for(version: str, filename: str) -> str:
         return base + file_path(repo.storage, repo.name, project.name, version, filename)
 
-    return await release_infos(session, project, url_for)
+    return await release_infos(session, project, url_for, chain_of(repo.policy))
 
 
 async def project_details(

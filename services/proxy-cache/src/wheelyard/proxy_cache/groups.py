@@ -12,15 +12,18 @@ contacted on behalf of someone who may not read it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from anyio import to_thread
 from packaging.utils import canonicalize_name
 
 from wheelyard.proxy_cache.links import linked_page
 from wheelyard.proxy_cache.pages import CurrentPage, ProxyPages
 from wheelyard.shared.auth.access import can_read
 from wheelyard.shared.domain.hosted import find_project, project_list, project_page, project_scope
+from wheelyard.shared.domain.policy import RepositoryPolicy, chain_of, screen_page
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound, UpstreamError
 from wheelyard.shared.packaging.simple.model import ProjectList, ProjectPage, SimpleFile
@@ -42,6 +45,15 @@ class Resolution:
             parts.append(f"p{self.proxy[0].id}:{self.proxy[1].version}")
         digest = hashlib.blake2s("|".join(parts).encode(), digest_size=7).digest()
         return int.from_bytes(digest, "big")
+
+
+def policies(group: RepositoryView, found: Resolution) -> tuple[RepositoryPolicy, ...]:
+    """Every supply-chain policy the group's page of a project depends on: the group's and
+    its sources' (empty when none has rules)."""
+    members = [m.policy for m, _ in found.hosted]
+    if found.proxy is not None:
+        members.append(found.proxy[0].policy)
+    return chain_of(group.policy, *members)
 
 
 def allow_upstream(group: RepositoryView, name: str) -> bool:
@@ -118,8 +130,10 @@ async def group_page(
 ) -> tuple[ProjectPage, int]:
     """The group's page of `name`: hosted files (member order), then allowed upstream files,
     every URL pointing through the group (the upstream ones read lazily, as it renders);
-    and about how many files it lists."""
+    and about how many files it lists. Each source's files are screened by its own rules and
+    then the group's (`domain.policy`)."""
     base = ctx.base_url
+    now = datetime.now(UTC)
     files: list[SimpleFile] = []
     versions: list[str] = []
     seen: set[str] = set()
@@ -132,6 +146,9 @@ async def group_page(
         page = await project_page(
             ctx.session, base=base, storage=group.storage, repo=group.name, project=ref
         )
+        chain = chain_of(member.policy, group.policy)
+        if chain:
+            page = screen_page(_constant(page), chain, now)
         if status is None and page.status is not None:
             status, reason = page.status, page.status_reason
         versions.extend(page.versions)
@@ -144,7 +161,13 @@ async def group_page(
     if found.proxy is not None:
         member, _current = found.proxy
         content = await pages.content(member, name)
-        page = linked_page(content, base=base, storage=group.storage, repo=group.name)
+        chain = chain_of(member.policy, group.policy)
+
+        def build() -> ProjectPage:
+            return linked_page(content, base=base, storage=group.storage, repo=group.name)
+
+        # Screening reads the stored page once more: off the event loop, as rendering is.
+        page = await to_thread.run_sync(screen_page, build, chain, now) if chain else build()
         if not found.hosted:
             status, reason = page.status, page.status_reason
         versions.extend(page.versions)
@@ -159,6 +182,10 @@ async def group_page(
         name=name, files=every_file(), versions=versions, status=status, status_reason=reason
     )
     return page, count
+
+
+def _constant(page: ProjectPage) -> Callable[[], ProjectPage]:
+    return lambda: page
 
 
 async def group_index(ctx: RequestContext, pages: ProxyPages, group: RepositoryView) -> ProjectList:

@@ -24,7 +24,9 @@ def linked_files(
             url=f"{prefix}{quote(version, safe='')}/{quote(f.filename, safe='')}",
             sha256=f.sha256,
             size=f.size,
-            upload_time=f.upload_time,
+            # Every file has a time on our pages (PEP 700): the upstream's, else when this
+            # repository first listed it.
+            upload_time=f.listed_time,
             requires_python=f.requires_python,
             yanked=f.yanked,
             core_metadata_sha256=f.core_metadata_sha256,

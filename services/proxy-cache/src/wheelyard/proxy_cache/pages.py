@@ -161,6 +161,13 @@ class ProxyPages:
             raise NotFound(f"File '{filename}' does not exist in '{repo.path}'.")
         return found, content.row.source
 
+    async def status(self, repo: RepositoryView, name: str) -> str | None:
+        """The PEP 792 status the stored page of `name` carries (None: none, or no page)."""
+        async with self.sessions() as session:
+            row = await store.load(session, repo.id, name)
+        value = row.head.get("status") if row is not None else None
+        return value if isinstance(value, str) else None
+
     async def cached_projects(self, repo: RepositoryView) -> list[str]:
         """Projects this proxy repository has a good page for (its root page)."""
         async with self.sessions() as session:
@@ -261,7 +268,11 @@ class ProxyPages:
             if not breaker.allow(circuit):
                 errors.append(UpstreamError("The upstream is failing; not asked (circuit open)."))
                 continue
-            conditional = row is not None and row.usable and row.source == index
+            # A page stored before first-seen times were kept is fetched in full once, so
+            # that its files get theirs.
+            conditional = (
+                row is not None and row.usable and row.source == index and "seen" in row.head
+            )
             try:
                 result = await self.client.fetch_page(
                     upstream,
@@ -283,8 +294,10 @@ class ProxyPages:
                         raise UpstreamError("The upstream answered 304 to an unconditional GET.")
                     breaker.success(circuit)
                     return await self._keep(repo, name, row, fetched_at)
+                async with self.sessions() as session:
+                    seen = await store.seen_times(session, repo.id, name)
                 head, files = await to_thread.run_sync(
-                    _parse, result.body, result.content_type, result.url, name
+                    _parse, result.body, result.content_type, result.url, name, seen
                 )
             except UpstreamError as exc:
                 breaker.failure(circuit, str(exc))
@@ -318,9 +331,12 @@ class ProxyPages:
                     "status_reason": head.status_reason,
                     "serial": result.serial,
                     "source": index,
+                    "seen": True,
                 },
                 drop_files=head.status == "quarantined",
             )
+            if head.status != "quarantined":
+                await store.record_seen(self.sessions, repo.id, name, files.new_files, files.now)
             await store.save(
                 self.sessions,
                 repo.id,
@@ -373,10 +389,11 @@ class ProxyPages:
 
 
 def _parse(
-    body: IO[bytes], content_type: str, url: str, name: str
+    body: IO[bytes], content_type: str, url: str, name: str, seen: dict[str, str]
 ) -> tuple[PageHead, store.PageWriter]:
-    """Parse a spooled upstream page into a `PageWriter` (in a worker thread)."""
-    writer = store.PageWriter()
+    """Parse a spooled upstream page into a `PageWriter` (in a worker thread); `seen`: when
+    the repository first listed the files it listed before."""
+    writer = store.PageWriter(seen)
     head = read_upstream_page(body, content_type, url, writer.add, project=name)
     return head, writer
 

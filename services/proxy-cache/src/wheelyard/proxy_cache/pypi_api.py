@@ -19,7 +19,9 @@ files are rendered from the database on each request, like the index service doe
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -35,6 +37,8 @@ from wheelyard.proxy_cache.pypi_documents import (
 )
 from wheelyard.proxy_cache.upstream import UpstreamClient
 from wheelyard.shared.domain.hosted import find_project, release_infos
+from wheelyard.shared.domain.policy import Chain, chain_of, page_variant
+from wheelyard.shared.domain.proxied import PageContent
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound, UpstreamError
 from wheelyard.shared.routes import file_path, repository_path
@@ -74,27 +78,38 @@ class PypiApi:
             return base + file_path(view.storage, view.name, name, file_version, filename)
 
         if view.type == "proxy":
-            return await self._cached(
-                ctx, view, name, version, base, lambda: self._proxied(view, name, version, url_for)
-            )
-        found = await groups.resolve(ctx, self.pages, view, name)
-        if not found.hosted:
-            assert found.proxy is not None
-            member = found.proxy[0]
+            chain = chain_of(view.policy)
             return await self._cached(
                 ctx,
                 view,
                 name,
                 version,
                 base,
-                lambda: self._proxied(member, name, version, url_for),
+                page_variant(chain, time.time()),
+                lambda: self._proxied(view, name, version, url_for, chain),
+            )
+        found = await groups.resolve(ctx, self.pages, view, name)
+        if not found.hosted:
+            assert found.proxy is not None
+            member = found.proxy[0]
+            chain = chain_of(member.policy, view.policy)
+            return await self._cached(
+                ctx,
+                view,
+                name,
+                version,
+                base,
+                page_variant(chain, time.time()),
+                lambda: self._proxied(member, name, version, url_for, chain),
             )
         document: Document | None = None
         for member, serial in found.hosted:
             ref = await find_project(ctx.session, member.id, name)
             if ref is None:
                 continue
-            releases = await release_infos(ctx.session, ref, url_for)
+            releases = await release_infos(
+                ctx.session, ref, url_for, chain_of(member.policy, view.policy)
+            )
             if document is None:
                 document = Document(name=ref.display_name, releases=[])
             document.merge(releases)
@@ -102,7 +117,10 @@ class PypiApi:
         if document is None:
             raise NotFound(f"Project '{name}' does not exist in '{view.path}'.")
         if found.proxy is not None:
-            upstream = await self._proxied(found.proxy[0], name, version, url_for)
+            proxy = found.proxy[0]
+            upstream = await self._proxied(
+                proxy, name, version, url_for, chain_of(proxy.policy, view.policy)
+            )
             document.merge(upstream.releases)
             document.last_serial = max(document.last_serial, upstream.last_serial)
         return document.render(version, project_url)
@@ -114,10 +132,14 @@ class PypiApi:
         name: str,
         version: str | None,
         base: str,
+        rules: str,
         build: Callable[[], Any],
     ) -> bytes:
         ttl = self.pages.ttl(view)
-        variant = hashlib.blake2s(f"{base}|{version or ''}".encode(), digest_size=8).hexdigest()
+        # `rules`: the supply-chain rules' `page_variant` (a document depends on them too).
+        variant = hashlib.blake2s(
+            f"{base}|{version or ''}{rules}".encode(), digest_size=8
+        ).hexdigest()
         key = f"pypi-json:{view.id}:{name}:{variant}"
         cache = ctx.backends.cache
         hit = await cache.get(key) if ttl > 0 else None
@@ -131,12 +153,39 @@ class PypiApi:
         return body
 
     async def _proxied(
-        self, proxy: RepositoryView, name: str, version: str | None, url_for: UrlFor
+        self,
+        proxy: RepositoryView,
+        name: str,
+        version: str | None,
+        url_for: UrlFor,
+        chain: Chain = (),
     ) -> Document:
         """The document of `name` from proxy repository `proxy`'s upstream, or built from its
-        stored simple page. NotFound when the simple page does not know the project."""
+        stored simple page, with only the files the rules `chain` serve. NotFound when the
+        simple page does not know the project."""
         await self.pages.current(proxy, name, fresh=False)
         content = await self.pages.content(proxy, name)
+        document = await self._unscreened(proxy, name, version, url_for, content)
+        if chain:
+            # A file's age is what the simple page says (the upstream's upload time, else when
+            # this repository first listed it), so that the document and the downloads agree.
+            times = await to_thread.run_sync(
+                lambda: {f.filename: f.listed_time for f in content.files()}
+            )
+            document.screen(chain, name, datetime.now(UTC), times)
+        return document
+
+    async def _unscreened(
+        self,
+        proxy: RepositoryView,
+        name: str,
+        version: str | None,
+        url_for: UrlFor,
+        content: PageContent,
+    ) -> Document:
+        if content.row.head.get("status") == "quarantined":
+            # PEP 792: a quarantined project offers no files, whatever its JSON API says.
+            return await to_thread.run_sync(document_from_page, content, url_for)
         upstream = proxy.upstreams[content.row.source] if proxy.upstreams else None
         url = upstream_json_url(upstream.url, name, version) if upstream else None
         if upstream is not None and url is not None:

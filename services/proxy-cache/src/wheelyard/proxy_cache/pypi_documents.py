@@ -6,7 +6,7 @@ file URL is made by the caller's `url_for`, so it points through Wheelyard."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -14,6 +14,7 @@ from typing import IO, Any
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 
+from wheelyard.shared.domain.policy import Chain, decide
 from wheelyard.shared.domain.proxied import PageContent
 from wheelyard.shared.errors import NotFound, UpstreamError
 from wheelyard.shared.packaging import pypi_json
@@ -65,6 +66,34 @@ class Document:
                 continue
             current = self.releases[at]
             self.releases[at] = _with_files(current, [*current.files, *files])
+
+    def screen(
+        self,
+        chain: Chain,
+        name: str,
+        now: datetime,
+        times: Mapping[str, datetime | None] | None = None,
+    ) -> None:
+        """Keep only the files the supply-chain rules `chain` serve, and the releases that
+        still have one (a withheld release is not offered here at all). `times`: the time each
+        file's age counts from, by filename (else the document's upload time)."""
+        if not chain:
+            return
+        times = times or {}
+        kept = []
+        for release in self.releases:
+            files = [
+                f
+                for f in release.files
+                if decide(
+                    chain, name, release.version, times.get(f.filename, f.upload_time), now
+                ).served
+            ]
+            if files:
+                kept.append(_with_files(release, files))
+        self.releases = kept
+        if self.latest and not any(r.version == self.latest for r in kept):
+            self.latest = None
 
     def render(self, version: str | None, project_url: str) -> bytes:
         if version is None:
@@ -250,7 +279,7 @@ def document_from_page(content: PageContent, url_for: UrlFor) -> Document:
                 url=url_for(version, f.filename),
                 size=f.size,
                 sha256=f.sha256,
-                upload_time=f.upload_time,
+                upload_time=f.listed_time,
                 requires_python=f.requires_python,
                 yanked=yanked,
                 yanked_reason=f.yanked if isinstance(f.yanked, str) else None,

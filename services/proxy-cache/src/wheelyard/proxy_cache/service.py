@@ -12,6 +12,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from anyio import to_thread
@@ -26,6 +29,17 @@ from wheelyard.proxy_cache.pages import ProxyPages
 from wheelyard.proxy_cache.pypi_api import PypiApi
 from wheelyard.proxy_cache.upstream import UpstreamClient
 from wheelyard.shared.domain.hosted import find_file, same_version
+from wheelyard.shared.domain.policy import (
+    Chain,
+    Decision,
+    chain_of,
+    decide,
+    for_download,
+    page_variant,
+    quarantined,
+    screen_page,
+)
+from wheelyard.shared.domain.refusals import enforce, file_decision
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
 from wheelyard.shared.packaging.filenames import listed_version
@@ -52,6 +66,12 @@ def _render(page: ProjectPage, media: str, memo: bool) -> bytes:
     if media == JSON_V1:
         return render_project_json(page, memo=memo)
     return render_project_html(page, memo=memo)
+
+
+def _render_screened(
+    build: Callable[[], ProjectPage], chain: Chain, media: str, memo: bool
+) -> bytes:
+    return _render(screen_page(build, chain, datetime.now(UTC)), media, memo)
 
 
 async def _render_off_loop(page: ProjectPage, media: str, files: int) -> bytes:
@@ -136,17 +156,30 @@ class ProxyService:
         variant = f"{media}|{base}"
         if view.type == "proxy":
             current = await self.pages.current(view, name)
+            chain = chain_of(view.policy)
 
             async def render() -> bytes:
                 content = await self.pages.content(view, name)
+                if chain:
+                    return await to_thread.run_sync(
+                        _render_screened,
+                        lambda: linked_page(
+                            content, base=base, storage=view.storage, repo=view.name
+                        ),
+                        chain,
+                        media,
+                        content.count <= MEMO_FILES,
+                    )
                 page = linked_page(content, base=base, storage=view.storage, repo=view.name)
                 return await _render_off_loop(page, media, content.count)
 
+            variant += page_variant(chain, time.time())
             page = await ctx.pages.page(
                 f"proxy:{view.id}:{name}", _digest_serial(current.version), variant, render
             )
             return page, current.stale
         found = await groups.resolve(ctx, self.pages, view, name)
+        variant += page_variant(groups.policies(view, found), time.time())
 
         async def render_group() -> bytes:
             page, files = await groups.group_page(ctx, self.pages, view, name, found)
@@ -184,11 +217,26 @@ class ProxyService:
         request = ctx.request
         control = cache_control(request, view, immutable=True)
         source = view
+        group = view.policy if view.type == "group" else None
         if view.type == "group":
             found = await groups.resolve(ctx, self.pages, view, name, fresh=False)
             for member, _serial in found.hosted:
                 stored = await find_file(ctx.session, member.id, name, version, filename)
                 if stored is not None:
+                    await self._enforce(
+                        ctx,
+                        view,
+                        name,
+                        filename,
+                        file_decision(
+                            chain_of(member.policy, group),
+                            name=name,
+                            version=stored.version,
+                            upload_time=stored.upload_time,
+                            status=stored.status,
+                            now=datetime.now(UTC),
+                        ),
+                    )
                     return await stored_file_response(
                         request,
                         ctx.backends.blobs,
@@ -203,11 +251,28 @@ class ProxyService:
             source = found.proxy[0]
         metadata = filename.endswith(".metadata")
         real_name = filename.removesuffix(".metadata") if metadata else filename
-        listed, upstream_index = await self.pages.find_file(source, name, real_name)
+        try:
+            listed, upstream_index = await self.pages.find_file(source, name, real_name)
+        except NotFound:
+            # A quarantined upstream project lists no files: say why rather than "missing".
+            if await self.pages.status(source, name) == "quarantined":
+                await self._enforce(ctx, view, name, filename, quarantined("upstream"))
+            raise
         if not same_version(version, listed_version(real_name)) or (
             metadata and not listed.has_core_metadata
         ):
             raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
+        chain = chain_of(source.policy, group)
+        if chain:
+            await self._enforce(
+                ctx,
+                view,
+                name,
+                filename,
+                decide(
+                    chain, name, listed_version(real_name), listed.listed_time, datetime.now(UTC)
+                ),
+            )
         if not 0 <= upstream_index < len(source.upstreams):
             upstream_index = 0
         url = listed.upstream_url or listed.url
@@ -223,4 +288,27 @@ class ProxyService:
         )
         return await self.files.response(
             request, wanted, cache_control=control, redirect=ctx.backends.settings.blob_redirect
+        )
+
+    async def _enforce(
+        self,
+        ctx: RequestContext,
+        view: RepositoryView,
+        name: str,
+        filename: str,
+        decision: Decision,
+    ) -> None:
+        """Refuse (403, counted, audited) what `decision` does not serve."""
+        if for_download(decision, filename).served:
+            return
+        principal = await ctx.principal()
+        client = ctx.request.client
+        await enforce(
+            decision,
+            ctx.backends,
+            repository=view.path,
+            project=name,
+            filename=filename,
+            actor=principal.username,
+            address=client.host if client else None,
         )

@@ -1,5 +1,6 @@
-"""Changing what is published: yank and un-yank releases (PEP 592), delete files. Every change
-bumps the project's serial in the same transaction and tells the page cache after commit."""
+"""Changing what is published: yank and un-yank releases (PEP 592), delete files, set a
+project's status (PEP 792). Every change bumps the project's serial in the same transaction and
+tells the page cache after commit."""
 
 from __future__ import annotations
 
@@ -145,3 +146,57 @@ async def _release(
     if release is None:
         raise NotFound(f"Version '{version}' of '{proj.name}' does not exist in '{repo.path}'.")
     return proj, release
+
+
+#: PEP 792 project statuses.
+PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")
+
+
+async def set_status(
+    session: AsyncSession,
+    pages: PageCache,
+    *,
+    repo: RepositoryView,
+    principal: Principal,
+    project: str,
+    status: str,
+    reason: str | None,
+    source_ip: str | None,
+) -> dict[str, object]:
+    """Set a hosted project's PEP 792 status (the repository's admins): `archived` and
+    `quarantined` refuse new uploads (`service`), `quarantined` also lists no files and
+    refuses downloads; `deprecated` and `archived` stay installable. Served on the project's
+    pages from the next render on."""
+    require_admin(principal, repo)
+    if repo.type != "hosted":
+        raise InvalidInput(
+            "Project status is set on hosted repositories; proxy repositories pass their "
+            "upstream's status through."
+        )
+    if status not in PROJECT_STATUSES:
+        raise InvalidInput(f"'status' must be one of {', '.join(PROJECT_STATUSES)}.")
+    await begin_write(session)
+    name = canonicalize_name(project)
+    proj = (
+        await session.exec(
+            select(Project).where(Project.repository_id == repo.id, Project.name == name)
+        )
+    ).first()
+    if proj is None:
+        raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
+    before = proj.status
+    proj.status, proj.status_reason = status, reason
+    session.add(proj)
+    serial = await bump_serial(session, proj)
+    session.add(
+        AuditEvent(
+            actor=principal.username,
+            action="project.status",
+            target=f"{repo.path}/{name}",
+            source_ip=source_ip,
+            detail={"from": before, "to": status, "reason": reason},
+        )
+    )
+    await session.commit()
+    await announce(session, pages, repo, name, serial)
+    return {"repository": repo.path, "project": name, "status": status, "reason": reason}

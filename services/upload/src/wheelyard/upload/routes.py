@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field, field_validator
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared import routes
@@ -200,3 +201,46 @@ async def delete_file(release: ReleaseDep, filename: str) -> dict[str, object]:
         release.session, release.pages, **release.arguments(), filename=filename
     )
     return {"deleted": deleted}
+
+
+class ProjectStatusIn(BaseModel):
+    """A PEP 792 status and an optional reason shown with it."""
+
+    status: Literal["active", "archived", "quarantined", "deprecated"]
+    reason: str | None = Field(default=None, max_length=500)
+
+    @field_validator("reason")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        # Shown in a meta tag and by installers: one line of text, no control characters.
+        return " ".join(value.split()) or None if value is not None else None
+
+
+@router.put(routes.PROJECT_STATUS.template, summary="Set a project's status (PEP 792, admin)")
+async def project_status(
+    request: Request,
+    storage: str,
+    repo: str,
+    project: str,
+    payload: ProjectStatusIn,
+    session: SessionDep,
+    directory: DirectoryDep,
+    pages: PagesDep,
+    principal: PrincipalDep,
+) -> dict[str, object]:
+    """Set a hosted project's status (`active`, `archived`, `quarantined`, `deprecated`) with an
+    optional `reason`: `archived` and `quarantined` refuse uploads, `quarantined` also lists no
+    files and refuses downloads."""
+    target = await directory.get(storage, repo)
+    if target is None:
+        raise missing(principal, f"{storage}/{repo}")
+    return await releases.set_status(
+        session,
+        pages,
+        repo=target,
+        principal=principal,
+        project=project,
+        status=payload.status,
+        reason=payload.reason,
+        source_ip=_client_ip(request),
+    )

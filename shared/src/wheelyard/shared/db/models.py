@@ -284,3 +284,22 @@ class ProxyFile(SQLModel, table=True):
     upload_time: datetime | None = Field(default=None, sa_type=UTCDateTime)
     first_seen: datetime = _created()
     last_downloaded: datetime = _created()
+
+
+class ProxySeen(SQLModel, table=True):
+    """When a proxy repository's page first listed a file: the time the file entered this
+    repository, kept apart from the upstream's PEP 700 upload time (`proxy_pages` lines carry
+    both). Written once per (repository, filename) and never changed."""
+
+    __tablename__ = "proxy_seen"
+    __table_args__ = (
+        sa.UniqueConstraint("repository_id", "filename", name="uq_proxy_seen"),
+        sa.Index("ix_proxy_seen_repository_project", "repository_id", "project"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    repository_id: int = Field(
+        sa_column_args=[sa.ForeignKey("repositories.id", ondelete="CASCADE")]
+    )
+    project: str = Field(max_length=255)  # normalized
+    filename: str = Field(max_length=300)
+    first_seen: datetime = _created()

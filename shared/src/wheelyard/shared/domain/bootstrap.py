@@ -19,7 +19,9 @@ from wheelyard.shared.auth.passwords import generate_password, hash_password
 from wheelyard.shared.config import RepositoryConfig, Settings
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import User
+from wheelyard.shared.domain.policy import SETTING_KEYS
 from wheelyard.shared.domain.repositories import RepositoryView, apply_repository
+from wheelyard.shared.errors import ConfigurationError, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +55,16 @@ async def bootstrap(session: AsyncSession, settings: Settings) -> str | None:
         if spec.name == PYPI_REPOSITORY and view.type == "proxy" and _differs(view, spec):
             # The environment is where operators point the default proxy (an internal mirror,
             # credentials, a test upstream): it must win over what an earlier start stored.
-            # Visibility and type stay as the operator left them.
-            spec = spec.model_copy(update={"visibility": view.visibility})
+            # Visibility, type and the supply-chain rules stay as the operator left them.
+            kept = {k: view.settings[k] for k in SETTING_KEYS if k in view.settings}
+            spec = spec.model_copy(update={"visibility": view.visibility, **kept})
             await apply_repository(session, spec)
     for spec in settings.repositories:
-        await apply_repository(session, spec)
+        try:
+            await apply_repository(session, spec)
+        except InvalidInput as exc:
+            # A declared repository's settings are the operator's file: say which one.
+            raise ConfigurationError(f"WHEELYARD_CONFIG: {exc.message}") from exc
     await session.commit()
     return generated
 

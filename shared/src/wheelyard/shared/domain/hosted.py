@@ -7,7 +7,8 @@ of groups), so both list hosted files exactly the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from packaging.utils import canonicalize_name, canonicalize_version
@@ -17,6 +18,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.db.models import File, Project, Release
+from wheelyard.shared.domain.policy import Chain, decide
 from wheelyard.shared.packaging import pypi_json
 from wheelyard.shared.packaging.simple.model import ProjectList, ProjectPage, SimpleFile
 from wheelyard.shared.routes import repository_path
@@ -79,12 +81,22 @@ async def releases_of(session: AsyncSession, project_id: int) -> list[Release]:
 
 
 async def release_infos(
-    session: AsyncSession, project: ProjectRef, url_for: Callable[[str, str], str]
+    session: AsyncSession,
+    project: ProjectRef,
+    url_for: Callable[[str, str], str],
+    chain: Chain = (),
 ) -> list[pypi_json.ReleaseInfo]:
     """The project's releases that have live files, for the PyPI JSON API; `url_for(version,
-    filename)` is where each file is downloaded (the repository's or a group's URL)."""
+    filename)` is where each file is downloaded (the repository's or a group's URL). Only
+    files the supply-chain rules `chain` serve are listed (none of a quarantined project), so
+    a release with none served is left out."""
     files_by_release: dict[int, list[pypi_json.FileInfo]] = {}
+    if project.status == "quarantined":
+        return []
+    now = datetime.now(UTC)
     for f, r in await live_files(session, project.id):
+        if chain and not decide(chain, project.name, r.version, f.upload_time, now).served:
+            continue
         files_by_release.setdefault(f.release_id, []).append(
             pypi_json.FileInfo(
                 filename=f.filename,
@@ -206,11 +218,17 @@ async def repository_serial(session: AsyncSession, repository_id: int) -> int:
 
 @dataclass(frozen=True)
 class StoredFile:
-    """Where the bytes of a hosted file (or its `.metadata`) are, how many, and their sha256."""
+    """Where the bytes of a hosted file (or its `.metadata`) are, how many, and their sha256;
+    and what the supply-chain rules decide on: the file's project (normalized), version,
+    upload time and the project's PEP 792 status."""
 
     blob_key: str
     size: int
     sha256: str
+    project: str = ""
+    version: str = ""
+    upload_time: datetime | None = None
+    status: str = "active"
 
 
 def same_version(given: str, stored: str) -> bool:
@@ -236,7 +254,7 @@ async def find_file(
     real_name = filename.removesuffix(".metadata") if metadata else filename
     row = (
         await session.exec(
-            select(File, Release.version, Project.name)
+            select(File, Release.version, Project.name, Project.status)
             .join(Release, col(Release.id) == col(File.release_id))
             .join(Project, col(Project.id) == col(File.project_id))
             .where(
@@ -248,11 +266,16 @@ async def find_file(
     ).first()
     if row is None:
         return None
-    f, release_version, project_name = row
+    f, release_version, project_name, status = row
     if canonicalize_name(project) != project_name or not same_version(version, release_version):
         return None
+    found = StoredFile(
+        f.blob_key, f.size, f.sha256, project_name, release_version, f.upload_time, status
+    )
     if metadata:
         if f.metadata_blob_key is None or f.metadata_sha256 is None or f.metadata_size is None:
             return None
-        return StoredFile(f.metadata_blob_key, f.metadata_size, f.metadata_sha256)
-    return StoredFile(f.blob_key, f.size, f.sha256)
+        return replace(
+            found, blob_key=f.metadata_blob_key, size=f.metadata_size, sha256=f.metadata_sha256
+        )
+    return found

@@ -28,13 +28,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.cache import Cache
 from wheelyard.shared.db.engine import begin_write
-from wheelyard.shared.db.models import ProxyFile, ProxyPage
+from wheelyard.shared.db.models import ProxyFile, ProxyPage, ProxySeen
 from wheelyard.shared.domain.repositories import proxy_state_key
 from wheelyard.shared.packaging.filenames import listed_version
 from wheelyard.shared.packaging.simple.model import SimpleFile
@@ -74,7 +76,7 @@ class StoredPage:
         return value if isinstance(value, int) else 0
 
 
-def _entry(f: SimpleFile, version: str) -> dict[str, Any]:
+def _entry(f: SimpleFile, version: str, first_seen: str) -> dict[str, Any]:
     # `filename` first: `PageContent.find` matches lines by their start.
     return {
         "filename": f.filename,
@@ -88,11 +90,15 @@ def _entry(f: SimpleFile, version: str) -> dict[str, Any]:
         "has_core_metadata": f.has_core_metadata,
         # Our URL's version segment, worked out once here rather than at every render.
         "version": version,
+        # When this repository first listed the file (`proxy_seen`), apart from the upstream's
+        # upload time.
+        "first_seen": first_seen,
     }
 
 
 def _file(entry: dict[str, Any]) -> SimpleFile:
     upload_time = entry.get("upload_time")
+    first_seen = entry.get("first_seen")
     return SimpleFile(
         filename=entry["filename"],
         url=entry["upstream_url"],
@@ -104,21 +110,35 @@ def _file(entry: dict[str, Any]) -> SimpleFile:
         core_metadata_sha256=entry.get("core_metadata_sha256"),
         has_core_metadata=bool(entry.get("has_core_metadata")),
         upstream_url=entry["upstream_url"],
+        first_seen=datetime.fromisoformat(first_seen) if first_seen else None,
     )
 
 
 class PageWriter:
-    """A page's files compressed as they are parsed (call `add` from the parsing thread)."""
+    """A page's files compressed as they are parsed (call `add` from the parsing thread).
 
-    def __init__(self) -> None:
+    `seen` maps the filenames the repository listed before to when it first did (ISO text,
+    `seen_times`); a file not in it is first seen at `now`, and its name is kept in
+    `new_files` for `record_seen`.
+    """
+
+    def __init__(self, seen: dict[str, str] | None = None, now: datetime | None = None) -> None:
         self._compressor = zlib.compressobj(6)
         self._chunks: list[bytes] = []
         self._digest = hashlib.blake2s(digest_size=8)
         self.count = 0
+        self._seen = seen or {}
+        self.now = now or datetime.now(UTC)
+        self._now_text = self.now.isoformat()
+        self.new_files: list[str] = []
 
     def add(self, f: SimpleFile, version: str) -> None:
         """Append one file, with its `listed_version`."""
-        line = _encode(_entry(f, version)).encode() + b"\n"
+        first_seen = self._seen.get(f.filename)
+        if first_seen is None:
+            first_seen = self._now_text
+            self.new_files.append(f.filename)
+        line = _encode(_entry(f, version, first_seen)).encode() + b"\n"
         self._digest.update(line)
         chunk = self._compressor.compress(line)
         if chunk:
@@ -311,6 +331,52 @@ async def expire(sessions: SessionFactory, cache: Cache, repository_id: int, pro
         await session.commit()
     await cache.delete(proxy_state_key(repository_id, project))
     return bool(result.rowcount)
+
+
+async def seen_times(session: AsyncSession, repository_id: int, project: str) -> dict[str, str]:
+    """When the repository first listed each file of `project` it ever listed (ISO text)."""
+    rows = await session.exec(
+        select(ProxySeen.filename, ProxySeen.first_seen).where(
+            ProxySeen.repository_id == repository_id, ProxySeen.project == project
+        )
+    )
+    return {filename: when.isoformat() for filename, when in rows.all()}
+
+
+#: Rows inserted per statement by `record_seen`.
+_SEEN_BATCH = 500
+
+
+async def record_seen(
+    sessions: SessionFactory,
+    repository_id: int,
+    project: str,
+    filenames: list[str],
+    when: datetime,
+) -> None:
+    """Remember that the repository first listed `filenames` at `when`; a name recorded
+    meanwhile (another replica) keeps its earlier time."""
+    if not filenames:
+        return
+    async with sessions() as session:
+        await begin_write(session)
+        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        for start in range(0, len(filenames), _SEEN_BATCH):
+            rows = [
+                {
+                    "repository_id": repository_id,
+                    "project": project,
+                    "filename": name,
+                    "first_seen": when,
+                }
+                for name in filenames[start : start + _SEEN_BATCH]
+            ]
+            statement = insert(ProxySeen).values(rows)
+            await session.exec(
+                statement.on_conflict_do_nothing(index_elements=["repository_id", "filename"])
+            )
+        await session.commit()
 
 
 async def cached_projects(session: AsyncSession, repository_id: int) -> list[str]:

@@ -26,6 +26,12 @@ from wheelyard.shared.db.models import (
     Storage,
     Upstream,
 )
+from wheelyard.shared.domain.policy import (
+    SETTING_KEYS,
+    RepositoryPolicy,
+    compile_policy,
+    validate_settings,
+)
 from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,9 @@ class RepositoryView:
     settings: dict[str, Any]
     upstreams: tuple[UpstreamConfig, ...] = ()
     members: tuple[str, ...] = field(default=())  # "storage/repo", in order
+    #: The compiled supply-chain rules (`domain.policy`), None when it has none: computed once
+    #: per view, so the hot path pays nothing for a repository without rules.
+    policy: RepositoryPolicy | None = None
 
     @property
     def path(self) -> str:
@@ -163,6 +172,7 @@ async def view_of(
             for u in upstreams
         ),
         members=tuple(f"{s}/{r}" for s, r in member_rows),
+        policy=compile_policy(repo.settings or {}, f"{storage}/{repo.name}"),
     )
 
 
@@ -187,6 +197,7 @@ async def apply_repository(
     Refuses to change the type of a repository that holds files, since that would orphan them.
     """
     validate_slug("repository", spec.name)
+    policy_settings(spec)  # refused before anything is written
     storage = await ensure_storage(session, spec.storage)
     repo = await find_repository(session, spec.storage, spec.name)
     if repo is not None and create_only:
@@ -235,10 +246,21 @@ async def apply_repository(
 
 
 def _settings_of(spec: RepositoryConfig, current: dict[str, Any]) -> dict[str, Any]:
-    settings = {k: v for k, v in current.items() if k != "allow_upstream"}
+    owned = {"allow_upstream", *SETTING_KEYS}
+    settings = {k: v for k, v in current.items() if k not in owned}
     if spec.allow_upstream:
         settings["allow_upstream"] = sorted({canonicalize_name(n) for n in spec.allow_upstream})
+    settings.update(policy_settings(spec))
     return settings
+
+
+def policy_settings(spec: RepositoryConfig) -> dict[str, Any]:
+    """The supply-chain settings `spec` declares, checked and in stored form; InvalidInput
+    naming the repository and the setting otherwise."""
+    try:
+        return validate_settings(spec.model_dump(include=set(SETTING_KEYS)))
+    except ValueError as exc:
+        raise InvalidInput(f"Repository '{spec.storage}/{spec.name}': {exc}") from None
 
 
 async def _member_id(session: AsyncSession, spec: RepositoryConfig, member: str) -> int:

@@ -74,6 +74,7 @@ def error_response(exc: WheelyardError) -> Response:
         "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": exc.message,
+        **getattr(exc, "extensions", {}),
     }
     return JSONResponse(
         body, status_code=status, headers=headers, media_type="application/problem+json"

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from wheelyard.gateway.management import audit, permissions, repositories, signin, tokens, users
+from wheelyard.gateway.management import (
+    audit,
+    permissions,
+    policy,
+    repositories,
+    signin,
+    tokens,
+    users,
+)
 from wheelyard.gateway.management.schemas import ERRORS
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
-for _module in (signin, users, repositories, permissions, tokens, audit):
+for _module in (signin, users, repositories, policy, permissions, tokens, audit):
     router.include_router(_module.router)

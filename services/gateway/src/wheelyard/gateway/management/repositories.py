@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.gateway.management.guards import administrator, audit, signed_in
@@ -24,6 +24,7 @@ from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.config import RepositoryConfig, UpstreamConfig, check_pem_bundle
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain.hosted import list_scope, project_scope
+from wheelyard.shared.domain.policy import SETTING_KEYS, validate_settings
 from wheelyard.shared.domain.repositories import (
     RepositoryView,
     apply_repository,
@@ -58,7 +59,33 @@ class UpstreamIn(UpstreamConfig):
         return None if value is None or not value.strip() else check_pem_bundle(value)
 
 
-class NewRepository(BaseModel):
+class PolicyFields(BaseModel):
+    """The supply-chain rules (docs/supply-chain.md); a value that does not parse is refused
+    with 422 naming the setting."""
+
+    min_release_age: str | int | None = Field(
+        default=None, description='a duration: "7d", "36h", "90m" or seconds'
+    )
+    release_age_exempt: list[str] | None = Field(
+        default=None, description='requirement strings the age rule skips: "urllib3==2.2.3"'
+    )
+    blocked: list[str] | None = Field(
+        default=None, description='requirement strings never served: "evil-pkg", "*-nightly"'
+    )
+    allowed: list[str] | None = Field(
+        default=None, description="when non-empty, only matching files are served"
+    )
+    withheld_files: Literal["yanked", "hidden"] | None = Field(
+        default=None, description="how a file the age rule withholds is listed"
+    )
+
+    @model_validator(mode="after")
+    def _rules_parse(self) -> PolicyFields:
+        validate_settings(self.model_dump(include=set(SETTING_KEYS)))
+        return self
+
+
+class NewRepository(PolicyFields):
     """A repository to create."""
 
     storage: str = "default"
@@ -71,8 +98,9 @@ class NewRepository(BaseModel):
     allow_upstream: list[str] = Field(default_factory=list)
 
 
-class RepositoryChange(BaseModel):
-    """Changes to a repository; omitted fields stay as they are."""
+class RepositoryChange(PolicyFields):
+    """Changes to a repository; omitted fields stay as they are (`null` or `[]` clears a
+    supply-chain rule)."""
 
     type: Literal["hosted", "proxy", "group"] | None = None
     visibility: Literal["public", "private"] | None = None
@@ -107,7 +135,20 @@ def _repository_json(
             for u in view.upstreams
         ],
         "allow_upstream": list(view.settings.get("allow_upstream", [])),
+        **policy_json(view),
         "url": f"/repositories/{view.storage}/{view.name}/",
+    }
+
+
+def policy_json(view: RepositoryView) -> dict[str, Any]:
+    """The repository's supply-chain settings as stored (every key, defaults included)."""
+    settings = view.settings
+    return {
+        "min_release_age": settings.get("min_release_age"),
+        "release_age_exempt": list(settings.get("release_age_exempt", [])),
+        "blocked": list(settings.get("blocked", [])),
+        "allowed": list(settings.get("allowed", [])),
+        "withheld_files": settings.get("withheld_files", "yanked"),
     }
 
 
@@ -185,7 +226,9 @@ async def create_repository(
 ) -> dict[str, Any]:
     """Create a hosted, proxy or group repository (administrators only)."""
     admin = administrator(request)
-    view = await create(request, session, admin, repository_spec(payload.model_dump()))
+    view = await create(
+        request, session, admin, repository_spec(payload.model_dump(exclude_none=True))
+    )
     return await _shown(session, admin, await load_repository(session, view.storage, view.name))
 
 
@@ -259,8 +302,12 @@ async def update(
         "members": list(view.members),
         "upstreams": [u.model_dump() for u in view.upstreams],
         "allow_upstream": list(view.settings.get("allow_upstream", [])),
+        **policy_json(view),
     }
-    asked = dict(changes)
+    asked = {k: v for k, v in changes.items() if not (k in SETTING_KEYS and v is None)}
+    for key in SETTING_KEYS:
+        if key in changes and changes[key] is None:
+            current.pop(key)  # cleared
     if asked.get("members") is not None:
         asked["members"] = await _new_members(session, principal, view, members, asked["members"])
     if asked.get("type") and asked["type"] != "proxy":

@@ -71,6 +71,11 @@ class RepositoryOut(BaseModel):
     members: list[str] = Field(description="the members the caller may read, in order")
     upstreams: list[UpstreamOut]
     allow_upstream: list[str]
+    min_release_age: str | int | None = None
+    release_age_exempt: list[str] = Field(default_factory=list)
+    blocked: list[str] = Field(default_factory=list)
+    allowed: list[str] = Field(default_factory=list)
+    withheld_files: Literal["yanked", "hidden"] = "yanked"
     url: str
 
 

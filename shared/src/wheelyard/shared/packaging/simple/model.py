@@ -45,6 +45,8 @@ class SimpleFile:
       exists but its sha256 is unknown (upstream said `true` or gave another algorithm), set
       `has_core_metadata=True` and leave the hash None. A hash implies `has_core_metadata`.
     - `upstream_url` is the absolute URL the proxy fetches the file from (None for hosted files).
+    - `first_seen` is when a proxy repository first listed the file (None elsewhere): kept
+      apart from `upload_time`, which is the upstream's; pages show it where there is none.
     """
 
     filename: str
@@ -57,6 +59,13 @@ class SimpleFile:
     core_metadata_sha256: str | None = None
     has_core_metadata: bool = False
     upstream_url: str | None = None
+    first_seen: datetime | None = None
+
+    @property
+    def listed_time(self) -> datetime | None:
+        """The time pages show and the age rule counts from: the upstream's upload time,
+        else the time this repository first listed the file."""
+        return self.upload_time or self.first_seen
 
 
 @dataclass(frozen=True, slots=True)
