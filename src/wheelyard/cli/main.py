@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from wheelyard.cli.keys import keys_app
+from wheelyard.cli.mirror import mirror_app
 from wheelyard.cli.operators import grant, repo_app, token_app, user_app
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.errors import ConfigurationError
@@ -30,6 +31,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(repo_app, name="repo")
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
+app.add_typer(mirror_app, name="mirror")
 app.command("grant")(grant)
 
 

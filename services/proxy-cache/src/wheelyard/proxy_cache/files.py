@@ -249,6 +249,29 @@ class ProxyFiles:
             _follow(fetch, self.blobs, key), headers=headers, media_type="application/octet-stream"
         )
 
+    async def ensure(self, wanted: Wanted) -> bool:
+        """Make the repository hold `wanted` without serving it (pre-fetching): False when it
+        held the file already, True once this call (or a fetch it joined) fetched, verified
+        and recorded it. The fetch is the one `response` starts (one per file and process,
+        the cross-replica lock, the verified write). Raises UpstreamError (with the reason)
+        when the file cannot be fetched or its bytes do not match, and IntegrityFailure when
+        the index lists no sha256 (such files are never cached)."""
+        sha256 = wanted.sha256
+        if sha256 is None:
+            raise IntegrityFailure("the index lists no sha256 for it, so it cannot be cached")
+        key = blob_key_for(sha256)
+        async with self.sessions() as session:
+            held = await records.find(session, wanted.repository_id, wanted.filename)
+        if held is not None and held.sha256 == sha256 and await self.blobs.stat(key) is not None:
+            return False
+        fetch = self._join(wanted)
+        await fetch.finished.wait()
+        if fetch.error is not None:
+            if isinstance(fetch.error, IntegrityFailure):
+                raise UpstreamError(f"wrong bytes from the upstream: {fetch.error}")
+            raise _client_error(fetch.error)
+        return not fetch.from_store
+
     async def _stored_size(self, key: str) -> int:
         info = await self.blobs.stat(key)
         if info is None:

@@ -25,6 +25,7 @@ from wheelyard.proxy_cache.netroutes import NetRoutes, ProxySettings
 from wheelyard.proxy_cache.pages import ProxyPages
 from wheelyard.proxy_cache.pypi_api import PypiApi
 from wheelyard.proxy_cache.upstream import UpstreamClient
+from wheelyard.shared.backends import Backends
 from wheelyard.shared.domain.hosted import find_file, same_version
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
@@ -36,7 +37,6 @@ from wheelyard.shared.web.conditional import etag_for
 from wheelyard.shared.web.context import RequestContext
 from wheelyard.shared.web.pagecache import CachedPage
 from wheelyard.shared.web.pages import cache_control
-from wheelyard.shared.web.runtime import Runtime
 from wheelyard.shared.web.streaming import stored_file_response
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,8 @@ class ProxyService:
     """Everything the proxy-cache service keeps per process: the upstream client (with its
     circuit breakers), proxy pages and proxy files."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        backends = runtime.backends
+    def __init__(self, backends: Backends) -> None:
         settings = backends.settings
-        self.runtime = runtime
         # One hook for the breaker's changes: the metric and the web interface's record.
         reports = BreakerReports()
         self.client = UpstreamClient(
@@ -201,17 +199,36 @@ class ProxyService:
             if found.proxy is None:
                 raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
             source = found.proxy[0]
+        wanted = await self.locate(source, name, version, filename, shown_as=view)
+        return await self.files.response(
+            request, wanted, cache_control=control, redirect=ctx.backends.settings.blob_redirect
+        )
+
+    async def locate(
+        self,
+        source: RepositoryView,
+        name: str,
+        version: str,
+        filename: str,
+        *,
+        shown_as: RepositoryView | None = None,
+    ) -> Wanted:
+        """Where proxy repository `source`'s upstream serves `/<name>/<version>/<filename>`
+        (a distribution or its `.metadata`) and what its bytes must be, from the project page
+        (refreshed only when it does not list the file). NotFound (naming `shown_as`, the
+        repository the caller asked) unless the page lists the file under exactly that path."""
+        shown = (shown_as or source).path
         metadata = filename.endswith(".metadata")
         real_name = filename.removesuffix(".metadata") if metadata else filename
         listed, upstream_index = await self.pages.find_file(source, name, real_name)
         if not same_version(version, listed_version(real_name)) or (
             metadata and not listed.has_core_metadata
         ):
-            raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
+            raise NotFound(f"File '{filename}' does not exist in '{shown}'.")
         if not 0 <= upstream_index < len(source.upstreams):
             upstream_index = 0
         url = listed.upstream_url or listed.url
-        wanted = Wanted(
+        return Wanted(
             repository_id=source.id,
             project=name,
             filename=filename,
@@ -220,7 +237,4 @@ class ProxyService:
             sha256=listed.core_metadata_sha256 if metadata else listed.sha256,
             size=None if metadata else listed.size,
             upload_time=listed.upload_time,
-        )
-        return await self.files.response(
-            request, wanted, cache_control=control, redirect=ctx.backends.settings.blob_redirect
         )
