@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from wheelyard.cli.bundles import export, import_
 from wheelyard.cli.keys import keys_app
 from wheelyard.cli.mirror import mirror_app
 from wheelyard.cli.operators import grant, repo_app, token_app, user_app
@@ -33,6 +34,8 @@ app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
 app.add_typer(mirror_app, name="mirror")
 app.command("grant")(grant)
+app.command("export")(export)
+app.command("import")(import_)
 
 
 class Service(enum.Enum):
