@@ -16,6 +16,7 @@ import typer
 
 from wheelyard.cli.keys import keys_app
 from wheelyard.cli.operators import grant, repo_app, token_app, user_app
+from wheelyard.cli.storage import cache_app, storage
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.errors import ConfigurationError
 from wheelyard.shared.logs import configure_logging
@@ -31,6 +32,8 @@ app.add_typer(repo_app, name="repo")
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
 app.command("grant")(grant)
+app.add_typer(cache_app, name="cache")
+app.command("storage")(storage)
 
 
 class Service(enum.Enum):

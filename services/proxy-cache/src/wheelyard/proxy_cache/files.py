@@ -51,6 +51,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from wheelyard.proxy_cache import records
+from wheelyard.proxy_cache.downloads import DownloadStamps
 from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout
 from wheelyard.shared.cache import Cache, Lock, LockTimeout
 from wheelyard.shared.concurrency import SingleFlight
@@ -174,6 +175,7 @@ class ProxyFiles:
         spool_dir: Path,
         sessions: records.SessionFactory,
     ) -> None:
+        self.stamps = DownloadStamps(sessions)
         self.blobs = blobs
         self.cache = cache
         self.client = client
@@ -188,6 +190,7 @@ class ProxyFiles:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        await self.stamps.aclose()
 
     async def response(
         self, request: Request, wanted: Wanted, *, cache_control: str, redirect: bool
@@ -222,7 +225,7 @@ class ProxyFiles:
         if held is not None and held.sha256 == sha256:
             info = await self.blobs.stat(key)
             if info is not None:
-                await records.stamp(self.sessions, wanted.repository_id, wanted.filename, held)
+                self.stamps.note(wanted.repository_id, wanted.filename, held.last_downloaded)
                 return await stored(info.size)
         size = wanted.size
         method = request.method

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
@@ -111,25 +111,6 @@ async def record(
             await session.commit()
         except IntegrityError:
             await session.rollback()  # recorded concurrently: the same verified bytes
-
-
-async def stamp(sessions: SessionFactory, repository_id: int, filename: str, held: Held) -> None:
-    """Note a download, at most once per `STAMP_EVERY` per file (a write per request would
-    serialise SQLite)."""
-    now = datetime.now(UTC)
-    if now - held.last_downloaded < STAMP_EVERY:
-        return
-    async with sessions() as session:
-        await begin_write(session)
-        await session.exec(
-            update(ProxyFile)
-            .where(
-                col(ProxyFile.repository_id) == repository_id,
-                col(ProxyFile.filename) == filename,
-            )
-            .values(last_downloaded=now)
-        )
-        await session.commit()
 
 
 async def _orphaned(sessions: SessionFactory, blob_key: str) -> None:
