@@ -45,6 +45,9 @@ TABLES = {
     "audit_events",
     "proxy_pages",
     "proxy_files",
+    "proxy_pins",
+    "blob_orphans",
+    "leases",
 }
 T = {"t": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)}
 

@@ -6,6 +6,7 @@ through the proxy still works; a second run fetches nothing; the summary says wh
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -116,6 +117,17 @@ def _prefetch(env: dict[str, str], repository: str, *args: str | Path) -> Outcom
     )
 
 
+def _pinned(env: dict[str, str], repository: str) -> list[str]:
+    database = Path(env["WHEELYARD_DATA_DIR"]) / "wheelyard.db"
+    with sqlite3.connect(database, timeout=30) as conn:
+        rows = conn.execute(
+            "SELECT p.filename FROM proxy_pins p JOIN repositories r ON r.id = p.repository_id"
+            " WHERE r.name = ? ORDER BY p.filename",
+            (repository,),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
 def _locked_files(lock: Path) -> list[str]:
     packages = tomllib.loads(lock.read_text())["packages"]
     names = []
@@ -163,6 +175,8 @@ def test_prefetch_from_uv_lock_and_pylock_then_install_with_the_upstream_down(
     assert "already cached: 0" in first.output and "failed: 0" in first.output
     for filename in expected:
         assert f"fetched {filename}" in first.output, first.output  # one plain line per file
+    # Pre-fetched files are pinned: retention keeps them until they are unpinned.
+    assert _pinned(env, "fromuvlock") == sorted(expected)
     second = _prefetch(env, "default/frompylock", locks / "pylock.toml").succeeded()
     assert f"fetched: {len(expected)} (" in second.output, second.output
     # A second run resumes: everything is cached already, nothing is asked of the upstream.

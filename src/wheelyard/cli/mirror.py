@@ -122,7 +122,7 @@ async def _prefetch(repository: str, locks: list[Lock], targets: TargetPlatforms
     try:
         await upgrade_database_async(backends.settings.effective_database_url)
         view = await RepositoryDirectory(backends.sessions).require(storage, name)
-        prefetcher = Prefetcher(proxy, view, jobs=jobs, pin=None)
+        prefetcher = Prefetcher(proxy, view, jobs=jobs)
         plan = await prefetcher.plan(locks, targets)
         typer.echo(f"prefetch into {view.path}: {len(plan.items)} files")
         progress = _Progress(len(plan.items))

@@ -7,6 +7,9 @@ cross-replica lock, the verified write, the `proxy_files` record): a pre-fetched
 exactly what a client's first download would have cached. Files the repository already holds
 are not fetched again, so running the same lockfile twice resumes where the first run stopped.
 
+Every pre-fetched file is pinned (`wheelyard.shared.domain.retention`): retention never
+removes it until it is unpinned.
+
 A lockfile's own sha256 is checked against the index's before anything is fetched: a file
 whose lock pins other bytes than the index lists is refused (the lock and the index disagree;
 fetching either would be wrong). A requirements file names versions: every wheel of the
@@ -17,7 +20,7 @@ with `--hash` options only files whose sha256 is among them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,6 +28,8 @@ from anyio import to_thread
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from wheelyard.proxy_cache.service import ProxyService
+from wheelyard.shared.db.engine import begin_write
+from wheelyard.shared.domain import retention
 from wheelyard.shared.domain.hosted import same_version
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import InvalidInput, WheelyardError
@@ -80,11 +85,6 @@ class Plan:
     failed: list[Outcome] = field(default_factory=list)
 
 
-#: Called with the filenames (the distribution and its `.metadata`) a run cached or found
-#: cached, so they can be kept (pinned) by the caller.
-PinHook = Callable[[RepositoryView, list[str]], Awaitable[None]]
-
-
 class Prefetcher:
     """Pre-fetches lockfiles into one proxy repository (see the module docstring)."""
 
@@ -94,7 +94,6 @@ class Prefetcher:
         view: RepositoryView,
         *,
         jobs: int = DEFAULT_JOBS,
-        pin: PinHook | None = None,
     ) -> None:
         if view.type != "proxy":
             raise InvalidInput(
@@ -104,7 +103,6 @@ class Prefetcher:
         self.proxy = proxy
         self.view = view
         self.jobs = max(1, jobs)
-        self.pin = pin
 
     async def plan(self, locks: list[Lock], targets: TargetPlatforms) -> Plan:
         """The files `locks` name, pins expanded against the index (in order, deduplicated)."""
@@ -194,8 +192,10 @@ class Prefetcher:
                     f"the lockfile pins sha256 {item.sha256}, the index lists {listed}",
                     wanted.size,
                 )
+            # Pinned before it is fetched: a sweep in between must not take it away again (a
+            # pin holds for a file not cached yet, and covers its `.metadata`).
+            await self._pin(item.filename)
             fetched = await self.proxy.files.ensure(wanted)
-            held = [item.filename]
             size = wanted.size
             metadata = item.filename + ".metadata"
             try:
@@ -204,12 +204,15 @@ class Prefetcher:
                 meta = None  # the index offers no PEP 658 metadata for this file
             if meta is not None and meta.sha256 is not None:
                 fetched = await self.proxy.files.ensure(meta) or fetched
-                held.append(metadata)
-            if self.pin is not None:
-                await self.pin(self.view, held)
         except WheelyardError as exc:
             return Outcome(project, item.filename, "failed", exc.message)
         return Outcome(project, item.filename, "fetched" if fetched else "cached", None, size)
+
+    async def _pin(self, filename: str) -> None:
+        async with self.proxy.pages.sessions() as session:
+            await begin_write(session)
+            await retention.pin_proxy_files(session, self.view.id, [filename], reason="prefetch")
+            await session.commit()
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from wheelyard.proxy_cache.links import linked_page
 from wheelyard.proxy_cache.netroutes import NetRoutes, ProxySettings
 from wheelyard.proxy_cache.pages import ProxyPages
 from wheelyard.proxy_cache.pypi_api import PypiApi
+from wheelyard.proxy_cache.sweeper import Sweeper
 from wheelyard.proxy_cache.upstream import UpstreamClient
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.domain.hosted import find_file, same_version
@@ -98,11 +99,15 @@ class ProxyService:
             sessions=backends.sessions,
         )
         self.pypi = PypiApi(self.pages, self.client)
+        self.sweeper = Sweeper(backends, self.files.stamps)
         self._purger: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Start the background purge of expired negative entries."""
+        """Start the background work: the purge of expired negative entries, the writes of
+        download times, the storage sweep."""
         self._purger = asyncio.create_task(self._purge_forever(), name="proxy-negative-purge")
+        self.files.stamps.start()
+        self.sweeper.start()
 
     async def _purge_forever(self) -> None:
         while True:
@@ -116,6 +121,7 @@ class ProxyService:
 
     async def aclose(self) -> None:
         """Stop fetches and close upstream connections."""
+        await self.sweeper.aclose()
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):

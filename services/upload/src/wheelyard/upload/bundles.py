@@ -26,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import AuditEvent, File
+from wheelyard.shared.domain import blobgc
 from wheelyard.shared.domain.bundles import BundledDist, verify_bundle
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import Conflict, IntegrityFailure, InvalidInput, WheelyardError
@@ -105,7 +106,29 @@ async def import_bundle(
     manifest = await anyio.to_thread.run_sync(
         lambda: verify_bundle(directory, public_key=public_key)
     )
-    ready = [await _prepare(backends, directory, dist) for dist in manifest.dists]
+    attempt = 0
+    while True:
+        ready = [await _prepare(backends, directory, dist) for dist in manifest.dists]
+        try:
+            return await _record(session, pages, repo, ready, actor, manifest.repository)
+        except blobgc.BlobBeingDeleted as exc:
+            # Garbage collection was deleting some of these very bytes (an earlier, deleted
+            # copy): let it finish, then write them again (as an upload does).
+            attempt += 1
+            if attempt >= 3:
+                raise
+            await blobgc.wait_deleted(session, exc.keys)
+
+
+async def _record(
+    session: AsyncSession,
+    pages: PageCache,
+    repo: RepositoryView,
+    ready: list[_Ready],
+    actor: str,
+    source: str,
+) -> Imported:
+    """Every row of the import in one transaction (rolled back entirely on any failure)."""
     added, unchanged, serials = 0, 0, {}
     try:
         await begin_write(session)
@@ -144,11 +167,11 @@ async def import_bundle(
                 actor=actor,
                 action="bundle.import",
                 target=repo.path,
-                detail={"source": manifest.repository, "added": added, "unchanged": unchanged},
+                detail={"source": source, "added": added, "unchanged": unchanged},
             )
         )
         await session.commit()
-    except (IntegrityError, WheelyardError):
+    except (IntegrityError, WheelyardError, blobgc.BlobBeingDeleted):
         await session.rollback()
         raise
     for project, serial in serials.items():

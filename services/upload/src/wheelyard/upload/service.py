@@ -33,6 +33,7 @@ from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import AuditEvent, File, Project, Release
+from wheelyard.shared.domain import blobgc
 from wheelyard.shared.domain.directory import RepositoryDirectory
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import (
@@ -166,19 +167,30 @@ async def _publish(
                 path_version=received.path_version,
             )
         )
-        file_blob, metadata_blob = await store_blobs(backends.blobs, spool, validated)
-        return await record_upload(
-            session,
-            pages,
-            repo=target,
-            principal=principal,
-            spool=spool,
-            validated=validated,
-            file_blob=file_blob,
-            metadata_blob=metadata_blob,
-            form=received.form,
-            source_ip=source_ip,
-        )
+        attempt = 0
+        while True:
+            file_blob, metadata_blob = await store_blobs(backends.blobs, spool, validated)
+            try:
+                return await record_upload(
+                    session,
+                    pages,
+                    repo=target,
+                    principal=principal,
+                    spool=spool,
+                    validated=validated,
+                    file_blob=file_blob,
+                    metadata_blob=metadata_blob,
+                    form=received.form,
+                    source_ip=source_ip,
+                )
+            except blobgc.BlobBeingDeleted as exc:
+                # Garbage collection was deleting these very bytes (an earlier, deleted copy):
+                # let it finish, then write them again.
+                await session.rollback()
+                attempt += 1
+                if attempt >= 3:
+                    raise
+                await blobgc.wait_deleted(session, exc.keys)
     finally:
         spool.discard()
 
@@ -330,7 +342,10 @@ async def add_file_rows(
     if upload_time is not None:
         row.upload_time = upload_time
     session.add(row)
-    return Added(release, await bump_serial(session, project))
+    serial = await bump_serial(session, project)
+    keys = [file_blob.key] + ([metadata_blob.key] if metadata_blob else [])
+    await blobgc.guard_references(session, keys)
+    return Added(release, serial)
 
 
 def _existing_outcome(

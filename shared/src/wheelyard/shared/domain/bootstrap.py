@@ -53,8 +53,14 @@ async def bootstrap(session: AsyncSession, settings: Settings) -> str | None:
         if spec.name == PYPI_REPOSITORY and view.type == "proxy" and _differs(view, spec):
             # The environment is where operators point the default proxy (an internal mirror,
             # credentials, a test upstream): it must win over what an earlier start stored.
-            # Visibility and type stay as the operator left them.
-            spec = spec.model_copy(update={"visibility": view.visibility})
+            # Visibility, type and retention stay as the operator left them.
+            spec = spec.model_copy(
+                update={
+                    "visibility": view.visibility,
+                    "cache_max_bytes": view.settings.get("cache_max_bytes"),
+                    "cache_max_idle": view.settings.get("cache_max_idle"),
+                }
+            )
             await apply_repository(session, spec)
     for spec in settings.repositories:
         await apply_repository(session, spec)

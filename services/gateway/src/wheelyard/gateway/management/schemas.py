@@ -71,6 +71,12 @@ class RepositoryOut(BaseModel):
     members: list[str] = Field(description="the members the caller may read, in order")
     upstreams: list[UpstreamOut]
     allow_upstream: list[str]
+    cache_max_bytes: int | None = Field(
+        default=None, description="proxy only: retention's size limit of the cache, in bytes"
+    )
+    cache_max_idle: str | None = Field(
+        default=None, description="proxy only: cached files not downloaded for this long go"
+    )
     url: str
 
 

@@ -1,0 +1,205 @@
+"""Retention and garbage collection on SQLite and Postgres (and every blob store): pins,
+orphaned blobs, and writers racing a collector."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlmodel import col, delete, select
+
+from wheelyard.shared.config import RepositoryConfig, UpstreamConfig
+from wheelyard.shared.db.engine import begin_write
+from wheelyard.shared.db.models import BlobOrphan, ProxyFile, utcnow
+from wheelyard.shared.domain import blobgc
+from wheelyard.shared.domain.repositories import apply_repository
+from wheelyard.shared.domain.retention import (
+    pin_proxy_files,
+    pinned_among,
+    pinned_filenames,
+    unpin_proxy_files,
+)
+from wheelyard.shared.storage import BlobStore, sha256_of_key
+from wheelyard.testing.db_fixtures import Database
+
+
+async def _proxy(db: Database, name: str = "pypi") -> int:
+    async with db.sessions() as s:
+        view = await apply_repository(
+            s,
+            RepositoryConfig(
+                name=name, type="proxy", upstreams=[UpstreamConfig(url="http://127.0.0.1:9/")]
+            ),
+        )
+        await s.commit()
+        return view.id
+
+
+async def test_pins_are_idempotent_per_repository_and_cover_metadata(database: Database) -> None:
+    repo = await _proxy(database)
+    other = await _proxy(database, "other")
+    async with database.sessions() as s:
+        await begin_write(s)
+        names = ["a-1.0-py3-none-any.whl", "a-1.0-py3-none-any.whl.metadata", "b-2.0.tar.gz"]
+        assert await pin_proxy_files(s, repo, names, reason="prefetch") == 2
+        await s.commit()
+    async with database.sessions() as s:
+        await begin_write(s)
+        assert await pin_proxy_files(s, repo, ["b-2.0.tar.gz", "c-1.tar.gz"]) == 1
+        await s.commit()
+    async with database.sessions() as s:
+        assert await pinned_filenames(s, repo) == [
+            "a-1.0-py3-none-any.whl",
+            "b-2.0.tar.gz",
+            "c-1.tar.gz",
+        ]
+        assert await pinned_filenames(s, other) == []
+        assert await pinned_among(s, repo, ["a-1.0-py3-none-any.whl", "zz.whl"]) == {
+            "a-1.0-py3-none-any.whl"
+        }
+    async with database.sessions() as s:
+        await begin_write(s)
+        assert await unpin_proxy_files(s, repo, ["b-2.0.tar.gz", "nope.whl"]) == 1
+        assert await unpin_proxy_files(s, other, ["a-1.0-py3-none-any.whl"]) == 0
+        await s.commit()
+    async with database.sessions() as s:
+        assert await pinned_filenames(s, repo) == ["a-1.0-py3-none-any.whl", "c-1.tar.gz"]
+
+
+# ---- garbage collection ---------------------------------------------------------------------
+
+
+async def _blob(store: BlobStore, data: bytes) -> str:
+    async with store.writer() as w:
+        await w.write(data)
+    assert w.result is not None
+    return w.result.key
+
+
+async def _reference(db: Database, repo: int, key: str, filename: str) -> None:
+    async with db.sessions() as s:
+        await begin_write(s)
+        s.add(
+            ProxyFile(
+                repository_id=repo,
+                project="demo",
+                filename=filename,
+                sha256=sha256_of_key(key),
+                size=1,
+                blob_key=key,
+            )
+        )
+        await blobgc.guard_references(s, [key])
+        await s.commit()
+
+
+async def _orphans(db: Database) -> dict[str, BlobOrphan]:
+    async with db.sessions() as s:
+        return {o.blob_key: o for o in (await s.exec(select(BlobOrphan))).all()}
+
+
+async def test_gc_removes_old_orphans_and_keeps_fresh_and_referenced_blobs(
+    database: Database, blob_store: BlobStore
+) -> None:
+    repo = await _proxy(database)
+    kept = await _blob(blob_store, b"referenced bytes")
+    await _reference(database, repo, kept, "demo-1.0.tar.gz")
+    orphan = await _blob(blob_store, b"bytes a crash left behind")
+    grace = timedelta(hours=1)
+    # Seen from two hours later: every blob is older than the grace period.
+    later = utcnow() + timedelta(hours=2)
+    dry = await blobgc.collect(database.sessions, blob_store, grace=grace, now=later, dry_run=True)
+    assert dry.deleted == [orphan] and await blob_store.stat(orphan) is not None
+    assert await _orphans(database) == {}  # a dry run writes nothing
+    # Seen now, the orphan is fresh: noted, kept.
+    fresh = await blobgc.collect(database.sessions, blob_store, grace=grace)
+    assert fresh.deleted == [] and fresh.unreferenced == 1 and fresh.pending == 1
+    assert set(await _orphans(database)) == {orphan}
+    assert await blob_store.stat(orphan) is not None
+    done = await blobgc.collect(database.sessions, blob_store, grace=grace, now=later)
+    assert done.deleted == [orphan]
+    assert await blob_store.stat(orphan) is None
+    assert await blob_store.stat(kept) is not None
+    assert await _orphans(database) == {}
+
+
+async def test_a_deleted_hosted_files_bytes_are_collected_unless_still_referenced(
+    database: Database, blob_store: BlobStore
+) -> None:
+    repo = await _proxy(database)
+    shared = await _blob(blob_store, b"bytes two records hold")
+    await _reference(database, repo, shared, "a-1.0.tar.gz")
+    await _reference(database, repo, shared, "b-1.0.tar.gz")
+    async with database.sessions() as s:
+        await begin_write(s)
+        await s.exec(delete(ProxyFile).where(col(ProxyFile.filename) == "a-1.0.tar.gz"))
+        assert await blobgc.orphan(s, [shared], utcnow()) == 0  # b still holds it
+        await s.commit()
+    later = utcnow() + timedelta(days=3)
+    report = await blobgc.collect(database.sessions, blob_store, now=later)
+    assert report.deleted == [] and await blob_store.stat(shared) is not None
+    async with database.sessions() as s:
+        await begin_write(s)
+        await s.exec(delete(ProxyFile).where(col(ProxyFile.filename) == "b-1.0.tar.gz"))
+        assert await blobgc.orphan(s, [shared], utcnow() + timedelta(days=2)) == 1
+        await s.commit()
+    # Due only after the drain time given, however old the blob.
+    assert (await blobgc.collect(database.sessions, blob_store, now=utcnow())).deleted == []
+    assert (await blobgc.collect(database.sessions, blob_store, now=later)).deleted == [shared]
+
+
+async def test_a_writer_cancels_a_pending_deletion_and_waits_for_a_running_one(
+    database: Database, blob_store: BlobStore
+) -> None:
+    repo = await _proxy(database)
+    key = await _blob(blob_store, b"bytes uploaded again")
+    later = utcnow() + timedelta(days=2)
+    await blobgc.collect(database.sessions, blob_store, now=utcnow())  # noted: pending
+    assert set(await _orphans(database)) == {key}
+    # A writer referencing the blob cancels the pending deletion in its own transaction.
+    await _reference(database, repo, key, "again-1.0.tar.gz")
+    assert await _orphans(database) == {}
+    assert (await blobgc.collect(database.sessions, blob_store, now=later)).deleted == []
+    # A deletion already claimed: the writer is refused, and told which bytes to write again.
+    async with database.sessions() as s:
+        await begin_write(s)
+        s.add(BlobOrphan(blob_key=key, delete_after=utcnow(), deleting_at=utcnow()))
+        await s.commit()
+    with pytest.raises(blobgc.BlobBeingDeleted) as refused:
+        await _reference(database, repo, key, "third-1.0.tar.gz")
+    assert refused.value.keys == [key]
+    async with database.sessions() as s:
+        names = (await s.exec(select(ProxyFile.filename))).all()
+        assert "third-1.0.tar.gz" not in names
+
+
+async def test_a_collection_racing_a_writer_never_deletes_bytes_it_commits(
+    database: Database, blob_store: BlobStore
+) -> None:
+    """The writer's transaction is open (record added, guard passed) while a collector that
+    finds the blob unreferenced and due runs: the collector must not delete the blob."""
+    repo = await _proxy(database)
+    key = await _blob(blob_store, b"bytes of an old, deleted upload")
+    later = utcnow() + timedelta(days=2)
+    async with database.sessions() as writer:
+        await begin_write(writer)
+        writer.add(
+            ProxyFile(
+                repository_id=repo,
+                project="demo",
+                filename="race-1.0.tar.gz",
+                sha256=sha256_of_key(key),
+                size=1,
+                blob_key=key,
+            )
+        )
+        await blobgc.guard_references(writer, [key])
+        collector = asyncio.create_task(blobgc.collect(database.sessions, blob_store, now=later))
+        await asyncio.sleep(1.0)
+        assert await blob_store.stat(key) is not None
+        await writer.commit()
+    report = await asyncio.wait_for(collector, 60)
+    assert report.deleted == []
+    assert await blob_store.stat(key) is not None
+    assert await _orphans(database) == {}
