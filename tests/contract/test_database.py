@@ -48,6 +48,7 @@ TABLES = {
     "proxy_pins",
     "blob_orphans",
     "leases",
+    "prefetch_jobs",
 }
 T = {"t": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)}
 

@@ -20,6 +20,8 @@ with `--hash` options only files whose sha256 is among them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -29,12 +31,15 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from wheelyard.proxy_cache.service import ProxyService
 from wheelyard.shared.db.engine import begin_write
+from wheelyard.shared.domain import prefetch_jobs as jobs
 from wheelyard.shared.domain import retention
 from wheelyard.shared.domain.hosted import same_version
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import InvalidInput, WheelyardError
 from wheelyard.shared.packaging.lockfiles import Lock, Pin, TargetPlatforms
 from wheelyard.shared.packaging.simple.model import SimpleFile
+
+log = logging.getLogger(__name__)
 
 #: Files fetched at once by default: enough to hide upstream latency, few enough not to
 #: hammer it (pip and uv download a handful of files in parallel as well).
@@ -235,3 +240,58 @@ class Summary:
             skipped=sum(o.status == "skipped" for o in outcomes),
             fetched_bytes=sum(o.size or 0 for o in outcomes if o.status == "fetched"),
         )
+
+
+async def run_job(
+    proxy: ProxyService,
+    view: RepositoryView,
+    job_id: str,
+    locks: list[Lock],
+    targets: TargetPlatforms,
+) -> None:
+    """Run API job `job_id`: plan, fetch, and write the progress to `prefetch_jobs` every
+    `HEARTBEAT_EVERY` seconds (with the heartbeat) and the outcomes at the end. Errors end
+    the job with the error's message; a cancelled job (shutdown) is left to be reported
+    abandoned once its heartbeat is old."""
+    sessions = proxy.pages.sessions
+    outcomes: list[Outcome] = []
+    total = 0
+
+    def progress() -> jobs.Progress:
+        summary = Summary.of(outcomes)
+        return jobs.Progress(
+            total, summary.fetched, summary.cached, summary.failed, summary.skipped
+        )
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(jobs.HEARTBEAT_EVERY)
+            with contextlib.suppress(Exception):  # the next beat tries again
+                await jobs.report(sessions, job_id, progress())
+
+    beating = asyncio.create_task(beat())
+    error: str | None = None
+    try:
+        prefetcher = Prefetcher(proxy, view)
+        plan = await prefetcher.plan(locks, targets)
+        outcomes.extend(plan.failed)
+        total = len(plan.items) + len(plan.failed)
+        await jobs.report(sessions, job_id, progress())
+        await prefetcher.run(plan.items, outcomes.append)
+    except WheelyardError as exc:
+        error = exc.message
+    except Exception as exc:
+        log.exception("pre-fetch job %s failed", job_id)
+        error = f"the job failed: {type(exc).__name__}"
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
+    await jobs.report(
+        sessions,
+        job_id,
+        progress(),
+        status="done",
+        outcomes=[o.as_json() for o in outcomes],
+        error=error,
+    )

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from anyio import to_thread
 from starlette.responses import Response
@@ -101,6 +103,8 @@ class ProxyService:
         self.pypi = PypiApi(self.pages, self.client)
         self.sweeper = Sweeper(backends, self.files.stamps)
         self._purger: asyncio.Task[None] | None = None
+        #: Pre-fetch jobs this process runs (kept referenced until they end).
+        self.jobs: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Start the background work: the purge of expired negative entries, the writes of
@@ -126,8 +130,18 @@ class ProxyService:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
+        for job in list(self.jobs):
+            job.cancel()
+        if self.jobs:
+            await asyncio.wait(self.jobs, timeout=5)
         await self.files.aclose()
         await self.client.aclose()
+
+    def start_job(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run background job `work` in this process until it ends or the service stops."""
+        task = asyncio.create_task(work, name=name)
+        self.jobs.add(task)
+        task.add_done_callback(self.jobs.discard)
 
     # -- pages ----------------------------------------------------------------------------------
 

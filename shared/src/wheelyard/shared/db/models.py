@@ -330,3 +330,28 @@ class Lease(SQLModel, table=True):
     name: str = Field(max_length=64, primary_key=True)
     holder: str = Field(max_length=128)
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class PrefetchJob(SQLModel, table=True):
+    """A pre-fetch asked through the API: a lockfile's files fetched into a proxy repository
+    by one process, its progress kept here so that any replica can answer a poll.
+
+    `status` is queued, running or done; `heartbeat` is renewed while it runs (a job whose
+    process stopped is reported abandoned). `outcomes` lists every file's outcome once done.
+    """
+
+    __tablename__ = "prefetch_jobs"
+    id: str = Field(primary_key=True, max_length=32)
+    repository_id: int = _fk("repositories.id")
+    created_by: str | None = Field(default=None, max_length=150)
+    created_at: datetime = _created()
+    heartbeat: datetime = _created()
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str = Field(default="queued", max_length=16)
+    total: int = 0
+    fetched: int = 0
+    cached: int = 0
+    failed: int = 0
+    skipped: int = 0
+    outcomes: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    error: str | None = Field(default=None, sa_type=sa.Text)
