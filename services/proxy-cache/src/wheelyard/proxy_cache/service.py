@@ -29,6 +29,8 @@ from wheelyard.proxy_cache.pypi_api import PypiApi
 from wheelyard.proxy_cache.sweeper import Sweeper
 from wheelyard.proxy_cache.upstream import UpstreamClient
 from wheelyard.shared.backends import Backends
+from wheelyard.shared.db.models import utcnow
+from wheelyard.shared.domain import prefetch_jobs
 from wheelyard.shared.domain.hosted import find_file, same_version
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
@@ -119,6 +121,11 @@ class ProxyService:
                 purged = await self.pages.purge_negatives()
                 if purged:
                     log.info("purged %d expired negative proxy page entries", purged)
+                jobs = await prefetch_jobs.purge(
+                    self.pages.sessions, utcnow() - prefetch_jobs.KEEP_FINISHED
+                )
+                if jobs:
+                    log.info("purged %d finished pre-fetch jobs", jobs)
             except Exception:  # the database may be down for a while: try again later
                 log.warning("purging negative proxy page entries failed", exc_info=True)
             await asyncio.sleep(PURGE_EVERY)

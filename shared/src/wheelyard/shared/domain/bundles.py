@@ -317,11 +317,15 @@ def verify_bundle(directory: Path, *, public_key: Ed25519PublicKey | None = None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InvalidInput(f"{MANIFEST} is not a {FORMAT} manifest")
     listed: dict[str, str] = {}
+    root = directory.resolve()
     for entry in data.get("files", []):
         relative = _safe_path(entry.get("path") if isinstance(entry, dict) else None)
         path = directory / relative
         if not path.is_file() or path.is_symlink():
             raise IntegrityFailure(f"'{relative}' is listed in the manifest but missing")
+        if not path.resolve().is_relative_to(root):
+            # A symlinked directory would read files from elsewhere on this machine.
+            raise IntegrityFailure(f"'{relative}' lies outside the bundle (a symbolic link)")
         sha256, size = _file_sha256(path)
         if sha256 != entry.get("sha256") or size != entry.get("size"):
             raise IntegrityFailure(f"'{relative}' does not match the sha256 in the manifest")
@@ -362,6 +366,11 @@ def select_dists(
 ) -> tuple[list[BundledDist], set[str]]:
     """The dists named by `filenames` or by (project, version) in `versions`, and the
     filenames asked for that are not among `dists`."""
-    chosen = [d for d in dists if d.filename in filenames or (d.project, d.version) in versions]
+    chosen = [
+        d
+        for d in dists
+        if d.filename in filenames
+        or any(p == d.project and hosted.same_version(v, d.version) for p, v in versions)
+    ]
     missing = filenames - {d.filename for d in chosen}
     return chosen, missing

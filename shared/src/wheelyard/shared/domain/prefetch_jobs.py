@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import delete
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,6 +20,8 @@ from wheelyard.shared.db.models import PrefetchJob, utcnow
 SessionFactory = Callable[[], AsyncSession]
 #: How often a running job renews its heartbeat (and writes its progress).
 HEARTBEAT_EVERY = 2.0
+#: How long a finished job is kept for polls.
+KEEP_FINISHED = timedelta(days=7)
 #: A running job whose heartbeat is older than this was abandoned (its process stopped).
 ABANDONED_AFTER = timedelta(seconds=60)
 
@@ -84,6 +87,20 @@ async def find(session: AsyncSession, repository_id: int, job_id: str) -> Prefet
         )
     ).first()
     return row
+
+
+async def purge(sessions: SessionFactory, older_than: datetime) -> int:
+    """Delete jobs that ended before `older_than`; returns how many."""
+    async with sessions() as session:
+        await begin_write(session)
+        result = await session.exec(
+            delete(PrefetchJob).where(
+                col(PrefetchJob.finished_at).is_not(None),
+                col(PrefetchJob.finished_at) < older_than,
+            )
+        )
+        await session.commit()
+    return result.rowcount or 0
 
 
 def document(job: PrefetchJob, now: datetime | None = None) -> dict[str, Any]:
