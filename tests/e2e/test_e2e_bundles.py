@@ -195,6 +195,40 @@ def test_import_into_a_fresh_registry_then_install(
     yanks = {f["filename"]: f.get("yanked") for f in page["files"]}
     assert yanks["app-2.0-py3-none-any.whl"] == "broken"
 
+    # A hosted repository exports too, here only what a requirements file pins.
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("app==1.2\nlibone==2.0\n")
+    again_out = tmp_path / "again"
+    _wheelyard(
+        env, "export", "--repository", "default/local", "--lock", requirements, "--out", again_out
+    ).succeeded()
+    manifest = json.loads((again_out / "manifest.json").read_text())
+    original = {
+        d["filename"]: d for d in json.loads((bundle / "manifest.json").read_text())["dists"]
+    }
+    assert {d["filename"] for d in manifest["dists"]} == {
+        "app-1.2-py3-none-any.whl",
+        "libone-2.0-py3-none-any.whl",
+    }
+    for dist in manifest["dists"]:
+        assert dist["sha256"] == original[dist["filename"]]["sha256"]
+        assert dist["upload_time"] == original[dist["filename"]]["upload_time"]
+    # What the repository does not hold is named, and nothing is written.
+    (tmp_path / "more.txt").write_text("app==1.2\nnothere==1.0\n")
+    missing = _wheelyard(
+        env,
+        "export",
+        "--repository",
+        "default/local",
+        "--lock",
+        tmp_path / "more.txt",
+        "--out",
+        tmp_path / "never",
+    ).failed()
+    assert "does not hold 1 file(s) the lockfiles name" in missing.text, missing.output
+    assert "nothere==1.0" in missing.text
+    assert not (tmp_path / "never").exists()
+
 
 def test_a_flipped_byte_is_refused_naming_the_file_and_nothing_is_imported(
     bundle: Path,

@@ -364,8 +364,9 @@ _DIST_FIELDS = (
 def select_dists(
     dists: Iterable[BundledDist], filenames: set[str], versions: set[tuple[str, str]]
 ) -> tuple[list[BundledDist], set[str]]:
-    """The dists named by `filenames` or by (project, version) in `versions`, and the
-    filenames asked for that are not among `dists`."""
+    """The dists named by `filenames` or by (project, version) in `versions`, and what was
+    asked for that is not among `dists` (filenames, and `project==version` for versions)."""
+    dists = list(dists)
     chosen = [
         d
         for d in dists
@@ -373,4 +374,11 @@ def select_dists(
         or any(p == d.project and hosted.same_version(v, d.version) for p, v in versions)
     ]
     missing = filenames - {d.filename for d in chosen}
+    for project, version in versions:
+        if not any(p == project and hosted.same_version(version, v) for p, v in _held(chosen)):
+            missing.add(f"{project}=={version}")
     return chosen, missing
+
+
+def _held(dists: list[BundledDist]) -> set[tuple[str, str]]:
+    return {(d.project, d.version) for d in dists}
