@@ -4,7 +4,7 @@ orphaned blobs, and writers racing a collector."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlmodel import col, delete, select
@@ -77,8 +77,11 @@ async def _blob(store: BlobStore, data: bytes) -> str:
     return w.result.key
 
 
-async def _reference(db: Database, repo: int, key: str, filename: str) -> None:
+async def _reference(
+    db: Database, repo: int, key: str, filename: str, write_started: datetime | None = None
+) -> None:
     async with db.sessions() as s:
+        started = write_started or await blobgc.db_now(s)
         await begin_write(s)
         s.add(
             ProxyFile(
@@ -90,13 +93,15 @@ async def _reference(db: Database, repo: int, key: str, filename: str) -> None:
                 blob_key=key,
             )
         )
-        await blobgc.guard_references(s, [key])
+        await blobgc.guard_references(s, [key], started)
         await s.commit()
 
 
 async def _orphans(db: Database) -> dict[str, BlobOrphan]:
+    """The pending and running deletions (rows of deleted blobs left out)."""
     async with db.sessions() as s:
-        return {o.blob_key: o for o in (await s.exec(select(BlobOrphan))).all()}
+        rows = (await s.exec(select(BlobOrphan))).all()
+        return {o.blob_key: o for o in rows if o.deleted_at is None}
 
 
 async def test_gc_removes_old_orphans_and_keeps_fresh_and_referenced_blobs(
@@ -161,17 +166,33 @@ async def test_a_writer_cancels_a_pending_deletion_and_waits_for_a_running_one(
     await _reference(database, repo, key, "again-1.0.tar.gz")
     assert await _orphans(database) == {}
     assert (await blobgc.collect(database.sessions, blob_store, now=later)).deleted == []
-    # A deletion already claimed: the writer is refused, and told which bytes to write again.
+    # A deletion under way: the writer is refused, and told which bytes to write again.
     async with database.sessions() as s:
+        started = await blobgc.db_now(s)
         await begin_write(s)
         s.add(BlobOrphan(blob_key=key, delete_after=utcnow(), deleting_at=utcnow()))
         await s.commit()
     with pytest.raises(blobgc.BlobBeingDeleted) as refused:
-        await _reference(database, repo, key, "third-1.0.tar.gz")
+        await _reference(database, repo, key, "third-1.0.tar.gz", started)
     assert refused.value.keys == [key]
+    # Finished after the writer stored its bytes: refused too (they may be gone).
+    async with database.sessions() as s:
+        await begin_write(s)
+        row = await s.get(BlobOrphan, key)
+        assert row is not None
+        row.deleted_at = await blobgc.db_now(s)
+        s.add(row)
+        await s.commit()
+    with pytest.raises(blobgc.BlobBeingDeleted):
+        await _reference(database, repo, key, "third-1.0.tar.gz", started)
     async with database.sessions() as s:
         names = (await s.exec(select(ProxyFile.filename))).all()
         assert "third-1.0.tar.gz" not in names
+        await blobgc.wait_deleted(s, [key], patience=5)  # nothing under way any more
+    # Stored again after the deletion finished: accepted.
+    await _reference(database, repo, key, "third-1.0.tar.gz")
+    async with database.sessions() as s:
+        assert "third-1.0.tar.gz" in (await s.exec(select(ProxyFile.filename))).all()
 
 
 async def test_a_collection_racing_a_writer_never_deletes_bytes_it_commits(
@@ -194,7 +215,7 @@ async def test_a_collection_racing_a_writer_never_deletes_bytes_it_commits(
                 blob_key=key,
             )
         )
-        await blobgc.guard_references(writer, [key])
+        await blobgc.guard_references(writer, [key], await blobgc.db_now(writer))
         collector = asyncio.create_task(blobgc.collect(database.sessions, blob_store, now=later))
         await asyncio.sleep(1.0)
         assert await blob_store.stat(key) is not None
@@ -203,3 +224,29 @@ async def test_a_collection_racing_a_writer_never_deletes_bytes_it_commits(
     assert report.deleted == []
     assert await blob_store.stat(key) is not None
     assert await _orphans(database) == {}
+
+
+async def test_a_collection_between_a_writers_store_and_its_commit_makes_it_store_again(
+    database: Database, blob_store: BlobStore
+) -> None:
+    """The writer stores bytes an old orphan already has; a collector deletes them before the
+    writer's transaction begins: the writer's commit is refused, so it stores them again."""
+    repo = await _proxy(database)
+    key = await _blob(blob_store, b"bytes that come back")
+    later = utcnow() + timedelta(days=2)
+    async with database.sessions() as s:
+        started = await blobgc.db_now(s)
+    await _blob(blob_store, b"bytes that come back")  # the writer's store (or finding them)
+    report = await blobgc.collect(database.sessions, blob_store, now=later)
+    assert report.deleted == [key] and await blob_store.stat(key) is None
+    with pytest.raises(blobgc.BlobBeingDeleted):
+        await _reference(database, repo, key, "back-1.0.tar.gz", started)
+    async with database.sessions() as s:
+        await blobgc.wait_deleted(s, [key], patience=5)
+        started = await blobgc.db_now(s)
+    await _blob(blob_store, b"bytes that come back")
+    await _reference(database, repo, key, "back-1.0.tar.gz", started)
+    assert await blob_store.stat(key) is not None
+    # Referenced now: kept, however old.
+    report = await blobgc.collect(database.sessions, blob_store, now=later)
+    assert report.deleted == [] and await blob_store.stat(key) is not None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -168,6 +169,7 @@ async def _publish(
         )
         attempt = 0
         while True:
+            write_started = await blobgc.db_now(session)
             file_blob, metadata_blob = await store_blobs(backends.blobs, spool, validated)
             try:
                 return await record_upload(
@@ -181,6 +183,7 @@ async def _publish(
                     metadata_blob=metadata_blob,
                     form=received.form,
                     source_ip=source_ip,
+                    write_started=write_started,
                 )
             except blobgc.BlobBeingDeleted as exc:
                 # Garbage collection was deleting these very bytes (an earlier, deleted copy):
@@ -236,8 +239,11 @@ async def record_upload(
     metadata_blob: WrittenBlob | None,
     form: UploadForm | None,
     source_ip: str | None,
+    write_started: datetime,
 ) -> Published:
-    """Commit the project, release and file rows; idempotent for identical bytes."""
+    """Commit the project, release and file rows; idempotent for identical bytes.
+    `write_started`: `blobgc.db_now` before the blobs were stored (raises
+    `blobgc.BlobBeingDeleted` if garbage collection may have deleted them since)."""
     dist, meta = validated.dist, validated.metadata
     try:
         await begin_write(session)
@@ -270,7 +276,7 @@ async def record_upload(
         )
         serial = await bump_serial(session, project)
         keys = [file_blob.key] + ([metadata_blob.key] if metadata_blob else [])
-        await blobgc.guard_references(session, keys)
+        await blobgc.guard_references(session, keys, write_started)
         session.add(
             AuditEvent(
                 actor=principal.username,
