@@ -12,15 +12,20 @@ from sqlmodel import col, delete, select
 from wheelyard.shared.config import RepositoryConfig, UpstreamConfig
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import BlobOrphan, ProxyFile, utcnow
-from wheelyard.shared.domain import blobgc
+from wheelyard.shared.domain import blobgc, leases, proxied
 from wheelyard.shared.domain.repositories import apply_repository
 from wheelyard.shared.domain.retention import (
+    Rule,
     pin_proxy_files,
     pinned_among,
     pinned_filenames,
+    plan,
+    prune,
     unpin_proxy_files,
 )
-from wheelyard.shared.storage import BlobStore, sha256_of_key
+from wheelyard.shared.packaging.filenames import listed_version
+from wheelyard.shared.packaging.simple.model import SimpleFile
+from wheelyard.shared.storage import BlobStore, blob_key_for, sha256_of_key
 from wheelyard.testing.db_fixtures import Database
 
 
@@ -250,3 +255,115 @@ async def test_a_collection_between_a_writers_store_and_its_commit_makes_it_stor
     # Referenced now: kept, however old.
     report = await blobgc.collect(database.sessions, blob_store, now=later)
     assert report.deleted == [] and await blob_store.stat(key) is not None
+
+
+# ---- leases -----------------------------------------------------------------------------------
+
+
+async def test_a_lease_has_one_holder_until_released_or_lapsed(database: Database) -> None:
+    sessions = database.sessions
+    assert await leases.acquire(sessions, "sweep", "a", 60)
+    assert not await leases.acquire(sessions, "sweep", "b", 60)
+    assert await leases.acquire(sessions, "sweep", "a", 60)  # renewal
+    assert await leases.holder_of(sessions, "sweep") == "a"
+    await leases.release(sessions, "sweep", "b")  # not b's to give up
+    assert await leases.holder_of(sessions, "sweep") == "a"
+    await leases.release(sessions, "sweep", "a")
+    assert await leases.holder_of(sessions, "sweep") is None
+    assert await leases.acquire(sessions, "sweep", "b", 0.2)
+    await asyncio.sleep(0.4)  # b died: its lease lapses
+    assert await leases.acquire(sessions, "sweep", "c", 60)
+    # Many takers at once: exactly one wins.
+    await leases.release(sessions, "sweep", "c")
+    won = await asyncio.gather(*(leases.acquire(sessions, "sweep", f"t{i}", 60) for i in range(8)))
+    assert sum(won) == 1
+    async with leases.held(sessions, "other", ttl=60) as mine:
+        assert mine
+        async with leases.held(sessions, "other", ttl=60) as again:
+            assert not again
+    assert await leases.holder_of(sessions, "other") is None
+
+
+# ---- retention ----------------------------------------------------------------------------------
+
+
+async def _cache(
+    db: Database, repo: int, filename: str, size: int, age: timedelta, key: str
+) -> None:
+    async with db.sessions() as s:
+        await begin_write(s)
+        s.add(
+            ProxyFile(
+                repository_id=repo,
+                project="demo",
+                filename=filename,
+                sha256=sha256_of_key(key),
+                size=size,
+                blob_key=key,
+                last_downloaded=utcnow() - age,
+            )
+        )
+        await s.commit()
+
+
+async def test_retention_removes_least_recently_used_first_and_keeps_pins_and_newest(
+    database: Database,
+) -> None:
+    repo = await _proxy(database)
+    writer = proxied.PageWriter()
+    names = [f"demo-{v}-py3-none-any.whl" for v in ("1.0", "2.0", "3.0", "4.0")]
+    for name in names:
+        writer.add(
+            SimpleFile(filename=name, url="https://x/" + name, sha256=None, size=None),
+            listed_version(name),
+        )
+    head, blob = writer.finish({})
+    await proxied.save(
+        database.sessions,
+        repo,
+        "demo",
+        data=head,
+        files=blob,
+        etag=None,
+        last_modified=None,
+        fetched_at=utcnow().timestamp(),
+        missing=False,
+    )
+    keys = [blobgc_key(i) for i in range(5)]
+    await _cache(database, repo, names[0], 100, timedelta(days=9), keys[0])  # oldest, pinned
+    await _cache(database, repo, names[0] + ".metadata", 1, timedelta(days=9), keys[4])
+    await _cache(database, repo, names[1], 100, timedelta(days=8), keys[1])
+    await _cache(database, repo, names[2], 100, timedelta(days=1), keys[2])
+    await _cache(database, repo, names[3], 100, timedelta(days=20), keys[3])  # newest version
+    async with database.sessions() as s:
+        await begin_write(s)
+        await pin_proxy_files(s, repo, [names[0]])
+        await s.commit()
+    rule = Rule(max_bytes=250)
+    async with database.sessions() as s:
+        chosen = await plan(s, repo, rule)
+    assert chosen.files == 5 and chosen.bytes == 401 and chosen.pinned_files == 2
+    assert [f.filename for f in chosen.remove] == [names[1], names[2]]
+    assert chosen.bytes_after == 201
+    # A pin taken after the plan holds: prune checks again.
+    async with database.sessions() as s:
+        await begin_write(s)
+        await pin_proxy_files(s, repo, [names[2]])
+        await s.commit()
+    async with database.sessions() as s:
+        await begin_write(s)
+        removed = await prune(s, chosen, blobs_free_after=utcnow())
+        await s.commit()
+    assert [f.filename for f in removed] == [names[1]]
+    async with database.sessions() as s:
+        left = set((await s.exec(select(ProxyFile.filename))).all())
+    assert left == {names[0], names[0] + ".metadata", names[2], names[3]}
+    assert set(await _orphans(database)) == {keys[1]}
+    # Idle: only what is neither pinned nor newest.
+    async with database.sessions() as s:
+        idle = await plan(s, repo, Rule(max_idle=timedelta(days=2)))
+    assert idle.remove == []
+
+
+def blobgc_key(i: int) -> str:
+    return blob_key_for(f"{i:064x}")
