@@ -448,4 +448,28 @@ def test_the_storage_report_and_retention_settings_are_for_administrators(
         auth=user,
         timeout=30,
     )
-    assert denied.status_code in (403, 404)
+    assert denied.status_code == 403, denied.text
+    # Pins: the repository's admins only.
+    pins = f"{url}/api/v1/repositories/default/{name}/pins"
+    wheel = "demo-1.0-py3-none-any.whl"
+    body = {"filenames": [wheel, wheel + ".metadata", "demo-1.0.tar.gz"]}
+    assert httpx.post(pins, json=body, timeout=30).status_code == 401
+    assert httpx.post(pins, json=body, auth=user, timeout=30).status_code == 403
+    assert httpx.get(pins, auth=user, timeout=30).status_code == 403
+    pinned = httpx.post(pins, json=body, auth=ADMIN, timeout=30)
+    assert pinned.status_code == 200 and pinned.json() == {"pinned": 2}, pinned.text
+    listed = httpx.get(pins, auth=ADMIN, timeout=30).json()
+    assert [p["filename"] for p in listed] == ["demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz"]
+    assert httpx.delete(f"{pins}/{wheel}", auth=user, timeout=30).status_code == 403
+    assert httpx.delete(f"{pins}/{wheel}", auth=ADMIN, timeout=30).status_code == 204
+    assert [p["filename"] for p in httpx.get(pins, auth=ADMIN, timeout=30).json()] == [
+        "demo-1.0.tar.gz"
+    ]
+    local = httpx.post(
+        f"{url}/api/v1/repositories/default/local/pins", json=body, auth=ADMIN, timeout=30
+    )
+    assert local.status_code == 400 and "only proxies have pins" in local.json()["detail"]
+    private = httpx.get(f"{url}/api/v1/repositories/default/secret/pins", auth=user, timeout=30)
+    assert private.status_code == 404  # a private repository is not even known to exist
+    empty = httpx.post(pins, json={"filenames": []}, auth=ADMIN, timeout=30)
+    assert empty.status_code in (400, 422)
