@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlmodel import col, delete, select
 
+from wheelyard.proxy_cache.downloads import DownloadStamps
 from wheelyard.shared.config import RepositoryConfig, UpstreamConfig
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import BlobOrphan, ProxyFile, utcnow
@@ -367,3 +368,29 @@ async def test_retention_removes_least_recently_used_first_and_keeps_pins_and_ne
 
 def blobgc_key(i: int) -> str:
     return blob_key_for(f"{i:064x}")
+
+
+async def test_download_times_are_noted_in_memory_and_written_in_one_batch(
+    database: Database,
+) -> None:
+    repo = await _proxy(database)
+    await _cache(database, repo, "a-1.0.tar.gz", 1, timedelta(days=3), blobgc_key(1))
+    await _cache(database, repo, "b-1.0.tar.gz", 1, timedelta(minutes=5), blobgc_key(2))
+    stamps = DownloadStamps(database.sessions, every=3600)
+
+    async def last(name: str) -> datetime:
+        async with database.sessions() as s:
+            row = (
+                await s.exec(select(ProxyFile.last_downloaded).where(ProxyFile.filename == name))
+            ).one()
+            return row
+
+    before_a, before_b = await last("a-1.0.tar.gz"), await last("b-1.0.tar.gz")
+    for _ in range(100):  # a hundred downloads: no write yet
+        stamps.note(repo, "a-1.0.tar.gz", before_a)
+        stamps.note(repo, "b-1.0.tar.gz", before_b)  # stamped minutes ago: not noted
+    assert await last("a-1.0.tar.gz") == before_a
+    assert await stamps.flush() == 1
+    assert utcnow() - await last("a-1.0.tar.gz") < timedelta(minutes=1)
+    assert await last("b-1.0.tar.gz") == before_b
+    assert await stamps.flush() == 0

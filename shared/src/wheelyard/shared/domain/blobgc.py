@@ -99,7 +99,8 @@ async def _lock(session: AsyncSession, keys: Iterable[str], *, exclusive: bool) 
 
 async def referenced_keys(session: AsyncSession, keys: Iterable[str]) -> set[str]:
     """Which of `keys` a record references: a live hosted file or its metadata, or a proxy
-    file of any repository. (A deleted file's row keeps its key but no longer holds it.)"""
+    file of any repository. (A deleted file's row keeps its key but no longer holds it.)
+    Every table that references blobs must be asked here, or its bytes are collected."""
     wanted = list(dict.fromkeys(keys))
     found: set[str] = set()
     for start in range(0, len(wanted), _BATCH):
