@@ -13,6 +13,7 @@ import os
 import re
 import ssl
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -129,7 +130,9 @@ def parse_size(value: Any) -> int:
         match = _SIZE_RE.fullmatch(str(value).strip().lower())
         if match is None or match[2] not in _SIZE_UNITS:
             raise ValueError(f"{value!r} is not a size: write bytes or e.g. '500MB', '10GiB'")
-        size = int(float(match[1]) * _SIZE_UNITS[match[2]])
+        if len(match[1]) > 30:  # no sane size; and floats overflow
+            raise ValueError(f"{value!r} is not a size: write bytes or e.g. '500MB', '10GiB'")
+        size = int(Decimal(match[1]) * _SIZE_UNITS[match[2]])
     if size < 0 or size > 2**62:
         raise ValueError(f"a size must be between 0 and 2^62 bytes, not {value!r}")
     return size

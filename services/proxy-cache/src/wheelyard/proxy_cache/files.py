@@ -306,6 +306,7 @@ class ProxyFiles:
                 lock, lock_cm = None, None  # the other replica is slow: fetch as well
             async with self.sessions() as session:
                 held = await records.find(session, wanted.repository_id, wanted.filename)
+            write_started = await records.write_clock(self.sessions)
             stored = await self.blobs.stat(key)
             if held is not None and held.sha256 == fetch.sha256 and stored is not None:
                 fetch.from_store = True  # another replica fetched it for this repository
@@ -322,6 +323,7 @@ class ProxyFiles:
                         size=fetch.written,
                         blob_key=key,
                         upload_time=wanted.upload_time,
+                        write_started=write_started,
                     )
                     break
                 except BlobBeingDeleted:
@@ -330,6 +332,7 @@ class ProxyFiles:
                     if attempt == 2:
                         raise
                     await records.wait_deleted(self.sessions, key)
+                    write_started = await records.write_clock(self.sessions)
                     await self._store_spool(fetch)
         except asyncio.CancelledError:
             fetch.error = UpstreamError("The server is shutting down.")

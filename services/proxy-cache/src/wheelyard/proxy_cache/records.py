@@ -63,20 +63,22 @@ async def record(
     size: int,
     blob_key: str,
     upload_time: datetime | None,
+    write_started: datetime,
 ) -> None:
     """Remember that the repository fetched and verified `filename`. A record made meanwhile
     (another replica) is kept, unless it names other bytes (the upstream replaced the file;
     the new bytes were verified just now, so they win).
 
+    `write_started` is `write_clock()` taken before the bytes were stored or found stored.
     Raises `blobgc.BlobBeingDeleted` (recording nothing) when garbage collection is deleting
-    the blob right now: wait for it (`blobgc.wait_deleted`), store the bytes again, retry."""
+    the blob, or deleted it since: wait for it (`wait_deleted`), store the bytes again, retry."""
     now = utcnow()
     async with sessions() as session:
         await begin_write(session)
         existing = await find(session, repository_id, filename)
         if existing is None or existing.sha256 != sha256:
             try:
-                await blobgc.guard_references(session, [blob_key])
+                await blobgc.guard_references(session, [blob_key], write_started)
             except blobgc.BlobBeingDeleted:
                 await session.rollback()
                 raise
@@ -125,3 +127,9 @@ async def wait_deleted(sessions: SessionFactory, blob_key: str) -> None:
     """Wait until garbage collection has finished deleting `blob_key` (see `record`)."""
     async with sessions() as session:
         await blobgc.wait_deleted(session, [blob_key])
+
+
+async def write_clock(sessions: SessionFactory) -> datetime:
+    """The clock `record` compares `write_started` on (the database's)."""
+    async with sessions() as session:
+        return await blobgc.db_now(session)

@@ -108,9 +108,13 @@ async def import_bundle(
     )
     attempt = 0
     while True:
+        async with backends.sessions() as clock:
+            write_started = await blobgc.db_now(clock)
         ready = [await _prepare(backends, directory, dist) for dist in manifest.dists]
         try:
-            return await _record(session, pages, repo, ready, actor, manifest.repository)
+            return await _record(
+                session, pages, repo, ready, actor, manifest.repository, write_started
+            )
         except blobgc.BlobBeingDeleted as exc:
             # Garbage collection was deleting some of these very bytes (an earlier, deleted
             # copy): let it finish, then write them again (as an upload does).
@@ -127,6 +131,7 @@ async def _record(
     ready: list[_Ready],
     actor: str,
     source: str,
+    write_started: datetime,
 ) -> Imported:
     """Every row of the import in one transaction (rolled back entirely on any failure)."""
     added, unchanged, serials = 0, 0, {}
@@ -143,6 +148,7 @@ async def _record(
                 metadata_blob=item.metadata_blob,
                 python_version=dist.python_tag,
                 uploaded_by=actor,
+                write_started=write_started,
                 upload_time=(
                     datetime.fromisoformat(item.dist.upload_time) if item.dist.upload_time else None
                 ),

@@ -169,6 +169,7 @@ async def _publish(
         )
         attempt = 0
         while True:
+            write_started = await blobgc.db_now(session)
             file_blob, metadata_blob = await store_blobs(backends.blobs, spool, validated)
             try:
                 return await record_upload(
@@ -182,6 +183,7 @@ async def _publish(
                     metadata_blob=metadata_blob,
                     form=received.form,
                     source_ip=source_ip,
+                    write_started=write_started,
                 )
             except blobgc.BlobBeingDeleted as exc:
                 # Garbage collection was deleting these very bytes (an earlier, deleted copy):
@@ -237,8 +239,11 @@ async def record_upload(
     metadata_blob: WrittenBlob | None,
     form: UploadForm | None,
     source_ip: str | None,
+    write_started: datetime,
 ) -> Published:
-    """Commit the project, release and file rows; idempotent for identical bytes."""
+    """Commit the project, release and file rows; idempotent for identical bytes.
+    `write_started`: `blobgc.db_now` before the blobs were stored (raises
+    `blobgc.BlobBeingDeleted` if garbage collection may have deleted them since)."""
     dist = validated.dist
     try:
         await begin_write(session)
@@ -251,6 +256,7 @@ async def record_upload(
             metadata_blob=metadata_blob,
             python_version=form.pyversion if form else dist.python_tag,
             uploaded_by=principal.username,
+            write_started=write_started,
         )
         if isinstance(added, File):
             return _existing_outcome(repo, added, spool, dist)
@@ -306,13 +312,16 @@ async def add_file_rows(
     metadata_blob: WrittenBlob | None,
     python_version: str,
     uploaded_by: str | None,
+    write_started: datetime,
     upload_time: datetime | None = None,
 ) -> Added | File:
     """Add the project (if new), release (if new) and file rows of a validated file whose
     blobs are stored, in the caller's write transaction (nothing is committed). Returns the
     file the repository holds or held under that name or identity instead, adding nothing
     (the caller decides: same bytes or a conflict). Raises Forbidden for an archived or
-    quarantined project. `upload_time` keeps another index's (an import); default now."""
+    quarantined project. `write_started` is `blobgc.db_now` before the blobs were stored
+    (raises `blobgc.BlobBeingDeleted` when garbage collection may have deleted them since).
+    `upload_time` keeps another index's (an import); default now."""
     dist, meta = validated.dist, validated.metadata
     project = await _project_for_upload(session, repo, dist.project, meta.name)
     existing = await _same_file(session, repo, dist)
@@ -344,7 +353,7 @@ async def add_file_rows(
     session.add(row)
     serial = await bump_serial(session, project)
     keys = [file_blob.key] + ([metadata_blob.key] if metadata_blob else [])
-    await blobgc.guard_references(session, keys)
+    await blobgc.guard_references(session, keys, write_started)
     return Added(release, serial)
 
 

@@ -305,14 +305,14 @@ class ProxyPin(SQLModel, table=True):
 
 
 class BlobOrphan(SQLModel, table=True):
-    """A blob no record referenced when garbage collection last looked: deleted once
-    `delete_after` has passed and it is still unreferenced (see `domain/blobgc.py`).
+    """A blob no record referenced when garbage collection last looked (see
+    `domain/blobgc.py`): pending until claimed, then deleted.
 
-    `deleting_at` is set in the transaction that claims the blob for deletion (after checking
-    it is still unreferenced), and the row removed once the blob is gone. A writer that commits
-    a record referencing the blob removes an unclaimed row in the same transaction, and finding
-    a claimed one writes the bytes again after the deletion: the row is the rendezvous that
-    orders the two.
+    It may go once it is still unreferenced, the grace period has passed since its last write
+    and `delete_after` has passed. `deleting_at` is set by the transaction that claims it
+    (after re-checking that nothing references it); `deleted_at` once the blob is gone. Rows of
+    deleted blobs are kept a day, so that a writer that wrote the same bytes before the
+    deletion learns of it when it commits its record, and writes them again.
     """
 
     __tablename__ = "blob_orphans"
@@ -320,6 +320,7 @@ class BlobOrphan(SQLModel, table=True):
     first_seen: datetime = _created()
     delete_after: datetime = Field(sa_type=UTCDateTime, nullable=False)
     deleting_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Lease(SQLModel, table=True):

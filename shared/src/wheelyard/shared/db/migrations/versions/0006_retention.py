@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("first_seen", wheelyard.shared.db.models.UTCDateTime(), nullable=False),
         sa.Column("delete_after", wheelyard.shared.db.models.UTCDateTime(), nullable=False),
         sa.Column("deleting_at", wheelyard.shared.db.models.UTCDateTime(), nullable=True),
+        sa.Column("deleted_at", wheelyard.shared.db.models.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("blob_key"),
     )
     op.create_table(
