@@ -108,3 +108,20 @@ def test_who_may_start_and_read_prefetch_jobs(proxy_env: ProxyEnv) -> None:
     hosted = httpx.post(_api(proxy_env, "internal"), content=body, auth=ADMIN, timeout=30)
     assert hosted.status_code == 400, hosted.text
     assert "is a hosted repository" in hosted.json()["detail"]
+
+
+def test_jobs_at_once_are_bounded(proxy_env: ProxyEnv) -> None:
+    name = unique_project("busy")
+    proxy_env.upstream.add_project(name, ("1.0",))
+    proxy_env.upstream.slow(3.0, f"/simple/{name}/")
+    body = f"{name}==1.0\n"
+    started = [
+        httpx.post(_api(proxy_env, "pypi"), content=body, auth=ADMIN, timeout=30) for _ in range(4)
+    ]
+    assert [r.status_code for r in started] == [202] * 4, [r.text for r in started]
+    refused = httpx.post(_api(proxy_env, "pypi"), content=body, auth=ADMIN, timeout=30)
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["retry-after"] == "30"
+    for r in started:
+        job = _wait(f"{_api(proxy_env, 'pypi')}/{r.json()['id']}", ADMIN)
+        assert job["status"] == "done" and job["failed"] == 0, job

@@ -1,7 +1,8 @@
 """HTTP routes of the proxy-cache service besides the simple API (which
 `wheelyard.shared.web.fastpath.simple_routes` and `HotPaths` serve with `handlers`): the PyPI
-JSON API of proxy and group repositories (`pypi_api`) and the cache API. Redirects use relative
-Locations so they keep whatever prefix the client used (the root `/pypi/...` alias included).
+JSON API of proxy and group repositories (`pypi_api`), the cache API and pre-fetch jobs
+(`prefetch`). Redirects use relative Locations so they keep whatever prefix the client used
+(the root `/pypi/...` alias included).
 """
 
 from __future__ import annotations
@@ -19,13 +20,21 @@ from wheelyard.shared.auth.access import missing, require_admin, require_write
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.domain import prefetch_jobs
 from wheelyard.shared.domain.repositories import RepositoryView
-from wheelyard.shared.errors import InvalidInput, NotFound, TooLarge, Unauthenticated
+from wheelyard.shared.errors import (
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    TooLarge,
+    Unauthenticated,
+)
 from wheelyard.shared.packaging.lockfiles import MAX_LOCK_BYTES, TargetPlatforms, read_lock
 from wheelyard.shared.web.context import RequestContext
 from wheelyard.shared.web.deps import DirectoryDep, PrincipalDep, SessionDep
 from wheelyard.shared.web.pages import pypi_json_response
 
 router = APIRouter()
+#: Pre-fetch jobs one process runs at once.
+MAX_JOBS = 4
 READ = sorted(routes.READ)
 
 
@@ -139,10 +148,16 @@ async def prefetch(
         raise InvalidInput(
             f"'{view.path}' is a {view.type} repository; pre-fetching fills a proxy repository"
         )
+    proxy = proxy_of(request)
+    if len(proxy.jobs) >= MAX_JOBS:
+        # Each job fetches a few files at once; many at once would crowd out installs.
+        raise RateLimited(
+            f"{MAX_JOBS} pre-fetch jobs are running on this server; try again later.",
+            retry_after=30,
+        )
     lock = read_lock(await _body(request), source="the request body")
     targets = TargetPlatforms(tuple(platform or ()), python_version)
     targets.wheel_matches(())  # refuses a malformed --python-version now, not in the job
-    proxy = proxy_of(request)
     job_id = await prefetch_jobs.create(proxy.pages.sessions, view.id, principal.username)
     proxy.start_job(run_job(proxy, view, job_id, [lock], targets), name=f"prefetch-{job_id}")
     location = f"prefetch/{job_id}"
