@@ -11,6 +11,7 @@ import io
 import os
 import socket
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -305,6 +306,35 @@ async def test_delete(blob_store: BlobStore) -> None:
     # And the same content can be written again.
     again = await write_blob(blob_store, [b"to be deleted"])
     assert await read_all(blob_store.open(again.key)) == b"to be deleted"
+
+
+async def test_list_blobs_names_committed_blobs_with_size_and_age(blob_store: BlobStore) -> None:
+    before = datetime.now(UTC) - timedelta(minutes=5)
+    a = await write_blob(blob_store, [b"first listed blob"])
+    b = await write_blob(blob_store, [b"second", b" listed blob"])
+    gone = await write_blob(blob_store, [b"deleted before listing"])
+    await blob_store.delete(gone.key)
+    paused = anyio.Event()
+    release = anyio.Event()
+    listed = []
+
+    async def in_flight() -> None:
+        async with blob_store.writer() as w:
+            await w.write(b"a write in progress is no blob yet")
+            paused.set()
+            await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(in_flight)
+        await paused.wait()
+        listed = [blob async for blob in blob_store.list_blobs()]
+        release.set()
+    by_key = {blob.key: blob for blob in listed}
+    assert set(by_key) == {a.key, b.key}
+    assert by_key[a.key].size == a.size and by_key[b.key].size == b.size
+    for blob in listed:
+        assert blob.modified.tzinfo is not None
+        assert before < blob.modified < datetime.now(UTC) + timedelta(minutes=5)
 
 
 async def test_url_for(blob_store: BlobStore) -> None:

@@ -45,6 +45,10 @@ TABLES = {
     "audit_events",
     "proxy_pages",
     "proxy_files",
+    "proxy_pins",
+    "blob_orphans",
+    "leases",
+    "prefetch_jobs",
 }
 T = {"t": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)}
 

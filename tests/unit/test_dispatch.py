@@ -99,6 +99,8 @@ REQUESTS: list[tuple[str, str, str]] = [
     ("DELETE", "{a}/projects/demo/versions/1.0/files/demo-1.0.tar.gz", "delete_file"),
     ("PUT", "{a}/projects/demo/status", "project_status"),
     ("DELETE", "{a}/cache/demo", "expire_cache"),
+    ("POST", "{a}/prefetch", "prefetch"),
+    ("GET", "{a}/prefetch/0123abcd", "prefetch_job"),
     ("GET", "/api/v1/search", "search"),
     ("GET", "{r}/demo/1.0/demo-1.0.tar.gz/more", "repository_reads"),
     ("GET", "{r}/demo", "repository_reads"),
@@ -119,6 +121,8 @@ FIXED = {
     "repository_writes": UPLOAD,
     "project_writes": UPLOAD,
     "expire_cache": PROXY_CACHE,
+    "prefetch": PROXY_CACHE,
+    "prefetch_job": PROXY_CACHE,
     "cache_area": PROXY_CACHE,
     "search": INDEX,
 }

@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from wheelyard.cli.bundles import export, import_
 from wheelyard.cli.keys import keys_app
+from wheelyard.cli.mirror import mirror_app
 from wheelyard.cli.operators import grant, repo_app, token_app, user_app
+from wheelyard.cli.storage import cache_app, storage
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.errors import ConfigurationError
 from wheelyard.shared.logs import configure_logging
@@ -30,7 +33,12 @@ app.add_typer(user_app, name="user")
 app.add_typer(repo_app, name="repo")
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
+app.add_typer(mirror_app, name="mirror")
 app.command("grant")(grant)
+app.command("export")(export)
+app.command("import")(import_)
+app.add_typer(cache_app, name="cache")
+app.command("storage")(storage)
 
 
 class Service(enum.Enum):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import ssl
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -65,6 +67,77 @@ def read_pem(value: str) -> str:
         raise ConfigurationError(str(exc)) from exc
 
 
+_DURATION_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION_RE = re.compile(r"(?:(\d+)([wdhms]))")
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
+
+
+def parse_duration(value: Any) -> int:
+    """Seconds in `value`: a whole number of seconds, or units such as `30d`, `12h`, `1d12h`,
+    `90m`, `2w`, `45s`; ValueError saying how to write one otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or e.g. '30d', '12h', '90m'")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        if text.isdigit():
+            seconds = int(text)
+        elif text and _DURATION_RE.sub("", text) == "":
+            seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_RE.findall(text))
+        else:
+            raise ValueError(
+                f"{value!r} is not a duration: write seconds or e.g. '30d', '12h', '90m', '1d12h'"
+            )
+    if seconds < 0 or seconds > 100 * 365 * 86400:
+        raise ValueError(f"a duration must be between 0 and 100 years, not {value!r}")
+    return seconds
+
+
+def format_duration(seconds: int) -> str:
+    """`seconds` in the largest unit that divides it exactly: `30d`, `36h`, `90s`."""
+    for unit in ("w", "d", "h", "m"):
+        size = _DURATION_UNITS[unit]
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_size(value: Any) -> int:
+    """Bytes in `value`: a whole number, or with a unit (`500MB`, `10GB`, `2GiB`; decimal
+    units are powers of 1000, `KiB`/`MiB`/`GiB`/`TiB` of 1024)."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or e.g. '500MB', '10GiB'")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE_RE.fullmatch(str(value).strip().lower())
+        if match is None or match[2] not in _SIZE_UNITS:
+            raise ValueError(f"{value!r} is not a size: write bytes or e.g. '500MB', '10GiB'")
+        if len(match[1]) > 30:  # no sane size; and floats overflow
+            raise ValueError(f"{value!r} is not a size: write bytes or e.g. '500MB', '10GiB'")
+        size = int(Decimal(match[1]) * _SIZE_UNITS[match[2]])
+    if size < 0 or size > 2**62:
+        raise ValueError(f"a size must be between 0 and 2^62 bytes, not {value!r}")
+    return size
+
+
 class UpstreamConfig(BaseModel):
     """One upstream index of a proxy repository, tried in the order listed."""
 
@@ -111,6 +184,19 @@ class RepositoryConfig(BaseModel):
     blocked: list[str] = Field(default_factory=list)
     allowed: list[str] = Field(default_factory=list)
     withheld_files: Literal["yanked", "hidden"] = "yanked"
+    # Proxy only: retention of the cache (bytes; seconds since the last download). None: none.
+    cache_max_bytes: int | None = None
+    cache_max_idle: int | None = None
+
+    @field_validator("cache_max_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int | None:
+        return None if value is None else parse_size(value)
+
+    @field_validator("cache_max_idle", mode="before")
+    @classmethod
+    def _idle(cls, value: Any) -> int | None:
+        return None if value is None else parse_duration(value)
 
     @model_validator(mode="after")
     def _kind_fits(self) -> RepositoryConfig:
@@ -122,6 +208,12 @@ class RepositoryConfig(BaseModel):
             raise ValueError(f"only group repositories have members ({self.name!r})")
         if self.type != "group" and self.allow_upstream:
             raise ValueError(f"only group repositories have allow_upstream ({self.name!r})")
+        if self.type != "proxy" and (
+            self.cache_max_bytes is not None or self.cache_max_idle is not None
+        ):
+            raise ValueError(
+                f"only proxy repositories have cache_max_bytes and cache_max_idle ({self.name!r})"
+            )
         return self
 
 
@@ -201,6 +293,16 @@ class Settings(BaseSettings):
     upload_url: str | None = None
     proxy_cache_url: str | None = None
     repositories: list[RepositoryConfig] = Field(default_factory=list)
+    # Proxy cache retention and blob garbage collection: how often the sweep runs (seconds or
+    # e.g. "1h"; 0 = never, run `wheelyard cache prune` instead) and how long an unreferenced
+    # blob is kept after its last write.
+    retention_interval: int = 3600
+    gc_grace: int = 86400
+
+    @field_validator("retention_interval", "gc_grace", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> int:
+        return parse_duration(value)
 
     @field_validator("public_url")
     @classmethod

@@ -137,6 +137,8 @@ PROJECT_STATUS = _route(
 EXPIRE_CACHE = _route(
     "expire_cache", API_REPO + "/cache/{project}", frozenset({"DELETE"}), Target.PROXY_CACHE
 )
+PREFETCH = _route("prefetch", API_REPO + "/prefetch", frozenset({"POST"}), Target.PROXY_CACHE)
+PREFETCH_JOB = _route("prefetch_job", API_REPO + "/prefetch/{job}", READ, Target.PROXY_CACHE)
 SEARCH = _route("search", "/api/v1/search", READ, Target.INDEX)
 
 # Areas: whatever else lies below these belongs to the service named (which answers 404/405).
@@ -168,6 +170,8 @@ ROUTES: tuple[Route, ...] = (
     DELETE_FILE,
     PROJECT_STATUS,
     EXPIRE_CACHE,
+    PREFETCH,
+    PREFETCH_JOB,
     SEARCH,
     REPOSITORY_READS,
     REPOSITORY_WRITES,

@@ -51,10 +51,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from wheelyard.proxy_cache import records
+from wheelyard.proxy_cache.downloads import DownloadStamps
 from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout
 from wheelyard.shared.cache import Cache, Lock, LockTimeout
 from wheelyard.shared.concurrency import SingleFlight
 from wheelyard.shared.config import UpstreamConfig
+from wheelyard.shared.domain.blobgc import BlobBeingDeleted
 from wheelyard.shared.errors import IntegrityFailure, UpstreamError
 from wheelyard.shared.storage import BlobStore, blob_key_for
 from wheelyard.shared.storage.base import BlobWriter
@@ -173,6 +175,7 @@ class ProxyFiles:
         spool_dir: Path,
         sessions: records.SessionFactory,
     ) -> None:
+        self.stamps = DownloadStamps(sessions)
         self.blobs = blobs
         self.cache = cache
         self.client = client
@@ -187,6 +190,7 @@ class ProxyFiles:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        await self.stamps.aclose()
 
     async def response(
         self, request: Request, wanted: Wanted, *, cache_control: str, redirect: bool
@@ -221,7 +225,7 @@ class ProxyFiles:
         if held is not None and held.sha256 == sha256:
             info = await self.blobs.stat(key)
             if info is not None:
-                await records.stamp(self.sessions, wanted.repository_id, wanted.filename, held)
+                self.stamps.note(wanted.repository_id, wanted.filename, held.last_downloaded)
                 return await stored(info.size)
         size = wanted.size
         method = request.method
@@ -248,6 +252,29 @@ class ProxyFiles:
         return StreamingResponse(
             _follow(fetch, self.blobs, key), headers=headers, media_type="application/octet-stream"
         )
+
+    async def ensure(self, wanted: Wanted) -> bool:
+        """Make the repository hold `wanted` without serving it (pre-fetching): False when it
+        held the file already, True once this call (or a fetch it joined) fetched, verified
+        and recorded it. The fetch is the one `response` starts (one per file and process,
+        the cross-replica lock, the verified write). Raises UpstreamError (with the reason)
+        when the file cannot be fetched or its bytes do not match, and IntegrityFailure when
+        the index lists no sha256 (such files are never cached)."""
+        sha256 = wanted.sha256
+        if sha256 is None:
+            raise IntegrityFailure("the index lists no sha256 for it, so it cannot be cached")
+        key = blob_key_for(sha256)
+        async with self.sessions() as session:
+            held = await records.find(session, wanted.repository_id, wanted.filename)
+        if held is not None and held.sha256 == sha256 and await self.blobs.stat(key) is not None:
+            return False
+        fetch = self._join(wanted)
+        await fetch.finished.wait()
+        if fetch.error is not None:
+            if isinstance(fetch.error, IntegrityFailure):
+                raise UpstreamError(f"wrong bytes from the upstream: {fetch.error}")
+            raise _client_error(fetch.error)
+        return not fetch.from_store
 
     async def _stored_size(self, key: str) -> int:
         info = await self.blobs.stat(key)
@@ -279,21 +306,34 @@ class ProxyFiles:
                 lock, lock_cm = None, None  # the other replica is slow: fetch as well
             async with self.sessions() as session:
                 held = await records.find(session, wanted.repository_id, wanted.filename)
+            write_started = await records.write_clock(self.sessions)
             stored = await self.blobs.stat(key)
             if held is not None and held.sha256 == fetch.sha256 and stored is not None:
                 fetch.from_store = True  # another replica fetched it for this repository
                 return
             await self._download(fetch, url, upstream, lock, check_only=stored is not None)
-            await records.record(
-                self.sessions,
-                repository_id=wanted.repository_id,
-                project=wanted.project,
-                filename=wanted.filename,
-                sha256=fetch.sha256,
-                size=fetch.written,
-                blob_key=key,
-                upload_time=wanted.upload_time,
-            )
+            for attempt in range(3):
+                try:
+                    await records.record(
+                        self.sessions,
+                        repository_id=wanted.repository_id,
+                        project=wanted.project,
+                        filename=wanted.filename,
+                        sha256=fetch.sha256,
+                        size=fetch.written,
+                        blob_key=key,
+                        upload_time=wanted.upload_time,
+                        write_started=write_started,
+                    )
+                    break
+                except BlobBeingDeleted:
+                    # Garbage collection was deleting these very bytes (stored earlier and
+                    # no longer referenced): let it finish, then store them again.
+                    if attempt == 2:
+                        raise
+                    await records.wait_deleted(self.sessions, key)
+                    write_started = await records.write_clock(self.sessions)
+                    await self._store_spool(fetch)
         except asyncio.CancelledError:
             fetch.error = UpstreamError("The server is shutting down.")
             raise
@@ -312,6 +352,24 @@ class ProxyFiles:
             fetch.started.set()
             fetch.progress()
             fetch.close()
+
+    async def _store_spool(self, fetch: FileFetch) -> None:
+        """Write the fetched bytes (all in the spool) to the blob store again, verified."""
+        fd = fetch.reader_fd()
+        try:
+            async with self.blobs.writer(
+                expected_sha256=fetch.sha256, expected_size=fetch.written
+            ) as writer:
+                position = 0
+                while position < fetch.written:
+                    want = min(READ_STEP, fetch.written - position)
+                    data: bytes = await to_thread.run_sync(os.pread, fd, want, position)
+                    if not data:
+                        raise UpstreamError("The spool file ended early.")
+                    await writer.write(data)
+                    position += len(data)
+        finally:
+            os.close(fd)
 
     async def _download(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import ProxyFile, utcnow
+from wheelyard.shared.domain import blobgc
 
 SessionFactory = Callable[[], AsyncSession]
 #: `last_downloaded` is a day-scale figure (retention): written at most this often per file.
@@ -62,14 +63,25 @@ async def record(
     size: int,
     blob_key: str,
     upload_time: datetime | None,
+    write_started: datetime,
 ) -> None:
     """Remember that the repository fetched and verified `filename`. A record made meanwhile
     (another replica) is kept, unless it names other bytes (the upstream replaced the file;
-    the new bytes were verified just now, so they win)."""
+    the new bytes were verified just now, so they win).
+
+    `write_started` is `write_clock()` taken before the bytes were stored or found stored.
+    Raises `blobgc.BlobBeingDeleted` (recording nothing) when garbage collection is deleting
+    the blob, or deleted it since: wait for it (`wait_deleted`), store the bytes again, retry."""
     now = utcnow()
     async with sessions() as session:
         await begin_write(session)
         existing = await find(session, repository_id, filename)
+        if existing is None or existing.sha256 != sha256:
+            try:
+                await blobgc.guard_references(session, [blob_key], write_started)
+            except blobgc.BlobBeingDeleted:
+                await session.rollback()
+                raise
         if existing is not None:
             if existing.sha256 != sha256:
                 await session.exec(
@@ -81,6 +93,8 @@ async def record(
                     .values(sha256=sha256, size=size, blob_key=blob_key, upload_time=upload_time)
                 )
                 await session.commit()
+                if existing.blob_key != blob_key:
+                    await _orphaned(sessions, existing.blob_key)
             return
         session.add(
             ProxyFile(
@@ -101,20 +115,21 @@ async def record(
             await session.rollback()  # recorded concurrently: the same verified bytes
 
 
-async def stamp(sessions: SessionFactory, repository_id: int, filename: str, held: Held) -> None:
-    """Note a download, at most once per `STAMP_EVERY` per file (a write per request would
-    serialise SQLite)."""
-    now = datetime.now(UTC)
-    if now - held.last_downloaded < STAMP_EVERY:
-        return
+async def _orphaned(sessions: SessionFactory, blob_key: str) -> None:
+    """The replaced bytes of a file: garbage collection's, once nothing references them."""
     async with sessions() as session:
         await begin_write(session)
-        await session.exec(
-            update(ProxyFile)
-            .where(
-                col(ProxyFile.repository_id) == repository_id,
-                col(ProxyFile.filename) == filename,
-            )
-            .values(last_downloaded=now)
-        )
+        await blobgc.orphan(session, [blob_key], utcnow() + blobgc.DRAIN)
         await session.commit()
+
+
+async def wait_deleted(sessions: SessionFactory, blob_key: str) -> None:
+    """Wait until garbage collection has finished deleting `blob_key` (see `record`)."""
+    async with sessions() as session:
+        await blobgc.wait_deleted(session, [blob_key])
+
+
+async def write_clock(sessions: SessionFactory) -> datetime:
+    """The clock `record` compares `write_started` on (the database's)."""
+    async with sessions() as session:
+        return await blobgc.db_now(session)

@@ -13,9 +13,10 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from anyio import to_thread
 from starlette.responses import Response
@@ -27,7 +28,11 @@ from wheelyard.proxy_cache.links import linked_page
 from wheelyard.proxy_cache.netroutes import NetRoutes, ProxySettings
 from wheelyard.proxy_cache.pages import ProxyPages
 from wheelyard.proxy_cache.pypi_api import PypiApi
+from wheelyard.proxy_cache.sweeper import Sweeper
 from wheelyard.proxy_cache.upstream import UpstreamClient
+from wheelyard.shared.backends import Backends
+from wheelyard.shared.db.models import utcnow
+from wheelyard.shared.domain import prefetch_jobs
 from wheelyard.shared.domain.hosted import find_file, same_version
 from wheelyard.shared.domain.policy import (
     Chain,
@@ -50,7 +55,6 @@ from wheelyard.shared.web.conditional import etag_for
 from wheelyard.shared.web.context import RequestContext
 from wheelyard.shared.web.pagecache import CachedPage
 from wheelyard.shared.web.pages import cache_control
-from wheelyard.shared.web.runtime import Runtime
 from wheelyard.shared.web.streaming import stored_file_response
 
 log = logging.getLogger(__name__)
@@ -88,10 +92,8 @@ class ProxyService:
     """Everything the proxy-cache service keeps per process: the upstream client (with its
     circuit breakers), proxy pages and proxy files."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        backends = runtime.backends
+    def __init__(self, backends: Backends) -> None:
         settings = backends.settings
-        self.runtime = runtime
         # One hook for the breaker's changes: the metric and the web interface's record.
         reports = BreakerReports()
         self.client = UpstreamClient(
@@ -120,11 +122,17 @@ class ProxyService:
             sessions=backends.sessions,
         )
         self.pypi = PypiApi(self.pages, self.client)
+        self.sweeper = Sweeper(backends, self.files.stamps)
         self._purger: asyncio.Task[None] | None = None
+        #: Pre-fetch jobs this process runs (kept referenced until they end).
+        self.jobs: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        """Start the background purge of expired negative entries."""
+        """Start the background work: the purge of expired negative entries, the writes of
+        download times, the storage sweep."""
         self._purger = asyncio.create_task(self._purge_forever(), name="proxy-negative-purge")
+        self.files.stamps.start()
+        self.sweeper.start()
 
     async def _purge_forever(self) -> None:
         while True:
@@ -132,18 +140,34 @@ class ProxyService:
                 purged = await self.pages.purge_negatives()
                 if purged:
                     log.info("purged %d expired negative proxy page entries", purged)
+                jobs = await prefetch_jobs.purge(
+                    self.pages.sessions, utcnow() - prefetch_jobs.KEEP_FINISHED
+                )
+                if jobs:
+                    log.info("purged %d finished pre-fetch jobs", jobs)
             except Exception:  # the database may be down for a while: try again later
                 log.warning("purging negative proxy page entries failed", exc_info=True)
             await asyncio.sleep(PURGE_EVERY)
 
     async def aclose(self) -> None:
         """Stop fetches and close upstream connections."""
+        await self.sweeper.aclose()
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
+        for job in list(self.jobs):
+            job.cancel()
+        if self.jobs:
+            await asyncio.wait(self.jobs, timeout=5)
         await self.files.aclose()
         await self.client.aclose()
+
+    def start_job(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run background job `work` in this process until it ends or the service stops."""
+        task = asyncio.create_task(work, name=name)
+        self.jobs.add(task)
+        task.add_done_callback(self.jobs.discard)
 
     # -- pages ----------------------------------------------------------------------------------
 
@@ -249,34 +273,66 @@ class ProxyService:
             if found.proxy is None:
                 raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
             source = found.proxy[0]
+
+        async def refuse_unless_served(decision: Decision) -> None:
+            await self._enforce(ctx, view, name, filename, decision)
+
+        wanted = await self.locate(
+            source,
+            name,
+            version,
+            filename,
+            shown_as=view,
+            chain=chain_of(source.policy, group),
+            check=refuse_unless_served,
+        )
+        return await self.files.response(
+            request, wanted, cache_control=control, redirect=ctx.backends.settings.blob_redirect
+        )
+
+    async def locate(
+        self,
+        source: RepositoryView,
+        name: str,
+        version: str,
+        filename: str,
+        *,
+        shown_as: RepositoryView | None = None,
+        chain: Chain = (),
+        check: Callable[[Decision], Awaitable[None]] | None = None,
+    ) -> Wanted:
+        """Where proxy repository `source`'s upstream serves `/<name>/<version>/<filename>`
+        (a distribution or its `.metadata`) and what its bytes must be, from the project page
+        (refreshed only when it does not list the file). NotFound (naming `shown_as`, the
+        repository the caller asked) unless the page lists the file under exactly that path.
+
+        `check`, when given, is awaited with the supply-chain decision on the file (the rules
+        `chain` of the caller's view, and a quarantined upstream project) before anything is
+        fetched; it raises to refuse."""
+        shown = (shown_as or source).path
         metadata = filename.endswith(".metadata")
         real_name = filename.removesuffix(".metadata") if metadata else filename
         try:
             listed, upstream_index = await self.pages.find_file(source, name, real_name)
         except NotFound:
             # A quarantined upstream project lists no files: say why rather than "missing".
-            if await self.pages.status(source, name) == "quarantined":
-                await self._enforce(ctx, view, name, filename, quarantined("upstream"))
+            if check is not None and await self.pages.status(source, name) == "quarantined":
+                await check(quarantined("upstream"))
             raise
         if not same_version(version, listed_version(real_name)) or (
             metadata and not listed.has_core_metadata
         ):
-            raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
-        chain = chain_of(source.policy, group)
-        if chain:
-            await self._enforce(
-                ctx,
-                view,
-                name,
-                filename,
+            raise NotFound(f"File '{filename}' does not exist in '{shown}'.")
+        if check is not None and chain:
+            await check(
                 decide(
                     chain, name, listed_version(real_name), listed.listed_time, datetime.now(UTC)
-                ),
+                )
             )
         if not 0 <= upstream_index < len(source.upstreams):
             upstream_index = 0
         url = listed.upstream_url or listed.url
-        wanted = Wanted(
+        return Wanted(
             repository_id=source.id,
             project=name,
             filename=filename,
@@ -285,9 +341,6 @@ class ProxyService:
             sha256=listed.core_metadata_sha256 if metadata else listed.sha256,
             size=None if metadata else listed.size,
             upload_time=listed.upload_time,
-        )
-        return await self.files.response(
-            request, wanted, cache_control=control, redirect=ctx.backends.settings.blob_redirect
         )
 
     async def _enforce(

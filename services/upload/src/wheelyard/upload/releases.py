@@ -14,6 +14,7 @@ from wheelyard.shared.auth.access import require_admin, require_write
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import AuditEvent, File, Project, Release, utcnow
+from wheelyard.shared.domain import blobgc
 from wheelyard.shared.domain.hosted import list_scope, project_scope, repository_serial
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import InvalidInput, NotFound
@@ -90,7 +91,9 @@ async def delete_files(
     """Delete one file of a release, or all of them (the repository's admins).
 
     The rows stay, marked deleted, so a deleted filename can never be uploaded again with
-    other bytes (pypicloud #259). The blobs stay too: content-addressed, possibly shared.
+    other bytes (pypicloud #259). The blobs are content-addressed, possibly shared: those no
+    other record references are left to garbage collection, after downloads in progress had
+    time to finish.
     """
     require_admin(principal, repo)
     await begin_write(session)
@@ -107,6 +110,8 @@ async def delete_files(
         f.deleted_at = now
         session.add(f)
     serial = await bump_serial(session, proj)
+    keys = {f.blob_key for f in files} | {f.metadata_blob_key for f in files if f.metadata_blob_key}
+    await blobgc.orphan(session, keys, now + blobgc.DRAIN)
     session.add(
         AuditEvent(
             actor=principal.username,

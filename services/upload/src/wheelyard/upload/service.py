@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +33,7 @@ from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import AuditEvent, File, Project, Release
+from wheelyard.shared.domain import blobgc
 from wheelyard.shared.domain.directory import RepositoryDirectory
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import (
@@ -165,19 +167,32 @@ async def _publish(
                 path_version=received.path_version,
             )
         )
-        file_blob, metadata_blob = await store_blobs(backends.blobs, spool, validated)
-        return await record_upload(
-            session,
-            pages,
-            repo=target,
-            principal=principal,
-            spool=spool,
-            validated=validated,
-            file_blob=file_blob,
-            metadata_blob=metadata_blob,
-            form=received.form,
-            source_ip=source_ip,
-        )
+        attempt = 0
+        while True:
+            write_started = await blobgc.db_now(session)
+            file_blob, metadata_blob = await store_blobs(backends.blobs, spool, validated)
+            try:
+                return await record_upload(
+                    session,
+                    pages,
+                    repo=target,
+                    principal=principal,
+                    spool=spool,
+                    validated=validated,
+                    file_blob=file_blob,
+                    metadata_blob=metadata_blob,
+                    form=received.form,
+                    source_ip=source_ip,
+                    write_started=write_started,
+                )
+            except blobgc.BlobBeingDeleted as exc:
+                # Garbage collection was deleting these very bytes (an earlier, deleted copy):
+                # let it finish, then write them again.
+                await session.rollback()
+                attempt += 1
+                if attempt >= 3:
+                    raise
+                await blobgc.wait_deleted(session, exc.keys)
     finally:
         spool.discard()
 
@@ -224,39 +239,27 @@ async def record_upload(
     metadata_blob: WrittenBlob | None,
     form: UploadForm | None,
     source_ip: str | None,
+    write_started: datetime,
 ) -> Published:
-    """Commit the project, release and file rows; idempotent for identical bytes."""
-    dist, meta = validated.dist, validated.metadata
+    """Commit the project, release and file rows; idempotent for identical bytes.
+    `write_started`: `blobgc.db_now` before the blobs were stored (raises
+    `blobgc.BlobBeingDeleted` if garbage collection may have deleted them since)."""
+    dist = validated.dist
     try:
         await begin_write(session)
-        project = await _project_for_upload(session, repo, dist.project, meta.name)
-        existing = await _same_file(session, repo, dist)
-        if existing is not None:
-            return _existing_outcome(repo, existing, spool, dist)
-        release = await _release_for_upload(session, project, dist, meta)
-        assert project.id is not None and release.id is not None  # both flushed or loaded
-        session.add(
-            File(
-                repository_id=repo.id,
-                project_id=project.id,
-                release_id=release.id,
-                filename=dist.filename,
-                identity=dist.identity,
-                packagetype="bdist_wheel" if dist.kind == "wheel" else "sdist",
-                python_version=form.pyversion if form else dist.python_tag,
-                sha256=spool.sha256,
-                blake2_256=spool.blake2_256,
-                md5=spool.md5,
-                size=spool.size,
-                requires_python=meta.requires_python,
-                blob_key=file_blob.key,
-                metadata_sha256=metadata_blob.sha256 if metadata_blob else None,
-                metadata_blob_key=metadata_blob.key if metadata_blob else None,
-                metadata_size=metadata_blob.size if metadata_blob else None,
-                uploaded_by=principal.username,
-            )
+        added = await add_file_rows(
+            session,
+            repo,
+            validated=validated,
+            digests=Digests(spool.sha256, spool.blake2_256, spool.md5, spool.size),
+            file_blob=file_blob,
+            metadata_blob=metadata_blob,
+            python_version=form.pyversion if form else dist.python_tag,
+            uploaded_by=principal.username,
+            write_started=write_started,
         )
-        serial = await bump_serial(session, project)
+        if isinstance(added, File):
+            return _existing_outcome(repo, added, spool, dist)
         session.add(
             AuditEvent(
                 actor=principal.username,
@@ -274,10 +277,84 @@ async def record_upload(
         if existing is None:
             raise
         return _existing_outcome(repo, existing, spool, dist)
-    await announce(session, pages, repo, dist.project, serial)
+    await announce(session, pages, repo, dist.project, added.serial)
     return Published(
         repo.path, dist.project, str(dist.version), dist.filename, spool.sha256, spool.size, True
     )
+
+
+@dataclass(frozen=True)
+class Digests:
+    """A file's digests and size, as computed while its bytes were received."""
+
+    sha256: str
+    blake2_256: str
+    md5: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Added:
+    """The rows `add_file_rows` added: the release (to yank on import) and the project's
+    new serial (to announce after the commit)."""
+
+    release: Release
+    serial: int
+
+
+async def add_file_rows(
+    session: AsyncSession,
+    repo: RepositoryView,
+    *,
+    validated: Validated,
+    digests: Digests,
+    file_blob: WrittenBlob,
+    metadata_blob: WrittenBlob | None,
+    python_version: str,
+    uploaded_by: str | None,
+    write_started: datetime,
+    upload_time: datetime | None = None,
+) -> Added | File:
+    """Add the project (if new), release (if new) and file rows of a validated file whose
+    blobs are stored, in the caller's write transaction (nothing is committed). Returns the
+    file the repository holds or held under that name or identity instead, adding nothing
+    (the caller decides: same bytes or a conflict). Raises Forbidden for an archived or
+    quarantined project. `write_started` is `blobgc.db_now` before the blobs were stored
+    (raises `blobgc.BlobBeingDeleted` when garbage collection may have deleted them since).
+    `upload_time` keeps another index's (an import); default now."""
+    dist, meta = validated.dist, validated.metadata
+    project = await _project_for_upload(session, repo, dist.project, meta.name)
+    existing = await _same_file(session, repo, dist)
+    if existing is not None:
+        return existing
+    release = await _release_for_upload(session, project, dist, meta)
+    assert project.id is not None and release.id is not None  # both flushed or loaded
+    row = File(
+        repository_id=repo.id,
+        project_id=project.id,
+        release_id=release.id,
+        filename=dist.filename,
+        identity=dist.identity,
+        packagetype="bdist_wheel" if dist.kind == "wheel" else "sdist",
+        python_version=python_version,
+        sha256=digests.sha256,
+        blake2_256=digests.blake2_256,
+        md5=digests.md5,
+        size=digests.size,
+        requires_python=meta.requires_python,
+        blob_key=file_blob.key,
+        metadata_sha256=metadata_blob.sha256 if metadata_blob else None,
+        metadata_blob_key=metadata_blob.key if metadata_blob else None,
+        metadata_size=metadata_blob.size if metadata_blob else None,
+        uploaded_by=uploaded_by,
+    )
+    if upload_time is not None:
+        row.upload_time = upload_time
+    session.add(row)
+    serial = await bump_serial(session, project)
+    keys = [file_blob.key] + ([metadata_blob.key] if metadata_blob else [])
+    await blobgc.guard_references(session, keys, write_started)
+    return Added(release, serial)
 
 
 def _existing_outcome(

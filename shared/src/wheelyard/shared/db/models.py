@@ -173,9 +173,9 @@ class File(SQLModel, table=True):
     size: int = Field(sa_type=sa.BigInteger)
     upload_time: datetime = _created()
     requires_python: str | None = Field(default=None, max_length=255)
-    blob_key: str = Field(max_length=255)
+    blob_key: str = Field(max_length=255, index=True)  # garbage collection looks blobs up
     metadata_sha256: str | None = Field(default=None, max_length=64)  # PEP 658 hash
-    metadata_blob_key: str | None = Field(default=None, max_length=255)
+    metadata_blob_key: str | None = Field(default=None, max_length=255, index=True)
     metadata_size: int | None = None
     uploaded_by: str | None = Field(default=None, max_length=150)
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -269,7 +269,8 @@ class ProxyFile(SQLModel, table=True):
     who may read it: a proxy repository serves stored bytes only for files it has a row for.
     `filename` is the name in the download URL (a `.metadata` suffix for PEP 658 metadata).
     `first_seen` is when the file entered this repository, `last_downloaded` when it was last
-    served (updated at most hourly), `upload_time` the upstream's, when its page gave one.
+    served (updated at most hourly, in batches), `upload_time` the upstream's, when its page
+    gave one. Retention removes rows least recently downloaded first (`ProxyPin` exempts one).
     """
 
     __tablename__ = "proxy_files"
@@ -280,7 +281,7 @@ class ProxyFile(SQLModel, table=True):
     filename: str = Field(max_length=300)
     sha256: str = Field(max_length=64)
     size: int = Field(sa_type=sa.BigInteger)
-    blob_key: str = Field(max_length=255)
+    blob_key: str = Field(max_length=255, index=True)  # garbage collection looks blobs up
     upload_time: datetime | None = Field(default=None, sa_type=UTCDateTime)
     first_seen: datetime = _created()
     last_downloaded: datetime = _created()
@@ -303,3 +304,74 @@ class ProxySeen(SQLModel, table=True):
     project: str = Field(max_length=255)  # normalized
     filename: str = Field(max_length=300)
     first_seen: datetime = _created()
+
+
+class ProxyPin(SQLModel, table=True):
+    """A file of a proxy repository that retention never removes (pre-fetched from a lockfile,
+    or pinned by an administrator), whether or not it is cached right now.
+
+    `filename` is the name in the download URL; a pin also keeps the file's PEP 658
+    `.metadata` record.
+    """
+
+    __tablename__ = "proxy_pins"
+    repository_id: int = Field(
+        sa_column_args=[sa.ForeignKey("repositories.id", ondelete="CASCADE")], primary_key=True
+    )
+    filename: str = Field(max_length=300, primary_key=True)
+    reason: str | None = Field(default=None, max_length=64)  # e.g. "prefetch", "admin"
+    pinned_at: datetime = _created()
+
+
+class BlobOrphan(SQLModel, table=True):
+    """A blob no record referenced when garbage collection last looked (see
+    `domain/blobgc.py`): pending until claimed, then deleted.
+
+    It may go once it is still unreferenced, the grace period has passed since its last write
+    and `delete_after` has passed. `deleting_at` is set by the transaction that claims it
+    (after re-checking that nothing references it); `deleted_at` once the blob is gone. Rows of
+    deleted blobs are kept a day, so that a writer that wrote the same bytes before the
+    deletion learns of it when it commits its record, and writes them again.
+    """
+
+    __tablename__ = "blob_orphans"
+    blob_key: str = Field(max_length=255, primary_key=True)
+    first_seen: datetime = _created()
+    delete_after: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    deleting_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Lease(SQLModel, table=True):
+    """A named, time-limited lease: one holder at a time across every process sharing the
+    database (the retention sweep and garbage collection run on one replica at a time)."""
+
+    __tablename__ = "leases"
+    name: str = Field(max_length=64, primary_key=True)
+    holder: str = Field(max_length=128)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class PrefetchJob(SQLModel, table=True):
+    """A pre-fetch asked through the API: a lockfile's files fetched into a proxy repository
+    by one process, its progress kept here so that any replica can answer a poll.
+
+    `status` is queued, running or done; `heartbeat` is renewed while it runs (a job whose
+    process stopped is reported abandoned). `outcomes` lists every file's outcome once done.
+    """
+
+    __tablename__ = "prefetch_jobs"
+    id: str = Field(primary_key=True, max_length=32)
+    repository_id: int = _fk("repositories.id")
+    created_by: str | None = Field(default=None, max_length=150)
+    created_at: datetime = _created()
+    heartbeat: datetime = _created()
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str = Field(default="queued", max_length=16)
+    total: int = 0
+    fetched: int = 0
+    cached: int = 0
+    failed: int = 0
+    skipped: int = 0
+    outcomes: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    error: str | None = Field(default=None, sa_type=sa.Text)

@@ -55,9 +55,17 @@ async def bootstrap(session: AsyncSession, settings: Settings) -> str | None:
         if spec.name == PYPI_REPOSITORY and view.type == "proxy" and _differs(view, spec):
             # The environment is where operators point the default proxy (an internal mirror,
             # credentials, a test upstream): it must win over what an earlier start stored.
-            # Visibility, type and the supply-chain rules stay as the operator left them.
+            # Visibility, type, the supply-chain rules and retention stay as the operator left
+            # them.
             kept = {k: view.settings[k] for k in SETTING_KEYS if k in view.settings}
-            spec = spec.model_copy(update={"visibility": view.visibility, **kept})
+            spec = spec.model_copy(
+                update={
+                    "visibility": view.visibility,
+                    **kept,
+                    "cache_max_bytes": view.settings.get("cache_max_bytes"),
+                    "cache_max_idle": view.settings.get("cache_max_idle"),
+                }
+            )
             await apply_repository(session, spec)
     for spec in settings.repositories:
         try:

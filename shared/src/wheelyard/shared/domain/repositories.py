@@ -245,12 +245,20 @@ async def apply_repository(
     return await view_of(session, repo, spec.storage)
 
 
+#: What `settings` holds from a RepositoryConfig (all of it replaced on every apply).
+_SETTINGS = ("allow_upstream", "cache_max_bytes", "cache_max_idle")
+
+
 def _settings_of(spec: RepositoryConfig, current: dict[str, Any]) -> dict[str, Any]:
-    owned = {"allow_upstream", *SETTING_KEYS}
+    owned = {*_SETTINGS, *SETTING_KEYS}
     settings = {k: v for k, v in current.items() if k not in owned}
     if spec.allow_upstream:
         settings["allow_upstream"] = sorted({canonicalize_name(n) for n in spec.allow_upstream})
     settings.update(policy_settings(spec))
+    if spec.cache_max_bytes is not None:
+        settings["cache_max_bytes"] = spec.cache_max_bytes
+    if spec.cache_max_idle is not None:
+        settings["cache_max_idle"] = spec.cache_max_idle
     return settings
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -48,6 +49,16 @@ class BlobInfo:
 
     key: str
     size: int
+
+
+@dataclass(frozen=True)
+class ListedBlob:
+    """One committed blob as a listing sees it: its key, size and when it was last written
+    (garbage collection's measure of age)."""
+
+    key: str
+    size: int
+    modified: datetime  # timezone-aware UTC
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,13 @@ class BlobStore(Protocol):
 
     async def url_for(self, key: str, *, expires_seconds: int = 300) -> str | None:
         """A presigned URL clients can GET without credentials, or None if the backend has none."""
+        ...
+
+    def list_blobs(self) -> AsyncIterator[ListedBlob]:
+        """Every committed blob (never a write in progress nor anything that is not a blob
+        key), with its size and last write time, fetched a prefix at a time so memory stays
+        bounded whatever the store holds. Blobs written or deleted during the listing may or
+        may not appear."""
         ...
 
     async def ping(self) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,6 +24,7 @@ from wheelyard.shared.storage.base import (
     MAX_READ_CHUNK,
     BlobInfo,
     BlobNotFound,
+    ListedBlob,
     sha256_of_key,
 )
 from wheelyard.shared.storage.tempdir import TempDirClaim, claim_temp_dir, remove_files_older_than
@@ -145,6 +147,36 @@ class FilesystemBlobStore:
         """Always None: a directory has no URL of its own; the service streams the bytes."""
         self._path_for(key)
         return None
+
+    async def list_blobs(self) -> AsyncIterator[ListedBlob]:
+        """Every committed blob under `sha256/`, one top-level directory (1/256 of the store)
+        per worker-thread call; anything that is not a well-formed blob key is skipped."""
+        base = self.root / "sha256"
+
+        def tops() -> list[str]:
+            try:
+                return sorted(p.name for p in base.iterdir() if p.is_dir())
+            except FileNotFoundError:
+                return []
+
+        def listing(top: str) -> list[ListedBlob]:
+            found = []
+            for dirpath, _dirs, files in os.walk(base / top):
+                for name in files:
+                    path = Path(dirpath) / name
+                    key = path.relative_to(self.root).as_posix()
+                    try:
+                        sha256_of_key(key)
+                        st = path.stat()
+                    except (ValueError, FileNotFoundError):
+                        continue
+                    modified = datetime.fromtimestamp(st.st_mtime, UTC)
+                    found.append(ListedBlob(key=key, size=st.st_size, modified=modified))
+            return sorted(found, key=lambda b: b.key)
+
+        for top in await to_thread.run_sync(tops):
+            for blob in await to_thread.run_sync(listing, top):
+                yield blob
 
     async def ping(self) -> None:
         """Write, read back and remove a small probe file under `tmp/`; raise

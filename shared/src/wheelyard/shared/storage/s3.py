@@ -42,6 +42,7 @@ from wheelyard.shared.storage.base import (
     CHUNK_SIZE,
     BlobInfo,
     BlobNotFound,
+    ListedBlob,
     sha256_of_key,
 )
 from wheelyard.shared.storage.tempdir import STALE_AFTER
@@ -330,6 +331,33 @@ class S3BlobStore:
                 resp.release_conn()
         finally:
             client.remove_object(self.bucket, name)
+
+    async def list_blobs(self) -> AsyncIterator[ListedBlob]:
+        """Every committed blob under `<prefix>sha256/`, listed one top-level prefix (1/256 of
+        the store) per worker-thread call; anything that is not a blob key is skipped."""
+        for top in range(256):
+            prefix = f"{self.prefix}sha256/{top:02x}/"
+
+            def listing(prefix: str = prefix) -> list[ListedBlob]:
+                found = []
+                for o in self._client.list_objects(self.bucket, prefix=prefix, recursive=True):
+                    key = o.object_name[len(self.prefix) :]
+                    try:
+                        sha256_of_key(key)
+                    except ValueError:
+                        continue
+                    modified = o.last_modified or datetime.now(UTC)
+                    found.append(ListedBlob(key=key, size=o.size or 0, modified=modified))
+                return found
+
+            try:
+                batch = await self._call(listing)
+            except S3Error as e:
+                if _is_missing(e):
+                    return
+                raise _refused(self, e) from e
+            for blob in batch:
+                yield blob
 
     async def list_temp(self) -> list[str]:
         """Names (relative to the prefix) of temporary objects: writes being committed or

@@ -21,7 +21,12 @@ from wheelyard.gateway.management.guards import administrator, audit, signed_in
 from wheelyard.gateway.management.schemas import RepositoryOut
 from wheelyard.shared.auth.access import allowed, can_read, missing, require_admin, require_read
 from wheelyard.shared.auth.principal import Principal
-from wheelyard.shared.config import RepositoryConfig, UpstreamConfig, check_pem_bundle
+from wheelyard.shared.config import (
+    RepositoryConfig,
+    UpstreamConfig,
+    check_pem_bundle,
+    format_duration,
+)
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain.hosted import list_scope, project_scope
 from wheelyard.shared.domain.policy import SETTING_KEYS, validate_settings
@@ -96,6 +101,13 @@ class NewRepository(PolicyFields):
     members: list[str] = Field(default_factory=list)
     ttl: int | None = Field(default=None, ge=0)
     allow_upstream: list[str] = Field(default_factory=list)
+    cache_max_bytes: int | str | None = Field(
+        default=None, description="proxy only: cache at most this much (bytes, or '10GB')"
+    )
+    cache_max_idle: int | str | None = Field(
+        default=None,
+        description="proxy only: drop cached files not downloaded for this long ('30d')",
+    )
 
 
 class RepositoryChange(PolicyFields):
@@ -108,6 +120,12 @@ class RepositoryChange(PolicyFields):
     members: list[str] | None = None
     ttl: int | None = Field(default=None, ge=0)
     allow_upstream: list[str] | None = None
+    cache_max_bytes: int | str | None = Field(
+        default=None, description="proxy only: bytes, or '10GB'; null removes the limit"
+    )
+    cache_max_idle: int | str | None = Field(
+        default=None, description="proxy only: e.g. '30d'; null removes the limit"
+    )
 
 
 def _repository_json(
@@ -136,6 +154,8 @@ def _repository_json(
         ],
         "allow_upstream": list(view.settings.get("allow_upstream", [])),
         **policy_json(view),
+        "cache_max_bytes": view.settings.get("cache_max_bytes"),
+        "cache_max_idle": _duration(view.settings.get("cache_max_idle")),
         "url": f"/repositories/{view.storage}/{view.name}/",
     }
 
@@ -150,6 +170,10 @@ def policy_json(view: RepositoryView) -> dict[str, Any]:
         "allowed": list(settings.get("allowed", [])),
         "withheld_files": settings.get("withheld_files", "yanked"),
     }
+
+
+def _duration(seconds: int | None) -> str | None:
+    return None if seconds is None else format_duration(int(seconds))
 
 
 def _readable_member(
@@ -303,6 +327,8 @@ async def update(
         "upstreams": [u.model_dump() for u in view.upstreams],
         "allow_upstream": list(view.settings.get("allow_upstream", [])),
         **policy_json(view),
+        "cache_max_bytes": view.settings.get("cache_max_bytes"),
+        "cache_max_idle": view.settings.get("cache_max_idle"),
     }
     asked = {k: v for k, v in changes.items() if not (k in SETTING_KEYS and v is None)}
     for key in SETTING_KEYS:
@@ -312,6 +338,8 @@ async def update(
         asked["members"] = await _new_members(session, principal, view, members, asked["members"])
     if asked.get("type") and asked["type"] != "proxy":
         current["upstreams"] = asked.get("upstreams", [])
+        current["cache_max_bytes"] = asked.get("cache_max_bytes")
+        current["cache_max_idle"] = asked.get("cache_max_idle")
     if asked.get("type") and asked["type"] != "group":
         current["members"] = asked.get("members", [])
         current["allow_upstream"] = asked.get("allow_upstream", [])

@@ -76,6 +76,12 @@ class RepositoryOut(BaseModel):
     blocked: list[str] = Field(default_factory=list)
     allowed: list[str] = Field(default_factory=list)
     withheld_files: Literal["yanked", "hidden"] = "yanked"
+    cache_max_bytes: int | None = Field(
+        default=None, description="proxy only: retention's size limit of the cache, in bytes"
+    )
+    cache_max_idle: str | None = Field(
+        default=None, description="proxy only: cached files not downloaded for this long go"
+    )
     url: str
 
 
