@@ -45,6 +45,7 @@ TABLES = {
     "audit_events",
     "proxy_pages",
     "proxy_files",
+    "proxy_seen",
 }
 T = {"t": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)}
 
