@@ -49,6 +49,7 @@ TABLES = {
     "blob_orphans",
     "leases",
     "prefetch_jobs",
+    "proxy_seen",
 }
 T = {"t": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)}
 
