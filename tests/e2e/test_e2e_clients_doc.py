@@ -116,9 +116,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
                     )
                 },
             )
+            secret = _module_wheel(dists, "example-internal", "")
             for wheel, repo in (
                 (project, "default/local"),
                 (project, "default/internal"),
+                (secret, "default/internal"),
                 (cli, "default/local"),
             ):
                 r = upload_file(server.upload_url(repo), wheel, auth=server.admin)
@@ -209,8 +211,10 @@ class Workspace:
         with target.open("a") as out:
             out.write("\n" + doc_block(name, self.registry.server))
 
-    def python(self, code: str) -> Outcome:
-        return run([self.venv / "python", "-c", code], env=self.env())
+    def with_pip(self) -> Workspace:
+        """Make `python` and `pip` on the PATH those of a venv with pip."""
+        self.venv = make_venv(self.home.parent / "pip-venv", with_pip=True).parent
+        return self
 
     def pyproject(self, name: str, extra: str = "") -> None:
         (self.directory / "pyproject.toml").write_text(
@@ -236,7 +240,8 @@ def workspace(
     (home / ".local" / "bin").mkdir(parents=True)
     project = tmp_path / "project"
     project.mkdir()
-    venv = make_venv(tmp_path / "venv", with_pip=True).parent
+    # Without pip (ensurepip costs seconds); the tests that run pip ask for `with_pip()`.
+    venv = make_venv(tmp_path / "venv", with_pip=False).parent
     return Workspace(registry, project, home, venv, [])
 
 
@@ -270,19 +275,24 @@ def test_create_token(workspace: Workspace) -> None:
 
 
 def test_pip(workspace: Workspace) -> None:
+    workspace.with_pip()
     workspace.run("pip-install")
     installed(workspace)
 
 
 def test_pip_with_a_token_in_the_url(workspace: Workspace) -> None:
+    workspace.with_pip()
     workspace.run("pip-install-token")
     installed(workspace)
 
 
 def test_pip_search(workspace: Workspace) -> None:
+    workspace.with_pip()
     outcome = workspace.run("pip-search")
     assert "example-project (1.0)" in outcome.output, outcome.describe()
     assert "example-cli (1.0)" in outcome.output
+    # A project only a private repository holds is never shown to an anonymous caller.
+    assert "example-internal" not in outcome.output
 
 
 def test_uv_pip_install(workspace: Workspace) -> None:
@@ -407,6 +417,7 @@ def test_flit_publishes_with_pypirc_and_its_printed_url_resolves(
 def test_flit_installs_dependencies(workspace: Workspace, client: Callable[[str], Path]) -> None:
     workspace.tools.append(client(FLIT))
     _flit_project(workspace, "flit-consumer", '"example-project"')
+    workspace.with_pip()
     workspace.run("flit-install")
     installed(workspace)
 

@@ -230,3 +230,25 @@ def test_devpi_style_plus_simple_lists_the_files(world: World) -> None:
     # hatch asks `<repository>/+simple/<project>/` which files exist before uploading.
     r = httpx.get(f"{world.server.local}/+simple/{world.public}/", timeout=30)
     assert r.status_code == 200 and f"{world.public.replace('-', '_')}-1.0-" in r.text
+
+
+def test_a_public_group_with_a_private_member_hides_it_from_those_who_may_not_read_it(
+    world: World,
+) -> None:
+    group = unique_name("xr-group")
+    r = http.post(
+        f"{world.server.url}/api/v1/repositories",
+        json={
+            "name": group,
+            "type": "group",
+            "visibility": "public",
+            "members": [world.private_repo, "default/local"],
+        },
+        auth=world.server.admin,
+    )
+    assert r.status_code == 201, r.text
+    url = f"{world.server.url}/repositories/default/{group}/pypi"
+    spec = {"name": [world.word]}
+    assert names(call(url, "search", spec)) == {world.public}
+    assert world.private not in call(url, "list_packages")
+    assert names(call(url, "search", spec, auth=world.reader)) == {world.public, world.private}
