@@ -13,9 +13,9 @@ The clients run with the machine's package sources hidden: `clean_env()` (no PIP
 variables, `PIP_CONFIG_FILE=/dev/null`), HOME and every XDG directory inside the test's tmp
 dir (so no user configuration, keyring or cache, and nothing is found in a cache), and a PATH
 of only the test's venv, the client's own tool environment, uv and the system directories.
-The server's `pypi` proxy points at an empty local upstream: whatever a client installs came
-from the hosted repositories. The clients themselves are installed once per session from PyPI
-(`client()`), which is the one thing that touches the public registry.
+The server's `pypi` proxy points at a local upstream holding one project (`example-upstream`):
+whatever a client installs came from this server. The clients themselves are installed once per
+session from PyPI (`client()`), which is the one thing that touches the public registry.
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wheelyard.testing.clients import PLAIN_OUTPUT, Outcome, make_venv, run, uv_binary
+from wheelyard.testing.clients import (
+    PLAIN_OUTPUT,
+    Outcome,
+    installed_version,
+    make_venv,
+    run,
+    uv_binary,
+)
 from wheelyard.testing.dist_factory import escaped_name, make_sdist, make_wheel
 from wheelyard.testing.management import ManagementApi, http
 from wheelyard.testing.server import ServerProcess, clean_env
@@ -90,6 +97,7 @@ def _module_wheel(directory: Path, name: str, body: str, **extra: str) -> Path:
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     root = tmp_path_factory.mktemp("clients-doc")
     with LocalUpstream(root / "upstream") as upstream:
+        upstream.add_project("example-upstream")
         env = {
             "WHEELYARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "WHEELYARD_PYPI_PROXY": upstream.simple_url,
@@ -278,6 +286,12 @@ def test_pip(workspace: Workspace) -> None:
     workspace.with_pip()
     workspace.run("pip-install")
     installed(workspace)
+
+
+def test_pip_from_the_proxy(workspace: Workspace) -> None:
+    workspace.with_pip()
+    workspace.run("pip-install-proxy")
+    assert installed_version(workspace.venv / "python", "example-upstream") == "1.0"
 
 
 def test_pip_with_a_token_in_the_url(workspace: Workspace) -> None:
