@@ -25,7 +25,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -53,6 +53,7 @@ _MARKED = re.compile(r"<!-- test: ([\w-]+) -->\n```(\w+)\n(.*?)\n```", re.DOTALL
 # pdm's `locked` extra pins what pdm was released with (see test_e2e_skip_existing.py).
 POETRY, PDM, HATCH, FLIT = "poetry==2.*", "pdm[locked]==2.*", "hatch==1.*", "flit"
 TWINE, PIP_TOOLS, PIPX = "twine", "pip-tools", "pipx"
+KEYRING = "keyring keyrings.alt"
 
 
 def _blocks() -> dict[str, tuple[str, str]]:
@@ -142,7 +143,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 @pytest.fixture(scope="session")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """`client(requirement)`: the bin directory of a virtual environment with `requirement`
-    installed from PyPI (once per session; uv's own cache of this machine makes it fast)."""
+    (one or more, space-separated) installed from PyPI, once per session (the machine's uv
+    cache makes that fast)."""
     root = tmp_path_factory.mktemp("clients")
     made: dict[str, Path] = {}
 
@@ -152,8 +154,9 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
             env = clean_env(UV_PYTHON_DOWNLOADS="never")
             uv = uv_binary()
             run([uv, "venv", "--quiet", "--python", sys.executable, venv], env=env).succeeded()
+            python = venv / "bin" / "python"
             run(
-                [uv, "pip", "install", "--quiet", "--python", venv / "bin" / "python", requirement],
+                [uv, "pip", "install", "--quiet", "--python", python, *requirement.split()],
                 env=env,
                 timeout=600,
             ).succeeded()
@@ -172,6 +175,7 @@ class Workspace:
     home: Path
     venv: Path  # its bin directory: python and pip
     tools: list[Path]
+    extra: dict[str, str] = field(default_factory=dict)  # variables the test itself needs
 
     def env(self) -> dict[str, str]:
         env = clean_env(
@@ -199,6 +203,7 @@ class Workspace:
         )
         # The project's own pyproject.toml is the configuration under test: uv reads it.
         env.pop("UV_NO_CONFIG")
+        env.update(self.extra)
         return env
 
     def run(self, name: str, *, ok: bool = True) -> Outcome:
@@ -316,6 +321,15 @@ def test_uv_pip_install(workspace: Workspace) -> None:
 
 def test_uv_with_netrc(workspace: Workspace) -> None:
     workspace.run("uv-netrc")
+    installed(workspace, workspace.directory / ".venv" / "bin" / "python")
+
+
+def test_uv_with_keyring(workspace: Workspace, client: Callable[[str], Path]) -> None:
+    workspace.tools.append(client(KEYRING))
+    # A keyring that keeps its secrets in a file under the test's home (there is no desktop
+    # keyring here); everything else is the page's block as written.
+    workspace.extra["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
+    workspace.run("uv-keyring")
     installed(workspace, workspace.directory / ".venv" / "bin" / "python")
 
 
