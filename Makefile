@@ -1,13 +1,16 @@
 # Thin wrappers over uv. `make run` starts the registry; `make test` runs the whole suite.
 UV := $(shell ./scripts/ensure-uv)
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# `make run HOST=0.0.0.0 PORT=9000`; unset, the server's defaults apply (127.0.0.1:8000, or
+# WHEELYARD_HOST / WHEELYARD_PORT from the environment).
+HOST ?=
+PORT ?=
 PYTEST_ARGS ?=
 
 .PHONY: run test lint format bench bench-proxy bench-split bench-footprint services
 
+# Runtime dependencies only (--no-dev): the test and lint tools are not needed to serve.
 run:
-	$(UV) run wheelyard serve --host $(HOST) --port $(PORT)
+	$(UV) run --no-dev wheelyard serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 services:
 	./scripts/ensure-services

@@ -17,7 +17,14 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from wheelyard.testing.clients import Outcome, project_page, run, uv_tool_command
+from wheelyard.testing.clients import (
+    Outcome,
+    RequestRecorder,
+    project_page,
+    run,
+    twine_command,
+    uv_tool_command,
+)
 from wheelyard.testing.dist_factory import (
     TarMember,
     escaped_name,
@@ -87,6 +94,34 @@ def test_twine_6_1_skip_existing_reports_conflicting_files_as_skipped(
         outcome, changed, "Skipping {filename} because it appears to already exist"
     )
     _assert_server_keeps(wheelyard_server, project, originals)
+
+
+def test_twine_6_2_and_later_refuse_skip_existing_before_sending_anything(
+    wheelyard_server: RunningServer, tmp_path: Path
+) -> None:
+    # What docs/clients.md says about twine: since 6.2 the option is refused for every
+    # repository but PyPI and TestPyPI, on the client side, so no server answer can help
+    # (twine's settings.py); `uv publish --check-url` is the way to skip existing files.
+    wheel = make_wheel(tmp_path, unique_project("twine7"), "1.0")
+    user, password = wheelyard_server.admin
+    with RequestRecorder("127.0.0.1", wheelyard_server.process.port) as recorder:
+        outcome = run(
+            [
+                *twine_command(),
+                "upload",
+                "--non-interactive",
+                "--skip-existing",
+                "--repository-url",
+                recorder.url + "/repositories/default/local/",
+                "--username",
+                user,
+                "--password",
+                password,
+                wheel,
+            ]
+        ).failed()
+        assert "does not have support for the following features: --skip-existing" in outcome.text
+        assert recorder.requests == []
 
 
 def _write_project(directory: Path, project: str, *, build_system: str, marker: int) -> None:

@@ -75,6 +75,7 @@ async def dispatch(method: str, path: str) -> tuple[Scope, Any, Kinds]:
 REQUESTS: list[tuple[str, str, str]] = [
     ("GET", "{r}/simple/demo/", "simple_project"),
     ("HEAD", "{r}/simple/demo/", "simple_project"),
+    ("GET", "{r}/+simple/demo/", "simple_project"),
     ("GET", "{r}/demo/1.0/demo-1.0.tar.gz", "download"),
     ("HEAD", "{r}/demo/1.0/demo-1.0-py3-none-any.whl", "download"),
     ("GET", "{r}/simple/", "simple_root"),
@@ -103,7 +104,13 @@ REQUESTS: list[tuple[str, str, str]] = [
     ("GET", "{a}/prefetch/0123abcd", "prefetch_job"),
     ("GET", "/api/v1/search", "search"),
     ("GET", "{r}/demo/1.0/demo-1.0.tar.gz/more", "repository_reads"),
-    ("GET", "{r}/demo", "repository_reads"),
+    ("GET", "{r}/demo/1.0/demo-1.0.tar.gz/more/", "repository_reads"),
+    ("GET", "{r}/demo", "project_page_redirect"),
+    ("GET", "{r}/demo/", "project_page_redirect"),
+    ("GET", "{r}//demo", "project_page_redirect"),
+    ("HEAD", "{r}/demo/1.0/", "project_page_redirect"),
+    ("POST", "{r}/pypi", "xmlrpc"),
+    ("POST", "{r}/pypi/", "xmlrpc"),
     ("PATCH", "{r}/demo/1.0/demo-1.0.tar.gz", "repository_writes"),
     ("DELETE", "{r}/demo/1.0/demo-1.0.tar.gz", "repository_writes"),
     ("GET", "{a}/projects/demo/versions", "project_reads"),
@@ -125,10 +132,12 @@ FIXED = {
     "prefetch_job": PROXY_CACHE,
     "cache_area": PROXY_CACHE,
     "search": INDEX,
+    "xmlrpc": INDEX,
+    "project_page_redirect": None,  # the gateway itself
 }
 
 
-def expected_app(route_name: str, kind: str) -> App:
+def expected_app(route_name: str, kind: str) -> App | None:
     route = next(r for r in routes.ROUTES if r.name == route_name)
     if route.target is routes.Target.READER:
         return READER_OF_KIND[kind]

@@ -62,7 +62,7 @@ def _settings() -> Settings:
 
 
 def _run(
-    asgi_app: FastAPI | str,
+    asgi_app: Callable[..., Any] | str,
     host: str,
     port: int,
     settings: Settings,
@@ -126,8 +126,12 @@ def _raise_open_file_limit() -> None:
             logging.getLogger(__name__).warning("cannot raise the open-file limit: %s", exc)
 
 
-HostOpt = Annotated[str, typer.Option(help="Address to listen on.")]
-PortOpt = Annotated[int, typer.Option(help="Port to listen on.")]
+HostOpt = Annotated[
+    str, typer.Option(envvar="WHEELYARD_HOST", help="Address to listen on.", show_envvar=True)
+]
+PortOpt = Annotated[
+    int, typer.Option(envvar="WHEELYARD_PORT", help="Port to listen on.", show_envvar=True)
+]
 AccessLogOpt = Annotated[
     bool | None,
     typer.Option(help="Log every request (default: WHEELYARD_ACCESS_LOG, which is on)."),
@@ -148,13 +152,19 @@ def serve(
     host: HostOpt = "127.0.0.1", port: PortOpt = 8000, access_log: AccessLogOpt = None
 ) -> None:
     """Run the whole registry in one process (embedded mode)."""
+    from wheelyard.cli.banner import StartupBanner, banner, base_url
+    from wheelyard.cli.preflight import check_data_dir, check_port
     from wheelyard.gateway.app import check_settings
     from wheelyard.gateway.embedded import create_embedded_app
 
     _apply_access_log(access_log)
     settings = _settings()
+    # The data directory and the port first: checking the settings already writes key files.
+    _checked(lambda: check_data_dir(settings))
+    _checked(lambda: check_port(host, port))
     _checked(lambda: check_settings(settings))
-    _run(create_embedded_app(settings), host, port, settings)
+    text = banner(settings, base_url(settings, host, port))
+    _run(StartupBanner(create_embedded_app(settings), text), host, port, settings)
 
 
 def app_factory(name: Service) -> Callable[..., Any]:
@@ -180,10 +190,12 @@ def service(
     workers: WorkersOpt = 1,
 ) -> None:
     """Run one service on its own (split mode); the gateway forwards to the others by URL."""
+    from wheelyard.cli.preflight import check_port
     from wheelyard.cli.workers import ROLE_ENV, prepare_metrics_dir
 
     _apply_access_log(access_log)
     settings = _settings()
+    _checked(lambda: check_port(host, port))
     _checked(lambda: _check_service(name, settings, workers))
     if workers > 1:
         prepare_metrics_dir(settings)

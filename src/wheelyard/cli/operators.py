@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
@@ -60,9 +61,27 @@ def _run(
         raise typer.Exit(1) from exc
 
 
-def _password(given: str | None) -> str:
+def _password(given: str | None, from_stdin: bool) -> str:
+    """The password: `--password`, one line of standard input (`--password-stdin`), or asked
+    twice on the terminal. Without a terminal there is no one to ask: a clear error naming the
+    option, rather than a prompt that reads nothing (exit status 2, like any usage error)."""
+    if given and from_stdin:
+        typer.echo("wheelyard: give either --password or --password-stdin, not both", err=True)
+        raise typer.Exit(2)
     if given:
         return given
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            typer.echo("wheelyard: --password-stdin read an empty password", err=True)
+            raise typer.Exit(2)
+        return line
+    if not sys.stdin.isatty():
+        typer.echo(
+            "wheelyard: no terminal to ask for the password: pipe it in with --password-stdin",
+            err=True,
+        )
+        raise typer.Exit(2)
     first = getpass.getpass("Password: ")
     if first != getpass.getpass("Repeat: "):
         typer.echo("wheelyard: the passwords differ", err=True)
@@ -70,17 +89,27 @@ def _password(given: str | None) -> str:
     return first
 
 
-PasswordOpt = Annotated[str | None, typer.Option(help="The password (prompted for when omitted).")]
+PasswordOpt = Annotated[
+    str | None,
+    typer.Option(help="The password (visible to other local users: prefer --password-stdin)."),
+]
+PasswordStdinOpt = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin", help="Read the password from the first line of standard input."
+    ),
+]
 
 
 @user_app.command("add")
 def user_add(
     username: str,
     password: PasswordOpt = None,
+    password_stdin: PasswordStdinOpt = False,
     admin: Annotated[bool, typer.Option(help="Make the user an administrator.")] = False,
 ) -> None:
-    """Create a user."""
-    secret = _password(password)
+    """Create a user (the password is asked for on a terminal, else --password-stdin)."""
+    secret = _password(password, password_stdin)
 
     async def work(_b: Backends, s: AsyncSession) -> None:
         await accounts.create_user(s, username, secret, is_admin=admin)
@@ -92,9 +121,11 @@ def user_add(
 
 
 @user_app.command("passwd")
-def user_passwd(username: str, password: PasswordOpt = None) -> None:
-    """Set a user's password."""
-    secret = _password(password)
+def user_passwd(
+    username: str, password: PasswordOpt = None, password_stdin: PasswordStdinOpt = False
+) -> None:
+    """Set a user's password (asked for on a terminal, else --password-stdin)."""
+    secret = _password(password, password_stdin)
 
     async def work(_b: Backends, s: AsyncSession) -> None:
         await accounts.update_user(s, username, password=secret)

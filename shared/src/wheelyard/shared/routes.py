@@ -18,12 +18,14 @@ from urllib.parse import quote
 
 class Target(enum.Enum):
     """Which service answers a route. `READER` depends on the repository's kind: hosted (and
-    unknown) repositories are the index's, proxy and group repositories the proxy-cache's."""
+    unknown) repositories are the index's, proxy and group repositories the proxy-cache's.
+    `GATEWAY` routes are answered by the gateway itself (redirects to the web interface)."""
 
     INDEX = "index"
     UPLOAD = "upload"
     PROXY_CACHE = "proxy-cache"
     READER = "reader"
+    GATEWAY = "gateway"
 
 
 READ = frozenset({"GET", "HEAD"})
@@ -90,7 +92,12 @@ def _route(
 
 # The hot routes first: they are matched in order and most requests are these.
 SIMPLE_PROJECT = _route(
-    "simple_project", REPO + "/simple/{project}/", READ, Target.READER, fast=True
+    "simple_project",
+    # `+simple` is devpi's spelling, which hatch asks to learn which files already exist.
+    (REPO + "/simple/{project}/", REPO + "/+simple/{project}/"),
+    READ,
+    Target.READER,
+    fast=True,
 )
 DOWNLOAD = _route(
     "download", REPO + "/{project}/{version}/{filename}", READ, Target.READER, fast=True
@@ -140,6 +147,23 @@ EXPIRE_CACHE = _route(
 PREFETCH = _route("prefetch", API_REPO + "/prefetch", frozenset({"POST"}), Target.PROXY_CACHE)
 PREFETCH_JOB = _route("prefetch_job", API_REPO + "/prefetch/{job}", READ, Target.PROXY_CACHE)
 SEARCH = _route("search", "/api/v1/search", READ, Target.INDEX)
+# PyPI's legacy XML-RPC API (`search`, `list_packages`), which `pip search` calls.
+XMLRPC = _route("xmlrpc", (REPO + "/pypi", REPO + "/pypi/"), frozenset({"POST"}), Target.INDEX)
+# The project URLs publishers print after an upload: hatch `<url>/<project>/<version>/`,
+# flit `<url>/<project>` (with a doubled slash when the URL ends with one). Each redirects to
+# the project's page in the web interface.
+PROJECT_PAGE_REDIRECT = _route(
+    "project_page_redirect",
+    (
+        REPO + "/{project}",
+        REPO + "/{project}/",
+        REPO + "//{project}",
+        REPO + "//{project}/",
+        REPO + "/{project}/{version}/",
+    ),
+    READ,
+    Target.GATEWAY,
+)
 
 # Areas: whatever else lies below these belongs to the service named (which answers 404/405).
 REPOSITORY_READS = _route("repository_reads", REPO, READ, Target.READER, prefix=True)
@@ -161,6 +185,7 @@ ROUTES: tuple[Route, ...] = (
     SIMPLE_ROOT_REDIRECT,
     SIMPLE_PROJECT_REDIRECT,
     PYPI_RELEASE,
+    XMLRPC,
     LEGACY_UPLOAD,
     RAW_UPLOAD,
     PROJECT_DETAILS,
@@ -173,6 +198,8 @@ ROUTES: tuple[Route, ...] = (
     PREFETCH,
     PREFETCH_JOB,
     SEARCH,
+    # After every read route of a repository: its templates match any one or two segments.
+    PROJECT_PAGE_REDIRECT,
     REPOSITORY_READS,
     REPOSITORY_WRITES,
     PROJECT_READS,

@@ -48,7 +48,8 @@ def kinds_from(directory: RepositoryDirectory) -> KindLookup:
 
 
 class Dispatcher:
-    """Picks the service for each HTTP request; None means the gateway's own routes."""
+    """Picks the service for each HTTP request; None means the gateway's own routes (paths the
+    table does not know, and its `GATEWAY` routes)."""
 
     def __init__(self, targets: Targets, kinds: KindLookup) -> None:
         self.targets = targets
@@ -67,6 +68,8 @@ class Dispatcher:
             return scope, None
         scope[SCOPE_KEY] = found
         set_route(scope, found.route.name)
+        if found.route.target is routes.Target.GATEWAY:
+            return scope, None  # the gateway's own routes answer it
         return scope, await self.target_of(found)
 
     async def target_of(self, found: routes.Match) -> ASGIApp:

@@ -6,14 +6,15 @@ prefix the client used (PEP 503 allows the redirect; docs/standards.md §5).
 
 from __future__ import annotations
 
+import xmlrpc.client as xmlrpc_client
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from wheelyard.index import service
+from wheelyard.index import service, xmlrpc
 from wheelyard.shared import routes
-from wheelyard.shared.auth.access import missing, require_read
+from wheelyard.shared.auth.access import can_read, missing, require_read
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.domain.search import search_projects
@@ -123,3 +124,68 @@ async def search(
     body: dict[str, Any] = {"query": q, "results": [h.as_json() for h in hits]}
     # Results depend on who asks: never stored by a shared cache.
     return JSONResponse(body, headers={"Cache-Control": "private, no-cache"})
+
+
+@router.post(routes.XMLRPC.templates[0], summary="XML-RPC: search, list_packages")
+@router.post(routes.XMLRPC.templates[1], include_in_schema=False)
+async def xmlrpc_call(
+    request: Request,
+    storage: str,
+    repo: str,
+    session: SessionDep,
+    directory: DirectoryDep,
+    principal: PrincipalDep,
+) -> Response:
+    """PyPI's legacy XML-RPC API (`pip search`): `search({"name": [...], "summary": [...]},
+    "and"|"or")` and `list_packages()`, over the hosted repositories behind this URL that you
+    may read (a group's hosted members). `/pypi` at the root is the default group's."""
+    view = await directory.get(storage, repo)
+    if view is None or not can_read(principal, view):
+        raise missing(principal, f"{storage}/{repo}")
+    try:
+        call = xmlrpc.parse_call(await _xml_body(request))
+        within = await _searchable(directory, view)
+        body = xmlrpc.result_response(await xmlrpc.answer(session, principal, within, call))
+    except xmlrpc.Fault as fault:
+        body = xmlrpc.fault_response(fault)
+    # Results depend on who asks: never stored by a shared cache.
+    return Response(body, media_type="text/xml", headers={"Cache-Control": "private, no-cache"})
+
+
+async def _xml_body(request: Request) -> bytes:
+    """The request body, refused (as a fault) when it is not XML or larger than allowed."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type not in xmlrpc.MEDIA_TYPES:
+        raise xmlrpc.Fault(
+            xmlrpc_client.INVALID_XMLRPC, f"send the call as text/xml, not {media_type!r}"
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > xmlrpc.MAX_BODY:
+            raise xmlrpc.Fault(
+                xmlrpc_client.INVALID_XMLRPC, f"the call is larger than {xmlrpc.MAX_BODY} bytes"
+            )
+    return bytes(body)
+
+
+async def _searchable(directory: DirectoryDep, view: RepositoryView) -> list[str]:
+    """The hosted repositories behind `view`, in order: itself, or a group's hosted members
+    (depth first, each once); a proxy has none."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    async def walk(current: RepositoryView) -> None:
+        if current.path in seen:
+            return
+        seen.add(current.path)
+        if current.type == "hosted":
+            order.append(current.path)
+        elif current.type == "group":
+            for storage, name in current.member_refs:
+                member = await directory.get(storage, name)
+                if member is not None:
+                    await walk(member)
+
+    await walk(view)
+    return order

@@ -7,6 +7,7 @@ are left out before the query runs: a private project is never a hit, nor counte
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from wheelyard.shared.auth.access import can_read
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.db.models import Project, Release
-from wheelyard.shared.domain.repositories import list_repositories
+from wheelyard.shared.domain.repositories import RepositoryView, list_repositories
 from wheelyard.shared.packaging import pypi_json
 
 #: The most hits one search returns.
@@ -55,20 +56,22 @@ def _rank(hit: SearchHit, wanted: str) -> tuple[int, str, str]:
 
 
 async def search_projects(
-    session: AsyncSession, *, principal: Principal, query: str, limit: int = MAX_HITS
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    query: str,
+    limit: int = MAX_HITS,
+    within: Collection[str] | None = None,
 ) -> list[SearchHit]:
     """Projects whose name or a release's summary contains `query` (case-insensitive; the name
-    compared in its normalized form), in hosted repositories `principal` may read, ranked
-    (see `_rank`), at most `limit`. Each hit carries the latest version (PyPI's rule: not
-    yanked, final before pre-release, then highest) and its summary."""
+    compared in its normalized form), in hosted repositories `principal` may read (and, when
+    `within` is given, whose `storage/name` it lists), ranked (see `_rank`), at most `limit`.
+    Each hit carries the latest version (PyPI's rule: not yanked, final before pre-release,
+    then highest) and its summary."""
     words = query.strip()
     if not words:
         return []
-    readable = {
-        repo.id: repo
-        for repo in await list_repositories(session)
-        if repo.type == "hosted" and can_read(principal, repo)
-    }
+    readable = await _readable(session, principal, within)
     if not readable:
         return []
     wanted = canonicalize_name(words)
@@ -118,6 +121,37 @@ async def search_projects(
         )
     hits.sort(key=lambda h: _rank(h, wanted))
     return hits[:limit]
+
+
+async def _readable(
+    session: AsyncSession, principal: Principal, within: Collection[str] | None
+) -> dict[int, RepositoryView]:
+    # Repositories the caller may not read are left out before any query runs.
+    return {
+        repo.id: repo
+        for repo in await list_repositories(session)
+        if repo.type == "hosted"
+        and (within is None or repo.path in within)
+        and can_read(principal, repo)
+    }
+
+
+async def project_names(
+    session: AsyncSession, *, principal: Principal, within: Collection[str] | None = None
+) -> list[str]:
+    """The name of every project in the hosted repositories `principal` may read (and, when
+    `within` is given, whose `storage/name` it lists), each once, sorted by normalized name."""
+    readable = await _readable(session, principal, within)
+    if not readable:
+        return []
+    rows = await session.exec(
+        select(Project.name, Project.display_name)
+        .join(Release, col(Release.project_id) == col(Project.id))  # a project with a release
+        .where(col(Project.repository_id).in_(list(readable)))
+        .distinct()
+    )
+    names = {name: display for name, display in rows.all()}
+    return [names[name] for name in sorted(names)]
 
 
 def _escape_like(text: str) -> str:

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
-from wheelyard.gateway.ui import account, admin, browse
+from wheelyard.gateway.ui import account, admin, browse, landing
 from wheelyard.gateway.ui.landing import BrowserLanding
 from wheelyard.gateway.ui.render import STATIC_PREFIX, Pages
 from wheelyard.shared.auth.sessions import SessionStore
@@ -52,7 +52,7 @@ def start_ui(app: FastAPI, cache: Cache) -> None:
 
 def install_ui(app: FastAPI) -> None:
     """Add the web interface's routes, its static files and the browser landing redirects."""
-    for module in (browse, account, admin):
+    for module in (browse, account, admin, landing):
         app.include_router(module.router)
     app.mount(
         STATIC_PREFIX.rstrip("/"),

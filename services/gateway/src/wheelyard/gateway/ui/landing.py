@@ -5,15 +5,41 @@ publish to, which people paste into a browser) redirect to the matching page of 
 interface, but only for a request that asks for a web page: one whose Accept names
 `text/html` and none of the simple API's own types (pip and uv name them). Every other
 request passes untouched, so installers and API clients get exactly what they got before.
+
+The project URLs that publishers print after an upload (the route table's
+`PROJECT_PAGE_REDIRECT`: hatch's `<repository>/<project>/<version>/`, flit's
+`<repository>/<project>`) mean nothing else, so `router` redirects them whatever the Accept
+header, to the project's page (which answers a project the caller may not see exactly like a
+missing one: the redirect itself says nothing about what exists).
 """
 
 from __future__ import annotations
 
 import re
 
+from fastapi import APIRouter
+from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wheelyard.gateway.ui import urls
+from wheelyard.shared import routes
+
+router = APIRouter(include_in_schema=False)
+
+
+async def _to_project(storage: str, repo: str, project: str) -> RedirectResponse:
+    return RedirectResponse(urls.project(storage, repo, project), status_code=303)
+
+
+async def _to_version(storage: str, repo: str, project: str, version: str) -> RedirectResponse:
+    return RedirectResponse(urls.version(storage, repo, project, version), status_code=303)
+
+
+# The dispatcher leaves these paths to the gateway (their target is the gateway itself).
+for _template in routes.PROJECT_PAGE_REDIRECT.templates:
+    _endpoint = _to_version if "{version}" in _template else _to_project
+    router.add_api_route(_template, _endpoint, methods=sorted(routes.READ))
+
 
 _REPOSITORY_ROOT = re.compile(r"^/repositories/([^/]+)/([^/]+)/?$")
 
