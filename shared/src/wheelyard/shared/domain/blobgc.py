@@ -374,14 +374,19 @@ async def _delete_one(sessions: SessionFactory, blobs: BlobStore, key: str, now:
             await session.commit()
             return False
         await session.commit()
-    await blobs.delete(key)
-    async with sessions() as session:
-        await begin_write(session)
-        await session.exec(
-            update(BlobOrphan)
-            .where(col(BlobOrphan.blob_key) == key)
-            .values(deleted_at=await db_now(session))
-        )
-        await session.commit()
+    try:
+        await blobs.delete(key)
+    finally:
+        # Also when the deletion failed midway: the bytes may be gone, and a writer must then
+        # store them again; if they are still there, the next collection finds them listed
+        # and makes the row pending again.
+        async with sessions() as session:
+            await begin_write(session)
+            await session.exec(
+                update(BlobOrphan)
+                .where(col(BlobOrphan.blob_key) == key)
+                .values(deleted_at=await db_now(session))
+            )
+            await session.commit()
     log.info("garbage collection deleted blob %s", key)
     return True
