@@ -181,6 +181,7 @@ def test_the_sweep_keeps_the_cache_under_its_limit_and_installs_still_work(
         assert entry["cached_files"] == len(everything)
         assert entry["cached_bytes"] == sum(sizes.values())
         assert entry["pinned_files"] == 2  # the wheel and its metadata
+        assert entry["pins"] == 1
         assert entry["pinned_bytes"] == sum(sizes[n] for n in _files_of(pinned, "1.0"))
         assert entry["next_sweep"]["remove_files"] == 0  # no limit yet
         changed = httpx.patch(

@@ -239,11 +239,12 @@ async def record_upload(
     metadata_blob: WrittenBlob | None,
     form: UploadForm | None,
     source_ip: str | None,
-    write_started: datetime,
+    write_started: datetime | None = None,
 ) -> Published:
     """Commit the project, release and file rows; idempotent for identical bytes.
     `write_started`: `blobgc.db_now` before the blobs were stored (raises
-    `blobgc.BlobBeingDeleted` if garbage collection may have deleted them since)."""
+    `blobgc.BlobBeingDeleted` if garbage collection may have deleted them since; without it,
+    any recent deletion of the same bytes counts)."""
     dist, meta = validated.dist, validated.metadata
     try:
         await begin_write(session)

@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.db.engine import begin_write
-from wheelyard.shared.db.models import File, utcnow
+from wheelyard.shared.db.models import File, ProxyPin, utcnow
 from wheelyard.shared.domain import blobgc, leases, retention
 from wheelyard.shared.domain.repositories import RepositoryView, list_repositories
 from wheelyard.shared.storage import BlobStore
@@ -138,7 +138,8 @@ async def sweep(
 async def storage_report(
     sessions: SessionFactory, blobs: BlobStore, *, grace: timedelta, blobs_too: bool = True
 ) -> dict[str, Any]:
-    """Bytes and files per repository (hosted: live files; proxy: cached, of which pinned),
+    """Bytes and files per repository (hosted: live files; proxy: cached, of which pinned, and
+    how many pins it has, cached or not),
     and what the next sweep would remove (retention per proxy repository, and with
     `blobs_too` the blob store's totals and unreferenced blobs). Reads only."""
     async with sessions() as session:
@@ -150,6 +151,16 @@ async def storage_report(
                     select(File.repository_id, func.count(col(File.id)), func.sum(col(File.size)))
                     .where(col(File.deleted_at).is_(None))
                     .group_by(col(File.repository_id))
+                )
+            ).all()
+        }
+        pins = {
+            repo: int(count)
+            for repo, count in (
+                await session.exec(
+                    select(ProxyPin.repository_id, func.count()).group_by(
+                        col(ProxyPin.repository_id)
+                    )
                 )
             ).all()
         }
@@ -170,6 +181,7 @@ async def storage_report(
                 cached_bytes=swept["bytes"],
                 pinned_files=swept["pinned_files"],
                 pinned_bytes=swept["pinned_bytes"],
+                pins=pins.get(view.id, 0),
                 cache_max_bytes=swept["cache_max_bytes"],
                 cache_max_idle_seconds=swept["cache_max_idle_seconds"],
                 next_sweep={
