@@ -27,6 +27,9 @@ from wheelyard.shared.storage import BlobStore
 SessionFactory = Callable[[], AsyncSession]
 #: The lease every sweep takes.
 LEASE = "maintenance"
+#: A lease never given up, taken for `collect_every` by the sweep that collects garbage: the
+#: next periodic collection waits until it lapses (listing the whole store costs).
+GC_SCHEDULE = "gc-schedule"
 
 
 class SweepBusy(Exception):
@@ -113,11 +116,13 @@ async def sweep(
     repositories: set[str] | None = None,
     dry_run: bool = False,
     collect: bool = True,
+    collect_every: timedelta | None = None,
 ) -> Sweep:
     """Apply retention to every proxy repository (or those `repositories` names, as
     `storage/name`), then collect unreferenced blobs (unless `collect` is False or only some
-    repositories were named). Raises `SweepBusy` when another process is sweeping; a dry run
-    writes nothing and needs no lease."""
+    repositories were named; with `collect_every`, only when no sweep collected within that
+    time). Raises `SweepBusy` when another process is sweeping; a dry run writes nothing and
+    needs no lease."""
     report = Sweep(dry_run=dry_run)
     async with sessions() as session:
         views = _proxies(await list_repositories(session), repositories)
@@ -130,7 +135,12 @@ async def sweep(
         if not mine:
             raise SweepBusy(await leases.holder_of(sessions, LEASE))
         await retention_round(sessions, views, dry_run=False, report=report)
-        if collect and repositories is None:
+        due = collect and repositories is None
+        if due and collect_every is not None:
+            due = await leases.acquire(
+                sessions, GC_SCHEDULE, leases.holder_id(), collect_every.total_seconds()
+            )
+        if due:
             report.collection = await blobgc.collect(sessions, blobs, grace=grace)
     return report
 
