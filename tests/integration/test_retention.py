@@ -4,19 +4,23 @@ with the machine's package sources hidden."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from wheelyard.testing.clients import installed_version, make_venv, run, uv_binary
+from wheelyard.testing.db_fixtures import create_database, drop_database
 from wheelyard.testing.management import ManagementApi
 from wheelyard.testing.proxy_env import ADMIN, ProxyEnv, start_server
 from wheelyard.testing.server import clean_env
@@ -181,6 +185,7 @@ def test_the_sweep_keeps_the_cache_under_its_limit_and_installs_still_work(
         assert entry["cached_files"] == len(everything)
         assert entry["cached_bytes"] == sum(sizes.values())
         assert entry["pinned_files"] == 2  # the wheel and its metadata
+        assert entry["pins"] == 1
         assert entry["pinned_bytes"] == sum(sizes[n] for n in _files_of(pinned, "1.0"))
         assert entry["next_sweep"]["remove_files"] == 0  # no limit yet
         changed = httpx.patch(
@@ -350,17 +355,33 @@ asyncio.run(main())
 """
 
 
-def test_two_sweeps_at_once_in_two_processes_do_not_both_run(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The settings of the database the processes share: SQLite in the data dir, or a fresh
+    Postgres database."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    server, name = asyncio.run(create_database())
+    try:
+        yield {"WHEELYARD_DATABASE_URL": server.rsplit("/", 1)[0] + "/" + name}
+    finally:
+        asyncio.run(drop_database(server, name))
+
+
+def test_two_sweeps_at_once_in_two_processes_do_not_both_run(
+    tmp_path: Path, database_env: dict[str, str]
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    first = _cli(data, "cache", "prune")  # migrates the database
+    first = _cli(data, "cache", "prune", **database_env)  # migrates the database
     assert first.returncode == 0, first.stderr
     script = tmp_path / "hold.py"
     script.write_text(_HOLDING_SWEEP)
     gate = tmp_path / "gate"
     holder = subprocess.Popen(
         [sys.executable, str(script), str(gate)],
-        env=clean_env(WHEELYARD_DATA_DIR=str(data)),
+        env=clean_env(WHEELYARD_DATA_DIR=str(data), **database_env),
         cwd=data,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -369,7 +390,7 @@ def test_two_sweeps_at_once_in_two_processes_do_not_both_run(tmp_path: Path) -> 
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "sweeping"
-        busy = _cli(data, "cache", "prune")
+        busy = _cli(data, "cache", "prune", **database_env)
         assert busy.returncode == 3, (busy.stdout, busy.stderr)
         assert "another sweep is running" in busy.stderr
         assert "blobs:" not in busy.stdout  # it did nothing
@@ -380,7 +401,7 @@ def test_two_sweeps_at_once_in_two_processes_do_not_both_run(tmp_path: Path) -> 
         if holder.poll() is None:
             holder.kill()
             holder.wait(10)
-    after = _cli(data, "cache", "prune")
+    after = _cli(data, "cache", "prune", **database_env)
     assert after.returncode == 0, after.stderr
     assert "blobs:" in after.stdout
 
