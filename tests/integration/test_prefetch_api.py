@@ -174,3 +174,24 @@ def test_pins_take_the_wheels_of_the_platforms_asked_else_the_sdist(
         timeout=30,
     )
     assert bad.status_code == 400 and "python version 'three'" in bad.json()["detail"], bad.text
+
+
+def test_a_lock_pinning_other_bytes_than_the_index_lists_is_refused(proxy_env: ProxyEnv) -> None:
+    name = unique_project("drift")
+    project = proxy_env.upstream.add_project(name, ("1.0",))
+    wheel = project.files[0]
+    pylock = (
+        'lock-version = "1.0"\ncreated-by = "test"\n\n[[packages]]\n'
+        f'name = "{name}"\nversion = "1.0"\n'
+        f'wheels = [{{ url = "https://elsewhere.invalid/{wheel.filename}", '
+        f'hashes = {{ sha256 = "{"0" * 64}" }} }}]\n'
+    )
+    r = httpx.post(_api(proxy_env, "pypi"), content=pylock, auth=ADMIN, timeout=30)
+    assert r.status_code == 202, r.text
+    job = _wait(f"{_api(proxy_env, 'pypi')}/{r.json()['id']}", ADMIN)
+    [outcome] = job["outcomes"]
+    assert outcome["status"] == "failed", job
+    assert outcome["reason"] == (
+        f"the lockfile pins sha256 {'0' * 64}, the index lists {wheel.sha256}"
+    )
+    assert proxy_env.upstream.file_hits(wheel.filename) == 0
