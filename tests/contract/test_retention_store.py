@@ -13,7 +13,7 @@ from wheelyard.proxy_cache.downloads import DownloadStamps
 from wheelyard.shared.config import RepositoryConfig, UpstreamConfig
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.db.models import BlobOrphan, ProxyFile, utcnow
-from wheelyard.shared.domain import blobgc, leases, proxied
+from wheelyard.shared.domain import blobgc, leases, maintenance, proxied
 from wheelyard.shared.domain.repositories import apply_repository
 from wheelyard.shared.domain.retention import (
     Rule,
@@ -394,3 +394,22 @@ async def test_download_times_are_noted_in_memory_and_written_in_one_batch(
     assert utcnow() - await last("a-1.0.tar.gz") < timedelta(minutes=1)
     assert await last("b-1.0.tar.gz") == before_b
     assert await stamps.flush() == 0
+
+
+async def test_periodic_sweeps_collect_garbage_at_most_every_so_often(
+    database: Database, blob_store: BlobStore
+) -> None:
+    grace = timedelta(days=1)
+    every = timedelta(hours=6)
+    first = await maintenance.sweep(database.sessions, blob_store, grace=grace, collect_every=every)
+    assert first.collection is not None
+    second = await maintenance.sweep(
+        database.sessions, blob_store, grace=grace, collect_every=every
+    )
+    assert second.collection is None  # collected a moment ago
+    on_demand = await maintenance.sweep(database.sessions, blob_store, grace=grace)
+    assert on_demand.collection is not None  # `wheelyard cache prune` always collects
+    one = await maintenance.sweep(
+        database.sessions, blob_store, grace=grace, repositories={"default/pypi"}
+    )
+    assert one.collection is None  # only some repositories: no store-wide collection

@@ -7,13 +7,16 @@ Runs against the session proxy server (`proxy_env`) and its local upstream.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from wheelyard.testing.dist_factory import make_wheel
 from wheelyard.testing.management import ManagementApi
 from wheelyard.testing.proxy_env import ADMIN, ProxyEnv
 from wheelyard.testing.server_fixtures import unique_project
+from wheelyard.testing.upstream import UpstreamFile
 
 
 def _api(proxy_env: ProxyEnv, repo: str) -> str:
@@ -125,3 +128,70 @@ def test_jobs_at_once_are_bounded(proxy_env: ProxyEnv) -> None:
     for r in started:
         job = _wait(f"{_api(proxy_env, 'pypi')}/{r.json()['id']}", ADMIN)
         assert job["status"] == "done" and job["failed"] == 0, job
+
+
+def test_pins_take_the_wheels_of_the_platforms_asked_else_the_sdist(
+    proxy_env: ProxyEnv, tmp_path: Path
+) -> None:
+    name = unique_project("plat")
+    proxy_env.upstream.add_project(name, ("1.0",), sdist=True)  # a py3-none-any wheel too
+    tags = ("cp312-cp312-manylinux_2_17_x86_64", "cp312-cp312-win_amd64", "cp311-cp311-win_amd64")
+    for tag in tags:
+        wheel = make_wheel(tmp_path, name, "1.0", tag=tag)
+        proxy_env.upstream.add_file(name, UpstreamFile(wheel.name, wheel.read_bytes()))
+    native = unique_project("native")  # platform wheels and an sdist, no pure wheel
+    proxy_env.upstream.add_project(native, ("2.0",), sdist=True)
+    proxy_env.upstream.project(native).files = [
+        f for f in proxy_env.upstream.project(native).files if not f.filename.endswith(".whl")
+    ]
+    wheel = make_wheel(tmp_path, native, "2.0", tag="cp312-cp312-macosx_11_0_arm64")
+    proxy_env.upstream.add_file(native, UpstreamFile(wheel.name, wheel.read_bytes()))
+
+    r = httpx.post(
+        _api(proxy_env, "pypi"),
+        content=f"{name}==1.0\n{native}==2.0\n",
+        params={"platform": "win_amd64", "python_version": "3.12"},
+        auth=ADMIN,
+        timeout=30,
+    )
+    assert r.status_code == 202, r.text
+    job = _wait(f"{_api(proxy_env, 'pypi')}/{r.json()['id']}", ADMIN)
+    fetched = sorted(o["filename"] for o in job["outcomes"] if o["status"] == "fetched")
+    pure = name.replace("-", "_")
+    assert fetched == sorted(
+        [
+            f"{pure}-1.0-cp312-cp312-win_amd64.whl",
+            f"{pure}-1.0-py3-none-any.whl",
+            f"{native.replace('-', '_')}-2.0.tar.gz",  # no wheel of it installs there
+        ]
+    ), job
+
+    bad = httpx.post(
+        _api(proxy_env, "pypi"),
+        content=f"{name}==1.0\n",
+        params={"python_version": "three"},
+        auth=ADMIN,
+        timeout=30,
+    )
+    assert bad.status_code == 400 and "python version 'three'" in bad.json()["detail"], bad.text
+
+
+def test_a_lock_pinning_other_bytes_than_the_index_lists_is_refused(proxy_env: ProxyEnv) -> None:
+    name = unique_project("drift")
+    project = proxy_env.upstream.add_project(name, ("1.0",))
+    wheel = project.files[0]
+    pylock = (
+        'lock-version = "1.0"\ncreated-by = "test"\n\n[[packages]]\n'
+        f'name = "{name}"\nversion = "1.0"\n'
+        f'wheels = [{{ url = "https://elsewhere.invalid/{wheel.filename}", '
+        f'hashes = {{ sha256 = "{"0" * 64}" }} }}]\n'
+    )
+    r = httpx.post(_api(proxy_env, "pypi"), content=pylock, auth=ADMIN, timeout=30)
+    assert r.status_code == 202, r.text
+    job = _wait(f"{_api(proxy_env, 'pypi')}/{r.json()['id']}", ADMIN)
+    [outcome] = job["outcomes"]
+    assert outcome["status"] == "failed", job
+    assert outcome["reason"] == (
+        f"the lockfile pins sha256 {'0' * 64}, the index lists {wheel.sha256}"
+    )
+    assert proxy_env.upstream.file_hits(wheel.filename) == 0

@@ -4,23 +4,31 @@ with the machine's package sources hidden."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from packaging.utils import canonicalize_name
 
 from wheelyard.testing.clients import installed_version, make_venv, run, uv_binary
+from wheelyard.testing.db_fixtures import create_database, drop_database
+from wheelyard.testing.dist_factory import make_wheel
 from wheelyard.testing.management import ManagementApi
 from wheelyard.testing.proxy_env import ADMIN, ProxyEnv, start_server
 from wheelyard.testing.server import clean_env
 from wheelyard.testing.server_fixtures import unique_name, unique_project
+from wheelyard.testing.uploads import upload_file
 from wheelyard.testing.upstream import LocalUpstream, UpstreamProject
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -181,6 +189,7 @@ def test_the_sweep_keeps_the_cache_under_its_limit_and_installs_still_work(
         assert entry["cached_files"] == len(everything)
         assert entry["cached_bytes"] == sum(sizes.values())
         assert entry["pinned_files"] == 2  # the wheel and its metadata
+        assert entry["pins"] == 1
         assert entry["pinned_bytes"] == sum(sizes[n] for n in _files_of(pinned, "1.0"))
         assert entry["next_sweep"]["remove_files"] == 0  # no limit yet
         changed = httpx.patch(
@@ -350,17 +359,33 @@ asyncio.run(main())
 """
 
 
-def test_two_sweeps_at_once_in_two_processes_do_not_both_run(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The settings of the database the processes share: SQLite in the data dir, or a fresh
+    Postgres database."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    server, name = asyncio.run(create_database())
+    try:
+        yield {"WHEELYARD_DATABASE_URL": server.rsplit("/", 1)[0] + "/" + name}
+    finally:
+        asyncio.run(drop_database(server, name))
+
+
+def test_two_sweeps_at_once_in_two_processes_do_not_both_run(
+    tmp_path: Path, database_env: dict[str, str]
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    first = _cli(data, "cache", "prune")  # migrates the database
+    first = _cli(data, "cache", "prune", **database_env)  # migrates the database
     assert first.returncode == 0, first.stderr
     script = tmp_path / "hold.py"
     script.write_text(_HOLDING_SWEEP)
     gate = tmp_path / "gate"
     holder = subprocess.Popen(
         [sys.executable, str(script), str(gate)],
-        env=clean_env(WHEELYARD_DATA_DIR=str(data)),
+        env=clean_env(WHEELYARD_DATA_DIR=str(data), **database_env),
         cwd=data,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -369,7 +394,7 @@ def test_two_sweeps_at_once_in_two_processes_do_not_both_run(tmp_path: Path) -> 
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "sweeping"
-        busy = _cli(data, "cache", "prune")
+        busy = _cli(data, "cache", "prune", **database_env)
         assert busy.returncode == 3, (busy.stdout, busy.stderr)
         assert "another sweep is running" in busy.stderr
         assert "blobs:" not in busy.stdout  # it did nothing
@@ -380,7 +405,7 @@ def test_two_sweeps_at_once_in_two_processes_do_not_both_run(tmp_path: Path) -> 
         if holder.poll() is None:
             holder.kill()
             holder.wait(10)
-    after = _cli(data, "cache", "prune")
+    after = _cli(data, "cache", "prune", **database_env)
     assert after.returncode == 0, after.stderr
     assert "blobs:" in after.stdout
 
@@ -473,3 +498,71 @@ def test_the_storage_report_and_retention_settings_are_for_administrators(
     assert private.status_code == 404  # a private repository is not even known to exist
     empty = httpx.post(pins, json={"filenames": []}, auth=ADMIN, timeout=30)
     assert empty.status_code in (400, 422)
+
+
+def _claim(data: Path, blob: Path) -> None:
+    """What a collector does first: claim the blob's deletion (it is then under way)."""
+    now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
+    _sql(
+        data,
+        "INSERT INTO blob_orphans (blob_key, first_seen, delete_after, deleting_at) "
+        "VALUES (?, ?, ?, ?)",
+        (blob.relative_to(data / "blobs").as_posix(), now, now, now),
+    )
+
+
+def _finish_deletion(data: Path, blob: Path) -> None:
+    """What the collector does next: delete the bytes, then say so."""
+    blob.unlink()
+    now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
+    _sql(
+        data,
+        "UPDATE blob_orphans SET deleted_at = ? WHERE blob_key = ?",
+        (now, blob.relative_to(data / "blobs").as_posix()),
+    )
+
+
+def test_an_upload_and_a_proxy_fetch_of_bytes_being_deleted_store_them_again(
+    local_upstream: LocalUpstream, tmp_path: Path
+) -> None:
+    """Both writers find their bytes stored already (an old, unreferenced copy) while a
+    collector is deleting them: they wait for the deletion, store the bytes again, and only
+    then record the file."""
+    data = tmp_path / "data"
+    project = local_upstream.add_project(unique_project("again"), ("1.0",))
+    wheel = project.files[0]
+    server = start_server(data, local_upstream.simple_url, WHEELYARD_RETENTION_INTERVAL="0")
+    try:
+        url = server.url
+        (tmp_path / "dist").mkdir()
+        built = make_wheel(tmp_path / "dist", unique_project("upl"), "1.0")
+        for payload, act in (
+            (
+                built.read_bytes(),
+                lambda: upload_file(f"{url}/repositories/default/local/", built, auth=ADMIN),
+            ),
+            (wheel.data, lambda: httpx.get(_urls(url, project)[wheel.filename], timeout=60)),
+        ):
+            blob = _blob(data / "blobs", payload, age=timedelta(days=3))
+            _claim(data, blob)
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(act)
+                time.sleep(2.0)
+                assert not pending.done()  # the writer waits for the deletion under way
+                _finish_deletion(data, blob)
+                response = pending.result(timeout=60)
+            assert response.status_code == 200, response.text
+            assert blob.exists() and blob.read_bytes() == payload  # stored again
+        local = httpx.get(
+            f"{url}/repositories/default/local/simple/{canonicalize_name(built.name.split('-')[0])}/",
+            headers={"Accept": JSON_V1},
+            timeout=30,
+        ).json()
+        [listed] = local["files"]
+        assert httpx.get(listed["url"], timeout=30).content == built.read_bytes()
+        assert wheel.filename in _cached(data)
+        again = httpx.get(_urls(url, project)[wheel.filename], timeout=30)
+        assert again.content == wheel.data
+        assert local_upstream.file_hits(wheel.filename) == 1
+    finally:
+        server.stop()

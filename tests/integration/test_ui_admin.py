@@ -111,6 +111,53 @@ def test_repositories_are_created_changed_shared_and_deleted(
             assert f"<td>{action}</td>" in audit.text, action
 
 
+def test_a_proxys_retention_is_set_and_shown_on_its_settings_form(
+    wheelyard_server: RunningServer,
+) -> None:
+    name = unique_name("retained")
+    with _admin(wheelyard_server) as admin:
+        token = admin.page_token("/ui/admin/repositories/new")
+        made = admin.post(
+            "/ui/admin/repositories",
+            {
+                "storage": "default",
+                "name": name,
+                "type": "proxy",
+                "visibility": "public",
+                # Never asked: a public address, so the SSRF guard lets it through.
+                "upstreams": "http://1.1.1.1/simple/",
+                "cache_max_bytes": "5GB",
+                "cache_max_idle": "36h",
+            },
+            token=token,
+        )
+        assert made.status_code == 303, made.text
+        view = _repository(wheelyard_server, name).json()
+        assert view["cache_max_bytes"] == 5_000_000_000 and view["cache_max_idle"] == "36h"
+        form = admin.get(f"/ui/repositories/default/{name}/settings")
+        assert 'value="5000000000"' in form.text and 'value="36h"' in form.text
+        bad = admin.post(
+            f"/ui/repositories/default/{name}/settings",
+            {
+                "type": "proxy",
+                "visibility": "public",
+                "upstreams": "http://1.1.1.1/simple/",
+                "cache_max_idle": "soon",
+            },
+            token=token,
+        )
+        assert bad.status_code == 400 and "is not a duration" in bad.text
+        assert _repository(wheelyard_server, name).json()["cache_max_idle"] == "36h"
+        cleared = admin.post(
+            f"/ui/repositories/default/{name}/settings",
+            {"type": "proxy", "visibility": "public", "upstreams": "http://1.1.1.1/simple/"},
+            token=token,
+        )
+        assert cleared.status_code == 303, cleared.text
+        view = _repository(wheelyard_server, name).json()
+        assert view["cache_max_bytes"] is None and view["cache_max_idle"] is None
+
+
 def test_a_repository_holding_files_is_deleted_only_when_confirmed(
     wheelyard_server: RunningServer, tmp_path: object
 ) -> None:

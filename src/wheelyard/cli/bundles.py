@@ -130,16 +130,22 @@ def import_(
 
 
 async def _import(directory: Path, repository: str, key: object) -> tuple[int, int]:
+    from anyio import to_thread
+
     from wheelyard.shared.backends import Backends
     from wheelyard.shared.cache.memory import MemoryCache
     from wheelyard.shared.db.migrate import upgrade_database_async
     from wheelyard.shared.domain.directory import RepositoryDirectory
     from wheelyard.shared.domain.repositories import split_path
+    from wheelyard.shared.storage.tempdir import claim_temp_dir
     from wheelyard.shared.web.pagecache import PageCache
     from wheelyard.upload.bundles import import_bundle
+    from wheelyard.upload.service import spool_dir
 
     storage, name = split_path(repository)
     backends = await Backends.open(load_settings())
+    # Like the upload service: a server starting meanwhile must not sweep our spool files.
+    claim = await to_thread.run_sync(claim_temp_dir, spool_dir(backends.settings))
     try:
         await upgrade_database_async(backends.settings.effective_database_url)
         view = await RepositoryDirectory(backends.sessions).require(storage, name)
@@ -156,4 +162,5 @@ async def _import(directory: Path, repository: str, key: object) -> tuple[int, i
             )
         return done.added, done.unchanged
     finally:
+        claim.release()
         await backends.close()

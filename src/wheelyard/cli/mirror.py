@@ -109,16 +109,21 @@ def prefetch(
 
 
 async def _prefetch(repository: str, locks: list[Lock], targets: TargetPlatforms, jobs: int) -> int:
+    from anyio import to_thread
+
     from wheelyard.proxy_cache.prefetch import Prefetcher, Summary
     from wheelyard.proxy_cache.service import ProxyService
     from wheelyard.shared.backends import Backends
     from wheelyard.shared.db.migrate import upgrade_database_async
     from wheelyard.shared.domain.directory import RepositoryDirectory
     from wheelyard.shared.domain.repositories import split_path
+    from wheelyard.shared.storage.tempdir import claim_temp_dir
 
     storage, name = split_path(repository)
     backends = await Backends.open(load_settings())
     proxy = ProxyService(backends)
+    # Like the proxy-cache service: a server starting meanwhile must not sweep our spools.
+    claim = await to_thread.run_sync(claim_temp_dir, proxy.files.spool_dir)
     try:
         await upgrade_database_async(backends.settings.effective_database_url)
         view = await RepositoryDirectory(backends.sessions).require(storage, name)
@@ -132,6 +137,7 @@ async def _prefetch(repository: str, locks: list[Lock], targets: TargetPlatforms
             progress.close()
     finally:
         await proxy.aclose()
+        claim.release()
         await backends.close()
     outcomes = plan.failed + outcomes
     summary = Summary.of(outcomes)

@@ -158,6 +158,12 @@ def repo_add(
     visibility: Annotated[str, typer.Option(help="public or private.")] = "public",
     upstream: Annotated[list[str] | None, typer.Option(help="Upstream URL (proxy).")] = None,
     member: Annotated[list[str] | None, typer.Option(help="Member repository (group).")] = None,
+    cache_max_bytes: Annotated[
+        str | None, typer.Option(help="Proxy: cache at most this much (bytes, or e.g. 50GB).")
+    ] = None,
+    cache_max_idle: Annotated[
+        str | None, typer.Option(help="Proxy: drop files not downloaded for this long (90d).")
+    ] = None,
 ) -> None:
     """Create (or update) a repository."""
     storage, repo = split_path(name, "default")
@@ -171,6 +177,8 @@ def repo_add(
             visibility=visibility,  # type: ignore[arg-type]
             upstreams=[UpstreamConfig(url=u) for u in upstream or []],
             members=member or [],
+            cache_max_bytes=cache_max_bytes,  # type: ignore[arg-type]
+            cache_max_idle=cache_max_idle,  # type: ignore[arg-type]
         )
     except ValueError as exc:
         typer.echo(f"wheelyard: {exc}", err=True)

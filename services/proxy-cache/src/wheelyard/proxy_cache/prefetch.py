@@ -211,6 +211,11 @@ class Prefetcher:
                 fetched = await self.proxy.files.ensure(meta) or fetched
         except WheelyardError as exc:
             return Outcome(project, item.filename, "failed", exc.message)
+        except Exception as exc:  # a store failing: this file fails, the others go on
+            log.warning("pre-fetching %s failed", item.filename, exc_info=True)
+            return Outcome(
+                project, item.filename, "failed", f"internal error ({type(exc).__name__})"
+            )
         return Outcome(project, item.filename, "fetched" if fetched else "cached", None, size)
 
     async def _pin(self, filename: str) -> None:

@@ -19,16 +19,22 @@ from wheelyard.shared.backends import Backends
 from wheelyard.shared.domain import maintenance
 
 log = logging.getLogger(__name__)
+#: The longest time between two periodic garbage collections.
+COLLECT_EVERY = timedelta(hours=6)
 
 
 class Sweeper:
-    """Runs `maintenance.sweep` every WHEELYARD_RETENTION_INTERVAL seconds (0: never)."""
+    """Runs `maintenance.sweep` every WHEELYARD_RETENTION_INTERVAL seconds (0: never);
+    garbage collection with it every `collect_every` at most."""
 
     def __init__(self, backends: Backends, stamps: DownloadStamps) -> None:
         self.backends = backends
         self.stamps = stamps
         self.interval = float(backends.settings.retention_interval)
         self.grace = timedelta(seconds=backends.settings.gc_grace)
+        # Listing the whole blob store costs (S3 requests, disk walks): garbage is collected
+        # every few hours at most, and at least twice per grace period.
+        self.collect_every = min(COLLECT_EVERY, self.grace / 2)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -41,7 +47,10 @@ class Sweeper:
         await self.stamps.flush()
         try:
             report = await maintenance.sweep(
-                self.backends.sessions, self.backends.blobs, grace=self.grace
+                self.backends.sessions,
+                self.backends.blobs,
+                grace=self.grace,
+                collect_every=self.collect_every,
             )
         except maintenance.SweepBusy as busy:
             log.debug("storage sweep skipped: %s", busy)

@@ -239,11 +239,12 @@ async def record_upload(
     metadata_blob: WrittenBlob | None,
     form: UploadForm | None,
     source_ip: str | None,
-    write_started: datetime,
+    write_started: datetime | None = None,
 ) -> Published:
     """Commit the project, release and file rows; idempotent for identical bytes.
     `write_started`: `blobgc.db_now` before the blobs were stored (raises
-    `blobgc.BlobBeingDeleted` if garbage collection may have deleted them since)."""
+    `blobgc.BlobBeingDeleted` if garbage collection may have deleted them since; without it,
+    any recent deletion of the same bytes counts)."""
     dist = validated.dist
     try:
         await begin_write(session)
@@ -312,7 +313,7 @@ async def add_file_rows(
     metadata_blob: WrittenBlob | None,
     python_version: str,
     uploaded_by: str | None,
-    write_started: datetime,
+    write_started: datetime | None,
     upload_time: datetime | None = None,
 ) -> Added | File:
     """Add the project (if new), release (if new) and file rows of a validated file whose

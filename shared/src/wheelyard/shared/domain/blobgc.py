@@ -118,13 +118,14 @@ async def referenced_keys(session: AsyncSession, keys: Iterable[str]) -> set[str
 
 
 async def guard_references(
-    session: AsyncSession, keys: Iterable[str], write_started: datetime
+    session: AsyncSession, keys: Iterable[str], write_started: datetime | None
 ) -> None:
     """Call in the write transaction that commits records referencing the blobs `keys`, before
     its commit; `write_started` is `db_now` taken before the bytes were stored (or found
-    stored). Cancels pending deletions of the blobs; raises `BlobBeingDeleted` when one is
-    being deleted, or was deleted after `write_started`: then roll back, `wait_deleted`,
-    store the bytes again (with a new `write_started`) and retry."""
+    stored; None: unknown, any deletion recorded counts). Cancels pending deletions of the
+    blobs; raises `BlobBeingDeleted` when one is being deleted, or was deleted after
+    `write_started`: then roll back, `wait_deleted`, store the bytes again (with a new
+    `write_started`) and retry."""
     wanted = sorted(set(keys))
     if not wanted:
         return
@@ -141,7 +142,11 @@ async def guard_references(
             )
         )
     ).all()
-    hit = [key for key, deleted in rows if deleted is None or deleted >= write_started]
+    hit = [
+        key
+        for key, deleted in rows
+        if deleted is None or write_started is None or deleted >= write_started
+    ]
     if hit:
         raise BlobBeingDeleted(hit)
 
@@ -374,14 +379,19 @@ async def _delete_one(sessions: SessionFactory, blobs: BlobStore, key: str, now:
             await session.commit()
             return False
         await session.commit()
-    await blobs.delete(key)
-    async with sessions() as session:
-        await begin_write(session)
-        await session.exec(
-            update(BlobOrphan)
-            .where(col(BlobOrphan.blob_key) == key)
-            .values(deleted_at=await db_now(session))
-        )
-        await session.commit()
+    try:
+        await blobs.delete(key)
+    finally:
+        # Also when the deletion failed midway: the bytes may be gone, and a writer must then
+        # store them again; if they are still there, the next collection finds them listed
+        # and makes the row pending again.
+        async with sessions() as session:
+            await begin_write(session)
+            await session.exec(
+                update(BlobOrphan)
+                .where(col(BlobOrphan.blob_key) == key)
+                .values(deleted_at=await db_now(session))
+            )
+            await session.commit()
     log.info("garbage collection deleted blob %s", key)
     return True

@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from wheelyard.shared.db.engine import begin_write
-from wheelyard.shared.db.models import File, utcnow
+from wheelyard.shared.db.models import File, ProxyPin, utcnow
 from wheelyard.shared.domain import blobgc, leases, retention
 from wheelyard.shared.domain.repositories import RepositoryView, list_repositories
 from wheelyard.shared.storage import BlobStore
@@ -27,6 +27,9 @@ from wheelyard.shared.storage import BlobStore
 SessionFactory = Callable[[], AsyncSession]
 #: The lease every sweep takes.
 LEASE = "maintenance"
+#: A lease never given up, taken for `collect_every` by the sweep that collects garbage: the
+#: next periodic collection waits until it lapses (listing the whole store costs).
+GC_SCHEDULE = "gc-schedule"
 
 
 class SweepBusy(Exception):
@@ -113,11 +116,13 @@ async def sweep(
     repositories: set[str] | None = None,
     dry_run: bool = False,
     collect: bool = True,
+    collect_every: timedelta | None = None,
 ) -> Sweep:
     """Apply retention to every proxy repository (or those `repositories` names, as
     `storage/name`), then collect unreferenced blobs (unless `collect` is False or only some
-    repositories were named). Raises `SweepBusy` when another process is sweeping; a dry run
-    writes nothing and needs no lease."""
+    repositories were named; with `collect_every`, only when no sweep collected within that
+    time). Raises `SweepBusy` when another process is sweeping; a dry run writes nothing and
+    needs no lease."""
     report = Sweep(dry_run=dry_run)
     async with sessions() as session:
         views = _proxies(await list_repositories(session), repositories)
@@ -130,7 +135,12 @@ async def sweep(
         if not mine:
             raise SweepBusy(await leases.holder_of(sessions, LEASE))
         await retention_round(sessions, views, dry_run=False, report=report)
-        if collect and repositories is None:
+        due = collect and repositories is None
+        if due and collect_every is not None:
+            due = await leases.acquire(
+                sessions, GC_SCHEDULE, leases.holder_id(), collect_every.total_seconds()
+            )
+        if due:
             report.collection = await blobgc.collect(sessions, blobs, grace=grace)
     return report
 
@@ -138,7 +148,8 @@ async def sweep(
 async def storage_report(
     sessions: SessionFactory, blobs: BlobStore, *, grace: timedelta, blobs_too: bool = True
 ) -> dict[str, Any]:
-    """Bytes and files per repository (hosted: live files; proxy: cached, of which pinned),
+    """Bytes and files per repository (hosted: live files; proxy: cached, of which pinned, and
+    how many pins it has, cached or not),
     and what the next sweep would remove (retention per proxy repository, and with
     `blobs_too` the blob store's totals and unreferenced blobs). Reads only."""
     async with sessions() as session:
@@ -150,6 +161,16 @@ async def storage_report(
                     select(File.repository_id, func.count(col(File.id)), func.sum(col(File.size)))
                     .where(col(File.deleted_at).is_(None))
                     .group_by(col(File.repository_id))
+                )
+            ).all()
+        }
+        pins = {
+            repo: int(count)
+            for repo, count in (
+                await session.exec(
+                    select(ProxyPin.repository_id, func.count()).group_by(
+                        col(ProxyPin.repository_id)
+                    )
                 )
             ).all()
         }
@@ -170,6 +191,7 @@ async def storage_report(
                 cached_bytes=swept["bytes"],
                 pinned_files=swept["pinned_files"],
                 pinned_bytes=swept["pinned_bytes"],
+                pins=pins.get(view.id, 0),
                 cache_max_bytes=swept["cache_max_bytes"],
                 cache_max_idle_seconds=swept["cache_max_idle_seconds"],
                 next_sweep={

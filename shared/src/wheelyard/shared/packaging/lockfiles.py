@@ -267,7 +267,9 @@ class TargetPlatforms:
         try:
             major, minor = (int(p) for p in self.python_version.split(".")[:2])
         except ValueError:
-            raise InvalidInput(f"--python-version {self.python_version!r}: expected X.Y") from None
+            raise InvalidInput(
+                f"python version {self.python_version!r}: expected X.Y, such as 3.12"
+            ) from None
         # pip's --platform/--python-version use the same generators (packaging.tags).
         platforms = list(self.platforms) or ["any"]
         return set(cpython_tags((major, minor), platforms=platforms)) | set(

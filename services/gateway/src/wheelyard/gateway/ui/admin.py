@@ -36,6 +36,7 @@ from wheelyard.gateway.ui.viewer import (
 from wheelyard.shared.auth.access import can_read, require_admin
 from wheelyard.shared.auth.authenticator import load_user_record
 from wheelyard.shared.auth.principal import Principal
+from wheelyard.shared.config import format_duration
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain import accounts, proxied
 from wheelyard.shared.domain.repositories import (
@@ -73,6 +74,8 @@ def _settings_from_form(form: FormData, current: RepositoryView | None) -> dict[
             known[url].model_dump() if url in known else {"url": url}
             for url in _lines(field(form, "upstreams"))
         ]
+        settings["cache_max_bytes"] = field(form, "cache_max_bytes") or None
+        settings["cache_max_idle"] = field(form, "cache_max_idle") or None
     if kind == "group":
         settings["members"] = _lines(field(form, "members"))
         settings["allow_upstream"] = _lines(field(form, "allow_upstream"))
@@ -117,6 +120,9 @@ def _repository_form(
     context.setdefault("members", [])
     context.setdefault("upstreams", [])
     context.setdefault("users", [])
+    repo = context.get("repo")
+    idle = repo.settings.get("cache_max_idle") if repo is not None else None
+    context.setdefault("cache_max_idle", format_duration(int(idle)) if idle is not None else "")
     return _admin_page(
         request,
         viewer,
