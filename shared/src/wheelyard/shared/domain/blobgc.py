@@ -78,8 +78,12 @@ async def db_now(session: AsyncSession) -> datetime:
     """The database's clock (Postgres), or this host's (SQLite: every process is on it): the
     one clock that writers' and collectors' times are compared on."""
     if session.get_bind().dialect.name == "postgresql":
+        inside = session.in_transaction()
         connection = await session.connection()
         value = (await connection.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        if not inside:
+            # Asked outside a transaction (before a long blob write): hold no connection.
+            await session.commit()
         return value.astimezone(UTC)
     return utcnow()
 
