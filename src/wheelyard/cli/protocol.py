@@ -50,6 +50,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # request line and headers parsed so far
         self._head_count = 0
         self._head_received = 0  # bytes fed while the head was incomplete (see data_received)
+        self._heads_completed = 0  # request heads parsed on this connection
         self._refusal: int | None = None
 
     # -- connection hooks --------------------------------------------------------------------
@@ -68,13 +69,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and self._head_timer is None:
             self._arm()  # the first byte of the next request on a kept-alive connection
         began_in_head = self._in_head
+        heads_before = self._heads_completed
         super().data_received(data)
-        if began_in_head and self._in_head and not self.transport.is_closing():
+        if (
+            began_in_head
+            and self._in_head
+            and self._heads_completed == heads_before
+            and not self.transport.is_closing()
+        ):
             # httptools keeps an unfinished header in memory until its line ends, so the
             # bytes of a head still unfinished after this chunk are bounded here too (the
-            # exact limit is applied per header in on_header). A chunk that began in a body
-            # is not counted: its head part is unknown, and the next chunks count. A chunk
-            # may hold a pipelined request before the unfinished head, hence the slack.
+            # exact limit is applied per header in on_header). A chunk that began in a body,
+            # or that completed a head (a whole request, body included, often arrives in one
+            # read), is not counted: its head part is unknown, and the next chunks count. A
+            # chunk may hold a pipelined request before the unfinished head, hence the slack.
             self._head_received += len(data)
             if self._head_received > self.limits.max_size + 65536:
                 self._refuse(431)
@@ -99,6 +107,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._heads_completed += 1
         self._disarm()
         super().on_headers_complete()
 
