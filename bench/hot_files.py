@@ -115,7 +115,15 @@ def start_nginx(work: Path, port: int, root: Path) -> subprocess.Popen[bytes]:
     conf = conf.replace("@ROOT@", str(root)).replace("@STATE@", str(state))
     (state / "nginx.conf").write_text(conf.replace("@PORT@", str(port)))
     process = subprocess.Popen(
-        ["nginx", "-e", str(state / "error.log"), "-p", str(state), "-c", str(state / "nginx.conf")],
+        [
+            "nginx",
+            "-e",
+            str(state / "error.log"),
+            "-p",
+            str(state),
+            "-c",
+            str(state / "nginx.conf"),
+        ],
         start_new_session=True,
     )
     wait_http(f"http://127.0.0.1:{port}/simple/")
@@ -261,7 +269,14 @@ def run_fetchall(urls: list[str], work: Path, passes: int) -> dict[str, float]:
 def run_download(url: str, times: int) -> dict[str, float]:
     speeds, total = [], 0
     for _ in range(times):
-        cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}"]
+        cmd = [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download} %{time_total}",
+        ]
         code, size, seconds = subprocess.run(
             [*cmd, url], capture_output=True, text=True, check=True
         ).stdout.split()
@@ -357,21 +372,21 @@ def measure(
 
 
 UNITS = {
-    "page": ("req/s", "us/req", True),
-    "root": ("req/s", "us/req", True),
-    "file": ("req/s", "us/req", True),
-    "metadata": ("req/s", "us/req", True),
-    "fetchall": ("MB/s", "ms/MB", True),
-    "download": ("MB/s", "ms/MB", True),
-    "resolve": ("s", "s/run", False),
-    "install": ("s", "s/run", False),
+    "page": ("req/s", "us/req"),
+    "root": ("req/s", "us/req"),
+    "file": ("req/s", "us/req"),
+    "metadata": ("req/s", "us/req"),
+    "fetchall": ("MB/s", "ms/MB"),
+    "download": ("MB/s", "ms/MB"),
+    "resolve": ("s", "s/run"),
+    "install": ("s", "s/run"),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkout", type=Path, default=HERE.parent)
-    parser.add_argument("--upstream", type=Path, default=Path("/tmp/upstream"))
+    parser.add_argument("--upstream", type=Path, default=Path("/tmp/upstream"))  # noqa: S108
     parser.add_argument("--phases", default=",".join(PHASES))
     parser.add_argument("--targets", default="nginx,hosted,proxy")
     parser.add_argument("--port", type=int, default=18290)
@@ -394,9 +409,7 @@ def main() -> None:
         upstream = f"http://127.0.0.1:{args.nginx_port}/simple/"
         server = None
         try:
-            server = start_wheelyard(
-                args.checkout.resolve(), work, args.port, upstream, extra_env
-            )
+            server = start_wheelyard(args.checkout.resolve(), work, args.port, upstream, extra_env)
             pid = python_pid(server.pid)
             base = f"http://127.0.0.1:{args.port}/repositories/default"
             twine = [sys.executable, "-m", "twine", "upload", "--disable-progress-bar"]
@@ -433,8 +446,10 @@ def main() -> None:
                         args.profile.mkdir(parents=True, exist_ok=True)
                         out = args.profile / f"{phase}-{target.name}.txt"
                         spy = subprocess.Popen(
-                            ["py-spy", "record", "-p", str(pid), "-r", "250", "--format", "raw"]
-                            + ["--nonblocking", "-o", str(out)],
+                            [
+                                *("py-spy", "record", "-p", str(pid), "-r", "250"),
+                                *("--format", "raw", "--nonblocking", "-o", str(out)),
+                            ],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
                         )
@@ -447,7 +462,7 @@ def main() -> None:
                         spy.wait(timeout=60)
                     figure["cpu"] = spent
                     results.setdefault(phase, {})[target.name] = figure
-                    unit, cpu_unit, _ = UNITS[phase]
+                    unit, cpu_unit = UNITS[phase]
                     per = spent / max(figure["count"], 1e-9)
                     scale = 1e6 if cpu_unit == "us/req" else 1e3 if cpu_unit == "ms/MB" else 1
                     log(
@@ -466,7 +481,7 @@ def main() -> None:
 def report(results: dict[str, dict[str, dict[str, float]]], phases: list[str]) -> None:
     print("\nphase      target        figure        ratio to nginx   server CPU")
     for phase in phases:
-        unit, cpu_unit, higher_better = UNITS[phase]
+        unit, cpu_unit = UNITS[phase]
         row = results.get(phase, {})
         reference = row.get("nginx")
         for name, figure in row.items():

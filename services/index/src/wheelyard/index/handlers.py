@@ -11,7 +11,6 @@ from starlette.responses import RedirectResponse, Response
 
 from wheelyard.index import service
 from wheelyard.shared.auth.access import missing, require_read
-from wheelyard.shared.domain.hosted import find_file
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
 from wheelyard.shared.web.context import RequestContext
@@ -58,7 +57,7 @@ async def download(
     """A distribution file, or its PEP 658 metadata when the name ends in `.metadata`."""
     async with RequestContext(request) as ctx:
         view = await readable(ctx, storage, repo)
-        stored = await find_file(ctx.session, view.id, project, version, filename)
+        stored = await ctx.hosted_file(view, project, version, filename)
     if stored is None:
         raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
     return await stored_file_response(

@@ -35,6 +35,10 @@ class Held:
     blob_key: str
     last_downloaded: datetime
 
+    def size_estimate(self) -> int:
+        """Bytes this record takes in memory, roughly (for bounded caches)."""
+        return 300 + len(self.project) + len(self.blob_key)
+
 
 async def find(session: AsyncSession, repository_id: int, filename: str) -> Held | None:
     """The record of `filename` (with `.metadata` for PEP 658 metadata) in the repository."""
@@ -101,12 +105,12 @@ async def record(
             await session.rollback()  # recorded concurrently: the same verified bytes
 
 
-async def stamp(sessions: SessionFactory, repository_id: int, filename: str, held: Held) -> None:
+async def stamp(sessions: SessionFactory, repository_id: int, filename: str, held: Held) -> bool:
     """Note a download, at most once per `STAMP_EVERY` per file (a write per request would
-    serialise SQLite)."""
+    serialise SQLite); True when it wrote (`held` is then out of date)."""
     now = datetime.now(UTC)
     if now - held.last_downloaded < STAMP_EVERY:
-        return
+        return False
     async with sessions() as session:
         await begin_write(session)
         await session.exec(
@@ -118,3 +122,4 @@ async def stamp(sessions: SessionFactory, repository_id: int, filename: str, hel
             .values(last_downloaded=now)
         )
         await session.commit()
+    return True

@@ -5,6 +5,10 @@ transaction as every change). Readers learn the current serial from a small cach
 writers refresh after commit; if that entry is missing they read the serial from the database.
 A reader that rendered from a snapshot taken just before a commit stores its page under the old
 serial, where nobody looks any more, so read-after-write holds (uv publish --check-url needs it).
+
+What a hot route derives from the same data (the file records of a project at a serial, say)
+is kept the same way, under the same serial, in this process only (`derived`): a download is
+then answered from memory, and the first request after a change reads the database again.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from cachetools import LRUCache
 
 from wheelyard.shared.cache import Cache
 from wheelyard.shared.concurrency import SingleFlight
@@ -26,6 +33,10 @@ SERIAL_TTL = 60.0
 PAGE_TTL = 3600.0
 #: The in-process copy of pages (with a remote cache): at most this many bytes of bodies.
 LOCAL_BYTES = 64 * 1024 * 1024
+#: Values derived per serial (`PageCache.derived`): at most this many (estimated) bytes.
+DERIVED_BYTES = 32 * 1024 * 1024
+
+T = TypeVar("T")
 
 _HIT = CACHE_REQUESTS.labels("page", "hit")
 _MISS = CACHE_REQUESTS.labels("page", "miss")
@@ -66,6 +77,10 @@ class PageCache:
         self._rendering: SingleFlight[str, CachedPage] = SingleFlight()
         self._local: OrderedDict[str, CachedPage] | None = OrderedDict() if local else None
         self._local_bytes = 0
+        self._derived: LRUCache[str, tuple[Any, int]] = LRUCache(
+            maxsize=DERIVED_BYTES, getsizeof=lambda entry: entry[1]
+        )
+        self._deriving: SingleFlight[str, Any] = SingleFlight()
 
     async def serial(self, scope: str, load: Callable[[], Awaitable[int | None]]) -> int | None:
         """The current serial of `scope`: from the cache, else `load()` (None: not found)."""
@@ -109,6 +124,39 @@ class PageCache:
             return self._keep(key, page)
 
         return await self._rendering.run(key, render_and_store)
+
+    async def derived(
+        self,
+        scope: str,
+        serial: int,
+        variant: str,
+        build: Callable[[], Awaitable[T | None]],
+        size: Callable[[T], int],
+    ) -> T | None:
+        """The value `build()` made for (`scope`, `serial`, `variant`), kept in this process.
+
+        Like a page, a value is stored under the serial it was built at, so it is never used
+        after a change. None (nothing found) is not kept. Builds are single-flight; a value of
+        more than an eighth of `DERIVED_BYTES` (by `size`) is returned but not kept.
+        """
+        key = _page_key(scope, serial, variant)
+        hit = self._derived.get(key)
+        if hit is not None:
+            return cast(T, hit[0])
+
+        async def build_and_keep() -> T | None:
+            value = await build()
+            if value is not None:
+                cost = size(value) + len(key) + 200
+                if cost <= DERIVED_BYTES // 8:
+                    self._derived[key] = (value, cost)
+            return value
+
+        return cast(T | None, await self._deriving.run(key, build_and_keep))
+
+    def drop_derived(self, scope: str, serial: int, variant: str) -> None:
+        """Forget one derived value (it proved wrong: the bytes it points at are gone)."""
+        self._derived.pop(_page_key(scope, serial, variant), None)
 
     async def forget(self, scope: str) -> None:
         """Drop the serial hint of `scope` (its repository is gone)."""

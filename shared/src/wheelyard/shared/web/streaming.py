@@ -21,6 +21,11 @@ from wheelyard.shared.web.conditional import if_none_match_matches
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
+class BytesMissing(NotFound):
+    """A file's record says it is stored, but its blob is gone (a 404 unless the caller can
+    get the bytes elsewhere)."""
+
+
 def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     """(start, end_inclusive) for a satisfiable single range; None to send everything;
     the string "unsatisfiable" when the range lies outside the file."""
@@ -106,7 +111,7 @@ async def serve_blob(
     except StopAsyncIteration:
         first = b""
     except BlobNotFound as exc:
-        raise NotFound("The file's bytes are missing from storage.") from exc
+        raise BytesMissing("The file's bytes are missing from storage.") from exc
     response.body_iterator = _prepended(first, iterator)
     return response
 
