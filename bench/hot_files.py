@@ -26,6 +26,7 @@ Needs nginx, wrk, curl and uv (and py-spy for --profile).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html.parser
 import json
 import os
@@ -210,6 +211,20 @@ def project_files(index: str, project: str) -> list[tuple[str, str, bool]]:
 def lock_projects() -> list[str]:
     lock = (TEAM_BENCH / "requirements.lock").read_text().splitlines()
     return [line.split("==")[0] for line in lock if line and not line.startswith("#")]
+
+
+def check_bytes(target: Target, upstream: Path) -> None:
+    """The bytes served for the largest and a mid-sized wheel are the upstream's."""
+    rows = [line.split("\t") for line in (upstream / "MANIFEST.tsv").read_text().splitlines()]
+    rows = sorted((row for row in rows if len(row) == 3), key=lambda row: int(row[1]))
+    for filename, _size, sha256 in (rows[-1], rows[len(rows) // 2]):
+        digest = hashlib.sha256()
+        url = target.files[filename][0]
+        with urllib.request.urlopen(url, timeout=300) as response:  # noqa: S310 (local)
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() != sha256:
+            raise SystemExit(f"{target.name} served other bytes for {filename}")
 
 
 def manifest(upstream: Path) -> dict[str, int]:
@@ -438,6 +453,7 @@ def main() -> None:
                     raise SystemExit(f"{target.name} lists {len(target.files)} locked wheels")
                 if target.name == "proxy":
                     prime(target)
+                check_bytes(target, args.upstream)
             results: dict[str, dict[str, dict[str, float]]] = {}
             for phase in phases:
                 for target in targets:

@@ -29,6 +29,11 @@ from wheelyard.shared.web.conditional import etag_for
 #: How long the serial hint is trusted; bounds staleness if a writer's refresh was lost
 #: (a cache outage between commit and refresh).
 SERIAL_TTL = 60.0
+#: The same with an in-process cache (embedded mode): the writers run in this process and
+#: announce to this very memory, which has no outage to lose an announcement in, so a hint
+#: is kept as long as a page. Each expiry would cost every project a database query (an
+#: install or a resolve after a quiet minute paid one per project).
+IN_PROCESS_SERIAL_TTL = 3600.0
 #: How long a rendered page is kept; any change moves readers to a new key at once.
 PAGE_TTL = 3600.0
 #: The in-process copy of pages (with a remote cache): at most this many bytes of bodies.
@@ -72,8 +77,14 @@ class PageCache:
     instead of two.
     """
 
-    def __init__(self, cache: Cache, *, local: bool = False) -> None:
+    def __init__(
+        self, cache: Cache, *, local: bool = False, serial_ttl: float = SERIAL_TTL
+    ) -> None:
+        """`local`: keep pages in this process too (a remote cache); `serial_ttl`: how long a
+        serial hint is trusted (`SERIAL_TTL`, or `IN_PROCESS_SERIAL_TTL` when the cache is
+        this process's own memory)."""
         self.cache = cache
+        self.serial_ttl = serial_ttl
         self._rendering: SingleFlight[str, CachedPage] = SingleFlight()
         self._local: OrderedDict[str, CachedPage] | None = OrderedDict() if local else None
         self._local_bytes = 0
@@ -91,7 +102,7 @@ class PageCache:
         if value is not None:
             # set_max: a reader that loaded an old serial just before a commit cannot push
             # the hint back below the writer's newer one.
-            return await self.cache.set_max(_serial_key(scope), value, ttl=SERIAL_TTL)
+            return await self.cache.set_max(_serial_key(scope), value, ttl=self.serial_ttl)
         return value
 
     async def page(
@@ -175,4 +186,4 @@ class PageCache:
 
     async def changed(self, scope: str, serial: int) -> None:
         """Tell readers that `scope` is now at `serial` (call after the commit)."""
-        await self.cache.set_max(_serial_key(scope), serial, ttl=SERIAL_TTL)
+        await self.cache.set_max(_serial_key(scope), serial, ttl=self.serial_ttl)

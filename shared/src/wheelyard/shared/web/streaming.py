@@ -3,22 +3,49 @@
 File responses never carry a Content-Encoding (pip downloads with `identity` and a gzip
 transfer encoding on a .tar.gz would corrupt it), always `Accept-Ranges: bytes` and an exact
 Content-Length, so uv can read a wheel's central directory with Range requests.
+
+How the bytes travel, cheapest first: a whole file kept on local disk goes by the ASGI
+path-send extension when the server offers it (`sendfile(2)`, no copy through Python); a body
+that fits in one read (most `.metadata` files, small wheels) is read at once and sent in one
+message; anything else is streamed, one read in flight while the previous chunk is sent.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from wheelyard.shared.errors import NotFound
 from wheelyard.shared.storage import BlobNotFound, BlobStore
 from wheelyard.shared.web.conditional import if_none_match_matches
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+#: The ASGI path-send extension (https://asgi.readthedocs.io/en/latest/extensions.html).
+PATHSEND = "http.response.pathsend"
+#: Bodies above this size go by path-send when they can (smaller ones cost less read whole).
+PATHSEND_ABOVE = 64 * 1024
+
+
+class PathSendResponse(Response):
+    """A response whose body is the file at `path`, sent by the server (ASGI path-send); the
+    headers must carry the file's exact Content-Length."""
+
+    def __init__(
+        self, path: str, *, status_code: int, headers: dict[str, str], media_type: str
+    ) -> None:
+        super().__init__(status_code=status_code, headers=headers, media_type=media_type)
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        await send({"type": PATHSEND, "path": self.path})
 
 
 class BytesMissing(NotFound):
@@ -47,7 +74,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     return start, end
 
 
-def _blob_response(
+async def serve_blob(
     blobs: BlobStore,
     key: str,
     *,
@@ -56,7 +83,13 @@ def _blob_response(
     range_header: str | None = None,
     media_type: str = "application/octet-stream",
     headers: dict[str, str] | None = None,
+    pathsend: bool = False,
 ) -> Response:
+    """A response with blob `key` (of `size` bytes), honouring a single Range; with `pathsend`
+    (the server offers the ASGI path-send extension) a whole local file is sent by the server.
+
+    The blob is found (or its first chunk read) before answering, so a storage outage or a
+    missing blob becomes a 503/404 (`BytesMissing`) instead of a 200 whose body breaks off."""
     base = {"Accept-Ranges": "bytes", **(headers or {})}
     wanted = parse_range(range_header, size)
     if wanted == "unsatisfiable":
@@ -71,49 +104,27 @@ def _blob_response(
     base["Content-Length"] = str(length)
     if method == "HEAD":
         return Response(status_code=status, headers=base, media_type=media_type)
-    return StreamingResponse(
-        blobs.open(key, offset=offset, length=length),
-        status_code=status,
-        headers=base,
-        media_type=media_type,
-    )
-
-
-async def serve_blob(
-    blobs: BlobStore,
-    key: str,
-    *,
-    size: int,
-    method: str,
-    range_header: str | None = None,
-    media_type: str = "application/octet-stream",
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """A response streaming blob `key` (of `size` bytes), honouring a single Range.
-
-    Reads the first chunk before answering, so a storage outage or a missing blob becomes a
-    503/404 instead of a 200 whose body breaks off."""
-    response = _blob_response(
-        blobs,
-        key,
-        size=size,
-        method=method,
-        range_header=range_header,
-        media_type=media_type,
-        headers=headers,
-    )
-    if not isinstance(response, StreamingResponse):
-        return response
-    # Starlette types the body as any iterable of str/bytes; ours is the blob's bytes iterator.
-    iterator = cast(AsyncIterator[bytes], response.body_iterator)
     try:
-        first = await anext(iterator)
-    except StopAsyncIteration:
-        first = b""
+        if pathsend and status == 200 and length > PATHSEND_ABOVE:
+            path = await blobs.local_path(key)
+            if path is not None:
+                return PathSendResponse(
+                    path, status_code=status, headers=base, media_type=media_type
+                )
+        iterator = blobs.open(key, offset=offset, length=length)
+        try:
+            first = await anext(iterator)
+        except StopAsyncIteration:
+            first = b""
     except BlobNotFound as exc:
         raise BytesMissing("The file's bytes are missing from storage.") from exc
-    response.body_iterator = _prepended(first, iterator)
-    return response
+    if len(first) >= length:
+        # The whole body in one read: one message, none of the streaming machinery.
+        await cast(AsyncGenerator[bytes, None], iterator).aclose()
+        return Response(first, status_code=status, headers=base, media_type=media_type)
+    return StreamingResponse(
+        _prepended(first, iterator), status_code=status, headers=base, media_type=media_type
+    )
 
 
 async def _prepended(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -159,4 +170,5 @@ async def stored_file_response(
         method=request.method,
         range_header=request.headers.get("range"),
         headers=headers,
+        pathsend=PATHSEND in request.scope.get("extensions", ()),
     )
