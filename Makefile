@@ -4,7 +4,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench bench-proxy bench-split bench-footprint services
+.PHONY: run test lint format bench bench-proxy bench-hot bench-split bench-footprint services
 
 run:
 	$(UV) run wheelyard serve --host $(HOST) --port $(PORT)
@@ -35,6 +35,11 @@ bench:
 
 bench-proxy:
 	$(UV) run python bench/proxy_bench.py
+
+# The warm hot paths (pages, files, .metadata, fetch-all, resolve) of hosted and proxy
+# repositories against nginx in one run, with server CPU per request (same upstream tree).
+bench-hot:
+	$(UV) run python bench/hot_files.py
 
 # Embedded vs split mode (needs Postgres and Redis, like the tests).
 bench-split:

@@ -132,7 +132,12 @@ def start_nginx(work: Path, port: int, root: Path) -> subprocess.Popen[bytes]:
 
 
 def start_wheelyard(
-    checkout: Path, work: Path, port: int, upstream: str, extra_env: dict[str, str]
+    checkout: Path,
+    work: Path,
+    port: int,
+    upstream: str,
+    extra_env: dict[str, str],
+    command: str | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WHEELYARD_", "UV_", "PIP_"))}
     env.update(
@@ -142,19 +147,13 @@ def start_wheelyard(
         **extra_env,
     )
     log_file = (work / "wheelyard.log").open("wb")
+    argv = [*("uv", "run", "--directory", str(checkout), "wheelyard", "serve")]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    if command:  # another way of serving the same app (another ASGI server, say)
+        argv = command.format(port=port).split()
     process = subprocess.Popen(
-        [
-            "uv",
-            "run",
-            "--directory",
-            str(checkout),
-            "wheelyard",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        argv,
+        cwd=checkout,
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -412,6 +411,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="uv runs per figure")
     parser.add_argument("--profile", type=Path, help="py-spy output directory")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
+    parser.add_argument("--command", help="serve with this command instead ({port} is replaced)")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args()
     phases = [p for p in args.phases.split(",") if p]

@@ -68,4 +68,5 @@ async def download(
         sha256=stored.sha256,
         cache_control=cache_control(request, view, immutable=True),
         redirect=ctx.backends.settings.blob_redirect,
+        pages=ctx.pages,
     )

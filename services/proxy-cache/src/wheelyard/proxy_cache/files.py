@@ -214,6 +214,7 @@ class ProxyFiles:
                 sha256=sha256,
                 cache_control=cache_control,
                 redirect=redirect,
+                pages=self.pages,
             )
 
         etag = f'"{sha256}"'

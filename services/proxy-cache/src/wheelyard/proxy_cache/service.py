@@ -237,6 +237,7 @@ class ProxyService:
                         sha256=stored.sha256,
                         cache_control=control,
                         redirect=ctx.backends.settings.blob_redirect,
+                        pages=ctx.pages,
                     )
             if found.proxy is None:
                 raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")

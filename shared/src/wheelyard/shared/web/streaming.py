@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
+from functools import partial
 from typing import cast
 
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from wheelyard.shared.errors import NotFound
 from wheelyard.shared.storage import BlobNotFound, BlobStore
 from wheelyard.shared.web.conditional import if_none_match_matches
+from wheelyard.shared.web.pagecache import PageCache
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 #: The ASGI path-send extension (https://asgi.readthedocs.io/en/latest/extensions.html).
@@ -134,6 +136,20 @@ async def _prepended(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[
         yield chunk
 
 
+#: Whole bodies up to this size may be kept in memory (`stored_file_response`).
+MEMO_BYTES = 64 * 1024
+
+
+async def _read_whole(blobs: BlobStore, key: str, size: int) -> bytes:
+    try:
+        body = b"".join([chunk async for chunk in blobs.open(key, length=size)])
+    except BlobNotFound as exc:
+        raise BytesMissing("The file's bytes are missing from storage.") from exc
+    if len(body) != size:
+        raise BytesMissing("The file's bytes in storage are not the recorded size.")
+    return body
+
+
 #: How long a presigned download URL stays valid.
 PRESIGNED_SECONDS = 300
 
@@ -147,11 +163,15 @@ async def stored_file_response(
     sha256: str,
     cache_control: str,
     redirect: bool,
+    pages: PageCache | None = None,
 ) -> Response:
     """The response for a stored distribution file (or `.metadata`) whose bytes are blob `key`:
     304 when `If-None-Match` names its sha256 ETag; with `redirect` (WHEELYARD_BLOB_REDIRECT)
     a GET gets a presigned URL of the object store when it has one; otherwise the bytes,
-    streamed, with Range support."""
+    streamed, with Range support. With `pages`, a whole body of at most `MEMO_BYTES` (a
+    `.metadata`, which resolvers ask for again and again) is kept in this process's memory:
+    blobs are content-addressed and never change, and the caller has found a live record
+    the caller may read before asking."""
     etag = f'"{sha256}"'
     headers = {"ETag": etag, "Cache-Control": cache_control}
     if if_none_match_matches(request.headers.get("if-none-match"), etag):
@@ -163,12 +183,17 @@ async def stored_file_response(
         url = await blobs.url_for(key, expires_seconds=PRESIGNED_SECONDS)
         if url:
             return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+    range_header = request.headers.get("range")
+    if pages is not None and request.method == "GET" and not range_header and size <= MEMO_BYTES:
+        body = await pages.derived("blob", 0, key, partial(_read_whole, blobs, key, size), len)
+        base = {"Accept-Ranges": "bytes", **headers}
+        return Response(body, headers=base, media_type="application/octet-stream")
     return await serve_blob(
         blobs,
         key,
         size=size,
         method=request.method,
-        range_header=request.headers.get("range"),
+        range_header=range_header,
         headers=headers,
         pathsend=PATHSEND in request.scope.get("extensions", ()),
     )
