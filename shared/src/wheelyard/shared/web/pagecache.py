@@ -64,6 +64,12 @@ def _page_key(scope: str, serial: int, variant: str) -> str:
     return f"page:{scope}:{serial}:{digest}"
 
 
+def _derived_key(scope: str, serial: int, variant: str) -> str:
+    # In-process only, so the variant is kept whole: no digest, so no two variants (blob
+    # keys, filenames) can ever share an entry.
+    return f"{scope}:{serial}:{variant}"
+
+
 class PageCache:
     """Serial-keyed rendered pages. `scope` names what a serial counts (a project, a list).
 
@@ -150,7 +156,7 @@ class PageCache:
         after a change. None (nothing found) is not kept. Builds are single-flight; a value of
         more than an eighth of `DERIVED_BYTES` (by `size`) is returned but not kept.
         """
-        key = _page_key(scope, serial, variant)
+        key = _derived_key(scope, serial, variant)
         hit = self._derived.get(key)
         if hit is not None:
             return cast(T, hit[0])
@@ -167,7 +173,7 @@ class PageCache:
 
     def drop_derived(self, scope: str, serial: int, variant: str) -> None:
         """Forget one derived value (it proved wrong: the bytes it points at are gone)."""
-        self._derived.pop(_page_key(scope, serial, variant), None)
+        self._derived.pop(_derived_key(scope, serial, variant), None)
 
     async def forget(self, scope: str) -> None:
         """Drop the serial hint of `scope` (its repository is gone)."""
