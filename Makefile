@@ -6,7 +6,7 @@ HOST ?=
 PORT ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench bench-proxy bench-split bench-footprint services
+.PHONY: run test lint format bench bench-proxy bench-hot bench-split bench-footprint services
 
 # Runtime dependencies only (--no-dev): the test and lint tools are not needed to serve.
 run:
@@ -38,6 +38,11 @@ bench:
 
 bench-proxy:
 	$(UV) run python bench/proxy_bench.py
+
+# The warm hot paths (pages, files, .metadata, fetch-all, resolve) of hosted and proxy
+# repositories against nginx in one run, with server CPU per request (same upstream tree).
+bench-hot:
+	$(UV) run python bench/hot_files.py
 
 # Embedded vs split mode (needs Postgres and Redis, like the tests).
 bench-split:

@@ -351,6 +351,20 @@ async def test_url_for(blob_store: BlobStore) -> None:
     assert resp.content == data
 
 
+async def test_local_path(blob_store: BlobStore) -> None:
+    data = b"send me without copying"
+    written = await write_blob(blob_store, [data])
+    path = await blob_store.local_path(written.key)
+    if not isinstance(blob_store, FilesystemBlobStore):
+        assert path is None  # no local files: nothing to send from
+        return
+    assert path is not None
+    assert Path(path).read_bytes() == data
+    await blob_store.delete(written.key)
+    with pytest.raises(BlobNotFound):
+        await blob_store.local_path(written.key)
+
+
 async def test_ping(blob_store: BlobStore) -> None:
     await blob_store.ping()
     await assert_nothing_visible(blob_store)
@@ -417,6 +431,9 @@ async def test_invalid_keys_never_leave_the_store(
         await blob_store.delete(key)
     with pytest.raises(ValueError):
         await blob_store.url_for(key)
+    if isinstance(blob_store, FilesystemBlobStore):
+        with pytest.raises(BlobNotFound):
+            await blob_store.local_path(key)
     assert (tmp_path / "secret").read_bytes() == b"outside the store"
 
 

@@ -126,6 +126,38 @@ def test_a_100kb_header_sent_in_small_pieces_gets_431_before_it_ends(
     assert sent < 1_000_000
 
 
+def test_requests_with_bodies_on_a_kept_alive_connection_are_not_taken_for_heads(
+    server: ServerProcess,
+) -> None:
+    """A whole request (head and a body larger than the head limit) often arrives in one read;
+    its body is not a head, however many such requests follow on one connection."""
+    body = b"x" * 150_000
+    request = (
+        b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream"
+        b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    with _connect(server) as sock:
+        for _ in range(20):
+            sock.sendall(request)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(65536)
+                assert chunk, answer
+                answer += chunk
+            status = answer.split(b"\r\n", 1)[0]
+            assert b" 431 " not in status and b" 408 " not in status, answer[:300]
+            head, _, rest = answer.partition(b"\r\n\r\n")
+            length = int(
+                next(
+                    line.split(b":", 1)[1]
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+            )
+            while len(rest) < length:
+                rest += sock.recv(65536)
+
+
 def test_ordinary_requests_with_many_headers_are_served(server: ServerProcess) -> None:
     headers = {f"x-h{i}": "v" * 100 for i in range(60)}
     r = httpx.get(server.url + "/simple/", headers=headers, timeout=30)

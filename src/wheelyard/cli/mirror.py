@@ -114,14 +114,17 @@ async def _prefetch(repository: str, locks: list[Lock], targets: TargetPlatforms
     from wheelyard.proxy_cache.prefetch import Prefetcher, Summary
     from wheelyard.proxy_cache.service import ProxyService
     from wheelyard.shared.backends import Backends
+    from wheelyard.shared.cache.memory import MemoryCache
     from wheelyard.shared.db.migrate import upgrade_database_async
     from wheelyard.shared.domain.directory import RepositoryDirectory
     from wheelyard.shared.domain.repositories import split_path
     from wheelyard.shared.storage.tempdir import claim_temp_dir
+    from wheelyard.shared.web.pagecache import PageCache
 
     storage, name = split_path(repository)
     backends = await Backends.open(load_settings())
-    proxy = ProxyService(backends)
+    pages = PageCache(backends.cache, local=not isinstance(backends.cache, MemoryCache))
+    proxy = ProxyService(backends, pages)
     # Like the proxy-cache service: a server starting meanwhile must not sweep our spools.
     claim = await to_thread.run_sync(claim_temp_dir, proxy.files.spool_dir)
     try:

@@ -33,7 +33,7 @@ from wheelyard.shared.db.migrate import upgrade_database_async
 from wheelyard.shared.domain.bootstrap import bootstrap
 from wheelyard.shared.domain.repositories import policy_settings
 from wheelyard.shared.errors import ConfigurationError, InvalidInput
-from wheelyard.shared.web.app import add_observer, health_router, settle_heap
+from wheelyard.shared.web.app import NO_TELEMETRY, add_observer, health_router, settle_heap
 from wheelyard.shared.web.observe import RecordEndpoint
 from wheelyard.shared.web.problems import install_error_handlers
 from wheelyard.shared.web.runtime import Runtime
@@ -87,6 +87,7 @@ def create_app(
 
     app = FastAPI(
         title="Wheelyard",
+        telemetry=NO_TELEMETRY,
         description="A private Python package registry.",
         lifespan=lifespan,
         docs_url=None,  # served by `install_api_docs`, from local files

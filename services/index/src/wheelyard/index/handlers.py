@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from wheelyard.index import service
 from wheelyard.shared.auth.access import missing, require_read
-from wheelyard.shared.domain.hosted import StoredFile, find_file
+from wheelyard.shared.domain.hosted import StoredFile
 from wheelyard.shared.domain.policy import chain_of
 from wheelyard.shared.domain.refusals import enforce, file_decision
 from wheelyard.shared.domain.repositories import RepositoryView
@@ -88,11 +88,11 @@ async def download(
     """A distribution file, or its PEP 658 metadata when the name ends in `.metadata`."""
     async with RequestContext(request) as ctx:
         view = await readable(ctx, storage, repo)
-        stored = await find_file(ctx.session, view.id, project, version, filename)
-        if stored is None:
-            raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
-        if view.policy is not None or stored.status == "quarantined":
+        stored = await ctx.hosted_file(view, project, version, filename)
+        if stored is not None and (view.policy is not None or stored.status == "quarantined"):
             await enforce_rules(ctx, view, stored, filename)
+    if stored is None:
+        raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
     return await stored_file_response(
         request,
         ctx.backends.blobs,
@@ -101,4 +101,5 @@ async def download(
         sha256=stored.sha256,
         cache_control=cache_control(request, view, immutable=True),
         redirect=ctx.backends.settings.blob_redirect,
+        pages=ctx.pages,
     )

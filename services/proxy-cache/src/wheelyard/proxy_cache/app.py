@@ -16,7 +16,7 @@ from wheelyard.shared.web.runtime import Runtime
 
 
 async def _start(app: FastAPI, runtime: Runtime) -> None:
-    proxy = ProxyService(runtime.backends)
+    proxy = ProxyService(runtime.backends, runtime.pages)
     # Spool files are unlinked as soon as they are created; a crash in between leaves one.
     app.state.spool_claim = await to_thread.run_sync(claim_temp_dir, proxy.files.spool_dir)
     app.state.proxy = proxy

@@ -61,7 +61,8 @@ from wheelyard.shared.errors import IntegrityFailure, UpstreamError
 from wheelyard.shared.storage import BlobStore, blob_key_for
 from wheelyard.shared.storage.base import BlobWriter
 from wheelyard.shared.web.conditional import if_none_match_matches
-from wheelyard.shared.web.streaming import stored_file_response
+from wheelyard.shared.web.pagecache import PageCache
+from wheelyard.shared.web.streaming import BytesMissing, stored_file_response
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +175,12 @@ class ProxyFiles:
         client: UpstreamClient,
         spool_dir: Path,
         sessions: records.SessionFactory,
+        pages: PageCache,
     ) -> None:
+        """`pages`: the process's page cache, which keeps the records of files served."""
         self.stamps = DownloadStamps(sessions)
         self.blobs = blobs
+        self.pages = pages
         self.cache = cache
         self.client = client
         self.spool_dir = spool_dir
@@ -214,19 +218,25 @@ class ProxyFiles:
                 sha256=sha256,
                 cache_control=cache_control,
                 redirect=redirect,
+                pages=self.pages,
             )
 
         etag = f'"{sha256}"'
         headers = {"ETag": etag, "Cache-Control": cache_control}
         if if_none_match_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
-        async with self.sessions() as session:
-            held = await records.find(session, wanted.repository_id, wanted.filename)
-        if held is not None and held.sha256 == sha256:
-            info = await self.blobs.stat(key)
-            if info is not None:
-                self.stamps.note(wanted.repository_id, wanted.filename, held.last_downloaded)
-                return await stored(info.size)
+        held = await self._held(wanted.repository_id, wanted.filename, sha256)
+        if held is not None:
+            # A presigned redirect does not look at the bytes: make sure they are there.
+            if not redirect or await self.blobs.stat(key) is not None:
+                try:
+                    response = await stored(held.size)
+                except BytesMissing:
+                    pass  # removed from storage since it was recorded: fetch it again
+                else:
+                    self.stamps.note(wanted.repository_id, wanted.filename, held.last_downloaded)
+                    return response
+            self._forget_held(wanted.repository_id, wanted.filename, sha256)
         size = wanted.size
         method = request.method
         if method == "HEAD" and size is not None:
@@ -275,6 +285,23 @@ class ProxyFiles:
                 raise UpstreamError(f"wrong bytes from the upstream: {fetch.error}")
             raise _client_error(fetch.error)
         return not fetch.from_store
+
+    async def _held(self, repository_id: int, filename: str, sha256: str) -> records.Held | None:
+        """The repository's record of `filename` when it names these bytes (`sha256`), kept in
+        memory once found: a record says the repository's own upstream delivered them
+        verified, which stays true (a record for other bytes is another key)."""
+
+        async def load() -> records.Held | None:
+            async with self.sessions() as session:
+                held = await records.find(session, repository_id, filename)
+            return held if held is not None and held.sha256 == sha256 else None
+
+        return await self.pages.derived(
+            f"held:{repository_id}", 0, f"{filename}|{sha256}", load, records.Held.size_estimate
+        )
+
+    def _forget_held(self, repository_id: int, filename: str, sha256: str) -> None:
+        self.pages.drop_derived(f"held:{repository_id}", 0, f"{filename}|{sha256}")
 
     async def _stored_size(self, key: str) -> int:
         info = await self.blobs.stat(key)

@@ -22,7 +22,14 @@ from packaging.utils import canonicalize_name
 from wheelyard.proxy_cache.links import linked_page
 from wheelyard.proxy_cache.pages import CurrentPage, ProxyPages
 from wheelyard.shared.auth.access import can_read
-from wheelyard.shared.domain.hosted import find_project, project_list, project_page, project_scope
+from wheelyard.shared.domain.hosted import (
+    find_project,
+    list_scope,
+    project_list,
+    project_page,
+    project_scope,
+    repository_serial,
+)
 from wheelyard.shared.domain.policy import RepositoryPolicy, chain_of, screen_page
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound, UpstreamError
@@ -188,11 +195,31 @@ def _constant(page: ProjectPage) -> Callable[[], ProjectPage]:
     return lambda: page
 
 
-async def group_index(ctx: RequestContext, pages: ProxyPages, group: RepositoryView) -> ProjectList:
-    """The union of the hosted members' projects and the projects cached from proxy members
-    (the upstream's own root is never fetched)."""
+async def index_key(ctx: RequestContext, pages: ProxyPages, members: list[RepositoryView]) -> int:
+    """A number that changes whenever the union of `members`' project lists may have (the
+    members themselves, a hosted member's list serial, a proxy member's `list_serial`)."""
+    parts = []
+    for member in members:
+        if member.type == "hosted":
+
+            async def load(member: RepositoryView = member) -> int:
+                return await repository_serial(ctx.session, member.id)
+
+            serial = await ctx.pages.serial(list_scope(member.id), load)
+            parts.append(f"h{member.id}:{serial}")
+        elif member.type == "proxy":
+            parts.append(f"p{member.id}:{await pages.list_serial(member)}")
+    digest = hashlib.blake2s("|".join(parts).encode(), digest_size=7).digest()
+    return int.from_bytes(digest, "big")
+
+
+async def group_index(
+    ctx: RequestContext, pages: ProxyPages, members: list[RepositoryView]
+) -> ProjectList:
+    """The union of the hosted `members`' projects and the projects cached from proxy
+    members (the upstream's own root is never fetched)."""
     names: dict[str, str] = {}
-    for member in await readable_members(ctx, group):
+    for member in members:
         if member.type == "hosted":
             for display, normalized in (await project_list(ctx.session, member.id)).projects:
                 names.setdefault(normalized, display)

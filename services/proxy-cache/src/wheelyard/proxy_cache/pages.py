@@ -42,6 +42,7 @@ from wheelyard.shared.domain.repositories import RepositoryView, proxy_state_key
 from wheelyard.shared.errors import NotFound, UpstreamError
 from wheelyard.shared.packaging.simple.model import SimpleFile
 from wheelyard.shared.packaging.simple.upstream import PageHead, read_upstream_page
+from wheelyard.shared.web.pagecache import PageCache
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,12 @@ class ProxyPages:
         client: UpstreamClient,
         default_ttl: int,
         reports: BreakerReports | None = None,
+        page_cache: PageCache | None = None,
     ) -> None:
         """`reports`: the `on_change` hook of `client`'s breaker, whose queued health records
-        are written after every round of upstream requests."""
+        are written after every round of upstream requests. `page_cache`: where the list of
+        cached projects is announced as changed (`list_serial`)."""
+        self.page_cache = page_cache
         self.sessions = sessions
         self.cache = cache
         self.client = client
@@ -167,6 +171,28 @@ class ProxyPages:
             row = await store.load(session, repo.id, name)
         value = row.head.get("status") if row is not None else None
         return value if isinstance(value, str) else None
+
+    async def list_serial(self, repo: RepositoryView) -> int:
+        """A number that moves forward whenever the list of `repo`'s cached projects may have
+        changed (after every stored upstream answer), for caching its rendered root page.
+
+        With no hint in the cache the list is unknown, so a new number is taken (the time in
+        microseconds): the page is rendered again, at most once per hint lifetime."""
+        if self.page_cache is None:
+            return _now_serial()
+
+        async def fresh() -> int:
+            return _now_serial()
+
+        serial = await self.page_cache.serial(proxy_list_scope(repo.id), fresh)
+        assert serial is not None
+        return serial
+
+    async def _list_changed(self, repo_id: int) -> None:
+        # After the commit, so a root page rendered from an older snapshot is never under
+        # the new number (the time plus one: past every number taken before now).
+        if self.page_cache is not None:
+            await self.page_cache.changed(proxy_list_scope(repo_id), _now_serial() + 1)
 
     async def cached_projects(self, repo: RepositoryView) -> list[str]:
         """Projects this proxy repository has a good page for (its root page)."""
@@ -348,6 +374,7 @@ class ProxyPages:
                 fetched_at=fetched_at,
                 missing=False,
             )
+            await self._list_changed(repo.id)
             version = data["digest"]
             await self._publish(repo.id, name, PageState(version, fetched_at, False))
             return CurrentPage(version)
@@ -367,6 +394,7 @@ class ProxyPages:
             fetched_at=fetched_at,
             missing=True,
         )
+        await self._list_changed(repo.id)
         await self._publish(repo.id, name, PageState("-", fetched_at, True))
         raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
 
@@ -396,6 +424,15 @@ def _parse(
     writer = store.PageWriter(seen)
     head = read_upstream_page(body, content_type, url, writer.add, project=name)
     return head, writer
+
+
+def proxy_list_scope(repo_id: int) -> str:
+    """The page-cache scope of a proxy repository's list of cached projects."""
+    return f"{repo_id}:proxy-list"
+
+
+def _now_serial() -> int:
+    return time.time_ns() // 1000
 
 
 def _state_key(repo_id: int, name: str) -> str:

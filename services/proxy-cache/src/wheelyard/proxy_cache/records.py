@@ -36,6 +36,10 @@ class Held:
     blob_key: str
     last_downloaded: datetime
 
+    def size_estimate(self) -> int:
+        """Bytes this record takes in memory, roughly (for bounded caches)."""
+        return 300 + len(self.project) + len(self.blob_key)
+
 
 async def find(session: AsyncSession, repository_id: int, filename: str) -> Held | None:
     """The record of `filename` (with `.metadata` for PEP 658 metadata) in the repository."""

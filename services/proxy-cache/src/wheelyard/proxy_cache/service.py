@@ -26,14 +26,14 @@ from wheelyard.proxy_cache.files import ProxyFiles, Wanted
 from wheelyard.proxy_cache.health import BreakerReports
 from wheelyard.proxy_cache.links import linked_page
 from wheelyard.proxy_cache.netroutes import NetRoutes, ProxySettings
-from wheelyard.proxy_cache.pages import ProxyPages
+from wheelyard.proxy_cache.pages import ProxyPages, proxy_list_scope
 from wheelyard.proxy_cache.pypi_api import PypiApi
 from wheelyard.proxy_cache.sweeper import Sweeper
 from wheelyard.proxy_cache.upstream import UpstreamClient
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.db.models import utcnow
 from wheelyard.shared.domain import prefetch_jobs
-from wheelyard.shared.domain.hosted import find_file, same_version
+from wheelyard.shared.domain.hosted import same_version
 from wheelyard.shared.domain.policy import (
     Chain,
     Decision,
@@ -48,12 +48,11 @@ from wheelyard.shared.domain.refusals import enforce, file_decision
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
 from wheelyard.shared.packaging.filenames import listed_version
-from wheelyard.shared.packaging.simple.model import JSON_V1, ProjectList, ProjectPage
+from wheelyard.shared.packaging.simple.model import JSON_V1, ProjectList, ProjectPage, SimpleFile
 from wheelyard.shared.packaging.simple.render_html import render_index_html, render_project_html
 from wheelyard.shared.packaging.simple.render_json import render_index_json, render_project_json
-from wheelyard.shared.web.conditional import etag_for
 from wheelyard.shared.web.context import RequestContext
-from wheelyard.shared.web.pagecache import CachedPage
+from wheelyard.shared.web.pagecache import CachedPage, PageCache
 from wheelyard.shared.web.pages import cache_control
 from wheelyard.shared.web.streaming import stored_file_response
 
@@ -84,6 +83,12 @@ async def _render_off_loop(page: ProjectPage, media: str, files: int) -> bytes:
     return await to_thread.run_sync(_render, page, media, files <= MEMO_FILES)
 
 
+def _listed_size(found: tuple[SimpleFile, int]) -> int:
+    listed = found[0]
+    text = (listed.filename, listed.url, listed.upstream_url, listed.requires_python, listed.yanked)
+    return 600 + sum(len(str(part)) for part in text)
+
+
 def _digest_serial(version: str) -> int:
     return int.from_bytes(hashlib.blake2s(version.encode(), digest_size=7).digest(), "big")
 
@@ -92,7 +97,8 @@ class ProxyService:
     """Everything the proxy-cache service keeps per process: the upstream client (with its
     circuit breakers), proxy pages and proxy files."""
 
-    def __init__(self, backends: Backends) -> None:
+    def __init__(self, backends: Backends, pages: PageCache) -> None:
+        """`pages`: the process's page cache (rendered pages, and the records of hot files)."""
         settings = backends.settings
         # One hook for the breaker's changes: the metric and the web interface's record.
         reports = BreakerReports()
@@ -113,6 +119,7 @@ class ProxyService:
             client=self.client,
             default_ttl=backends.settings.pypi_proxy_ttl,
             reports=reports,
+            page_cache=pages,
         )
         self.files = ProxyFiles(
             blobs=backends.blobs,
@@ -120,6 +127,7 @@ class ProxyService:
             client=self.client,
             spool_dir=Path(backends.settings.data_dir) / "proxy-spool",
             sessions=backends.sessions,
+            pages=pages,
         )
         self.pypi = PypiApi(self.pages, self.client)
         self.sweeper = Sweeper(backends, self.files.stamps)
@@ -214,17 +222,50 @@ class ProxyService:
 
     async def index_page(self, ctx: RequestContext, view: RepositoryView, media: str) -> CachedPage:
         """The rendered project list of proxy or group `view`: cached proxy projects (and the
-        hosted members' projects for a group)."""
-        projects: ProjectList
+        hosted members' projects for a group), rendered once per change of what it lists
+        (see `ProxyPages.list_serial` and `groups.index_key`)."""
+
+        def render(projects: ProjectList) -> bytes:
+            return render_index_json(projects) if media == JSON_V1 else render_index_html(projects)
+
         if view.type == "group":
-            projects = await groups.group_index(ctx, self.pages, view)
-        else:
+            members = await groups.readable_members(ctx, view)
+
+            async def render_group() -> bytes:
+                return render(await groups.group_index(ctx, self.pages, members))
+
+            key = await groups.index_key(ctx, self.pages, members)
+            return await ctx.pages.page(f"group-list:{view.id}", key, media, render_group)
+
+        async def render_proxy() -> bytes:
             names = await self.pages.cached_projects(view)
-            projects = ProjectList(projects=tuple((n, n) for n in names))
-        body = render_index_json(projects) if media == JSON_V1 else render_index_html(projects)
-        return CachedPage(body, etag_for(body))
+            return render(ProjectList(projects=tuple((n, n) for n in names)))
+
+        serial = await self.pages.list_serial(view)
+        return await ctx.pages.page(proxy_list_scope(view.id), serial, media, render_proxy)
 
     # -- files ----------------------------------------------------------------------------------
+
+    async def _listed(
+        self, repo: RepositoryView, name: str, filename: str
+    ) -> tuple[SimpleFile, int]:
+        """`filename` as the stored page of `name` lists it, and the index of the upstream the
+        page came from (`ProxyPages.find_file`), kept in memory per page version: a hot file
+        is looked up without reading the stored page again."""
+        current = await self.pages.current(repo, name, fresh=False)
+
+        async def find() -> tuple[SimpleFile, int]:
+            return await self.pages.find_file(repo, name, filename)
+
+        found = await self.files.pages.derived(
+            f"proxy:{repo.id}:{name}",
+            _digest_serial(current.version),
+            f"file:{filename}",
+            find,
+            _listed_size,
+        )
+        assert found is not None  # find() raises NotFound rather than returning nothing
+        return found
 
     async def open_file(
         self,
@@ -245,7 +286,7 @@ class ProxyService:
         if view.type == "group":
             found = await groups.resolve(ctx, self.pages, view, name, fresh=False)
             for member, _serial in found.hosted:
-                stored = await find_file(ctx.session, member.id, name, version, filename)
+                stored = await ctx.hosted_file(member, name, version, filename)
                 if stored is not None:
                     await self._enforce(
                         ctx,
@@ -269,6 +310,7 @@ class ProxyService:
                         sha256=stored.sha256,
                         cache_control=control,
                         redirect=ctx.backends.settings.blob_redirect,
+                        pages=ctx.pages,
                     )
             if found.proxy is None:
                 raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
@@ -313,7 +355,7 @@ class ProxyService:
         metadata = filename.endswith(".metadata")
         real_name = filename.removesuffix(".metadata") if metadata else filename
         try:
-            listed, upstream_index = await self.pages.find_file(source, name, real_name)
+            listed, upstream_index = await self._listed(source, name, real_name)
         except NotFound:
             # A quarantined upstream project lists no files: say why rather than "missing".
             if check is not None and await self.pages.status(source, name) == "quarantined":

@@ -7,11 +7,11 @@ of groups), so both list hosted files exactly the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from packaging.utils import canonicalize_name, canonicalize_version
+from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -241,41 +241,63 @@ def same_version(given: str, stored: str) -> bool:
         return False
 
 
-async def find_file(
-    session: AsyncSession, repository_id: int, project: str, version: str, filename: str
-) -> StoredFile | None:
-    """The live file `filename` of the hosted repository, or with `.metadata` appended its
-    PEP 658 metadata; None when there is none.
+@dataclass(frozen=True)
+class LiveFile:
+    """A live file of a hosted project: its release's version, its bytes and its PEP 658
+    metadata's (None when it has none)."""
 
-    The project and version in the path must be the file's own (any spelling of the name and
-    the version), so one file has one URL.
-    """
-    metadata = filename.endswith(".metadata")
-    real_name = filename.removesuffix(".metadata") if metadata else filename
-    row = (
-        await session.exec(
-            select(File, Release.version, Project.name, Project.status)
-            .join(Release, col(Release.id) == col(File.release_id))
-            .join(Project, col(Project.id) == col(File.project_id))
-            .where(
-                File.repository_id == repository_id,
-                File.filename == real_name,
-                col(File.deleted_at).is_(None),
-            )
-        )
-    ).first()
-    if row is None:
-        return None
-    f, release_version, project_name, status = row
-    if canonicalize_name(project) != project_name or not same_version(version, release_version):
-        return None
-    found = StoredFile(
-        f.blob_key, f.size, f.sha256, project_name, release_version, f.upload_time, status
-    )
-    if metadata:
-        if f.metadata_blob_key is None or f.metadata_sha256 is None or f.metadata_size is None:
+    version: str
+    file: StoredFile
+    metadata: StoredFile | None
+
+
+@dataclass(frozen=True)
+class ProjectFiles:
+    """Every live file of one hosted project at one serial, by filename: what a download of
+    that project needs to know, small enough to keep in memory per serial."""
+
+    files: dict[str, LiveFile]
+
+    def find(self, version: str, filename: str) -> StoredFile | None:
+        """The file `filename`, or with `.metadata` appended its PEP 658 metadata, when the
+        path's `version` is the file's own (any PEP 440 spelling, so one file has one URL);
+        None otherwise."""
+        metadata = filename.endswith(".metadata")
+        live = self.files.get(filename.removesuffix(".metadata") if metadata else filename)
+        if live is None or not same_version(version, live.version):
             return None
-        return replace(
-            found, blob_key=f.metadata_blob_key, size=f.metadata_size, sha256=f.metadata_sha256
+        return live.metadata if metadata else live.file
+
+    def size(self) -> int:
+        """An estimate of the bytes this table holds (for bounded caches)."""
+        return 200 + sum(len(name) + 400 for name in self.files)
+
+
+async def project_files(session: AsyncSession, project: ProjectRef) -> ProjectFiles:
+    """The project's live (not deleted) files, one query, with what the supply-chain rules
+    decide on (version, upload time, the project's PEP 792 status). Yanked files stay: PEP 592
+    keeps them downloadable."""
+    rows = await session.exec(
+        # sqlmodel's select() is typed for at most four columns; SQLAlchemy takes any number.
+        select(  # type: ignore[call-overload]
+            File.filename,
+            File.blob_key,
+            File.size,
+            File.sha256,
+            File.metadata_blob_key,
+            File.metadata_size,
+            File.metadata_sha256,
+            Release.version,
+            File.upload_time,
         )
-    return found
+        .join(Release, col(Release.id) == col(File.release_id))
+        .where(File.project_id == project.id, col(File.deleted_at).is_(None))
+    )
+    files = {}
+    for filename, key, size, sha256, m_key, m_size, m_sha256, version, uploaded in rows.all():
+        about = (project.name, version, uploaded, project.status)
+        metadata = None
+        if m_key is not None and m_size is not None and m_sha256 is not None:
+            metadata = StoredFile(m_key, m_size, m_sha256, *about)
+        files[filename] = LiveFile(version, StoredFile(key, size, sha256, *about), metadata)
+    return ProjectFiles(files)

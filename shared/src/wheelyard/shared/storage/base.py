@@ -162,6 +162,12 @@ class BlobStore(Protocol):
         may not appear."""
         ...
 
+    async def local_path(self, key: str) -> str | None:
+        """The path of the committed blob on this machine's filesystem, for a server to send
+        from directly (zero-copy); None when the backend keeps no local files (then nothing
+        is checked). Raises `BlobNotFound` when a local blob does not exist."""
+        ...
+
     async def ping(self) -> None:
         """Raise `BackendUnavailable` unless the store can be read and written right now."""
         ...

@@ -305,6 +305,11 @@ class S3BlobStore:
             expires=timedelta(seconds=expires_seconds),
         )
 
+    async def local_path(self, key: str) -> str | None:
+        """Always None: objects live on the S3 server (a GET streams them, or a presigned
+        redirect sends the client there); nothing is checked."""
+        return None
+
     async def ping(self) -> None:
         """Create the bucket if needed, then write, read back and remove a tiny probe object,
         with short timeouts; raise `BackendUnavailable(part="blobs")` if any step fails."""

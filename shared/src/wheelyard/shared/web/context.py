@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from packaging.utils import canonicalize_name
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 
 from wheelyard.shared.auth.internal_jwt import HEADER
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.backends import Backends
+from wheelyard.shared.domain.hosted import (
+    ProjectFiles,
+    ProjectRef,
+    StoredFile,
+    find_project,
+    project_files,
+    project_scope,
+)
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.web.base_url import base_url
 from wheelyard.shared.web.pagecache import PageCache
@@ -57,6 +66,35 @@ class RequestContext:
     async def repository(self, storage: str, name: str) -> RepositoryView | None:
         """The repository view, from memory when known (no session is created then)."""
         return await self.runtime.directory.get(storage, name)
+
+    async def hosted_file(
+        self, repo: RepositoryView, project: str, version: str, filename: str
+    ) -> StoredFile | None:
+        """The live file `filename` (or its `.metadata`) of `project` in hosted `repo`, or None.
+
+        Answered from memory: the project's file records are kept per project serial by the
+        page cache (`PageCache.derived`), so a hot file costs no database round trip, and a
+        file deleted by a commit is gone for every request that starts after it (the writer
+        moves the serial forward after committing, as for pages)."""
+        name = canonicalize_name(project)
+        scope = project_scope(repo.id, name)
+        ref: ProjectRef | None = None
+
+        async def load_serial() -> int | None:
+            nonlocal ref
+            ref = await find_project(self.session, repo.id, name)
+            return ref.serial if ref else None
+
+        serial = await self.pages.serial(scope, load_serial)
+        if serial is None:
+            return None
+
+        async def build() -> ProjectFiles | None:
+            found = ref or await find_project(self.session, repo.id, name)
+            return None if found is None else await project_files(self.session, found)
+
+        files = await self.pages.derived(scope, serial, "files", build, ProjectFiles.size)
+        return files.find(version, filename) if files is not None else None
 
     async def principal(self) -> Principal:
         """The caller, as the gateway's internal token says (Unauthenticated without one)."""

@@ -118,11 +118,18 @@ class Observe:
                 received += len(body)
             return message
 
+        announced = 0
+
         async def observed_send(message: Message) -> None:
-            nonlocal status, sent
+            nonlocal status, sent, announced
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header]
+                announced = next(
+                    (int(v) for k, v in message["headers"] if k.lower() == b"content-length"), 0
+                )
+            elif message["type"] == "http.response.pathsend":
+                sent += announced  # the server sends the file: its announced length
             else:
                 body = message.get("body")
                 if body:
