@@ -4,7 +4,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench bench-proxy bench-split bench-footprint services
+.PHONY: run test lint format bench bench-proxy bench-cold bench-team bench-split bench-footprint services
 
 run:
 	$(UV) run wheelyard serve --host $(HOST) --port $(PORT)
@@ -35,6 +35,21 @@ bench:
 
 bench-proxy:
 	$(UV) run python bench/proxy_bench.py
+
+# Cold installs through a fresh proxy against nginx as its upstream, and the proxy's idle and
+# peak memory (same upstream tree; waits for make_upstream.py to finish writing it).
+bench-cold:
+	$(UV) run python bench/cold_bench.py
+
+# The team benchmark (docs/performance.md): nginx, proxpi and both Wheelyard rows in one run,
+# Wheelyard started from this checkout. Needs the team's harness next to this checkout.
+TEAM_BENCH := ../shared/bench
+bench-team:
+	@if [ ! -x "$(TEAM_BENCH)/run.sh" ]; then \
+		echo "bench-team: the team benchmark is not at $(TEAM_BENCH) (expected $(TEAM_BENCH)/run.sh next to this checkout)" >&2; \
+		exit 2; \
+	fi
+	WHEELYARD_DIR=$(CURDIR) $(TEAM_BENCH)/run.sh nginx proxpi wheelyard-proxy wheelyard-hosted
 
 # Embedded vs split mode (needs Postgres and Redis, like the tests).
 bench-split:
