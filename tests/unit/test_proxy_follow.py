@@ -1,5 +1,5 @@
 """A cold proxy file's readers: they get every byte but the last as it arrives, and the last
-one as soon as all of them matched the listing, without waiting for the blob to be stored."""
+one only once the fetch succeeded (the bytes matched the listing and were stored)."""
 
 from __future__ import annotations
 
@@ -33,36 +33,16 @@ async def _read(fetch: FileFetch, into: bytearray) -> None:
         into += chunk
 
 
-async def test_the_last_byte_waits_for_verification_not_for_storage(tmp_path: Path) -> None:
+async def test_every_byte_but_the_last_arrives_before_the_fetch_ends(tmp_path: Path) -> None:
     fetch = _fetch(tmp_path)
     received = bytearray()
     reader = asyncio.create_task(_read(fetch, received))
     for _ in range(50):
         await asyncio.sleep(0.01)
     assert bytes(received) == DATA[:-1]  # everything but the last byte, while unverified
-    fetch.verified = True
+    fetch.finished.set()
     fetch.progress()
     await asyncio.wait_for(reader, 5)
-    assert bytes(received) == DATA
-    assert not fetch.finished.is_set()  # the blob is still being stored and recorded
-    fetch.close()
-
-
-async def test_a_failure_after_verification_does_not_cut_the_body(tmp_path: Path) -> None:
-    fetch = _fetch(tmp_path)
-    fetch.verified = True
-    fetch.error = OSError("no space left on device")  # the commit failed: not cached
-    fetch.finished.set()
-    fetch.progress()
-    # A reader already following gets the whole (verified) body...
-    received = bytearray()
-    fd_reader = _follow(fetch, NoBlobs(), "key")  # type: ignore[arg-type]
-    fetch.finished.clear()  # (it started before the fetch ended)
-    first = await fd_reader.__anext__()
-    fetch.finished.set()
-    received += first
-    async for chunk in fd_reader:
-        received += chunk
     assert bytes(received) == DATA
     fetch.close()
 

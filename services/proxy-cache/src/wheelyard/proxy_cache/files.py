@@ -17,13 +17,10 @@ spool as it grows, so every concurrent cold request is streamed the bytes while 
 asked once; a request that goes away does not stop the task, so the file is still cached.
 
 What a client can never get is a complete-looking bad file: the response carries the expected
-Content-Length, and the last byte is held back until every byte has arrived and matched the
-listed sha256 and size; on a mismatch or a truncated upstream body the stream is aborted (the
-client sees a short read), or, when the failure is known before the first byte, a 502 is
-returned. Making the blob durable (fsync, rename) and recording it come after the last byte is
-released, so a cold download does not wait on the disk: if that fails, the client still had the
-right bytes, and the file is fetched again next time. Other replicas wait on the lock, then
-serve the committed blob.
+Content-Length, and the last byte is held back until the blob has been verified and committed;
+on a mismatch or a truncated upstream body the stream is aborted (the client sees a short read),
+or, when the failure is known before the first byte, a 502 is returned. Other replicas wait on
+the lock, then serve the committed blob.
 
 Files the upstream lists without a sha256 cannot be verified, so they are streamed through
 and not cached.
@@ -106,14 +103,6 @@ class _CheckOnly:
         self._hash.update(chunk)
         self._size += len(chunk)
 
-    @property
-    def size(self) -> int:
-        return self._size
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
-
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -146,9 +135,6 @@ class FileFetch:
         self.finished = asyncio.Event()
         self.error: BaseException | None = None
         self.from_store = False  # the blob was already there (another replica stored it)
-        # Every byte is in the spool and matched the listed sha256 and size: readers may have
-        # the last byte (the blob may not be durable or recorded yet).
-        self.verified = False
         self._changed = asyncio.Event()
         spool_dir.mkdir(parents=True, exist_ok=True)
         self._fd, name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=spool_dir)
@@ -372,16 +358,6 @@ class ProxyFiles:
                     raise UpstreamError(
                         f"the upstream connection broke mid-file: {type(exc).__name__}"
                     ) from exc
-                # The whole body is here. When it is what the page lists, the readers get the
-                # last byte now; the writer's commit (the same checks, then fsync and rename)
-                # and the record follow. When it is not, the commit raises IntegrityFailure.
-                if (
-                    writer.size == fetch.written
-                    and (fetch.size is None or fetch.written == fetch.size)
-                    and writer.sha256 == fetch.sha256
-                ):
-                    fetch.verified = True
-                    fetch.progress()
         finally:
             await response.aclose()
 
@@ -428,9 +404,8 @@ def _client_error(error: BaseException) -> Exception:
 
 
 async def _follow(fetch: FileFetch, blobs: BlobStore, key: str) -> AsyncIterator[bytes]:
-    """The bytes of `fetch` as they arrive, from the spool; the last byte only once all of
-    them matched the listed sha256 and size, and an exception (an aborted response) if they
-    never do."""
+    """The bytes of `fetch` as they arrive, from the spool; the last byte only once the blob
+    is verified and committed, and an exception (an aborted response) if it never is."""
     if fetch.finished.is_set():
         # The fetch ended before this body started: the blob is complete, or there is none.
         if fetch.error is not None:
@@ -443,7 +418,7 @@ async def _follow(fetch: FileFetch, blobs: BlobStore, key: str) -> AsyncIterator
     try:
         while True:
             done = fetch.finished.is_set()
-            ok = fetch.verified or (done and fetch.error is None)
+            ok = done and fetch.error is None
             if done and not ok:
                 raise _client_error(fetch.error or UpstreamError("fetch failed"))
             # Hold back one byte until verified: a failure then always leaves the body short.
