@@ -6,7 +6,7 @@ HOST ?=
 PORT ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench bench-proxy bench-hot bench-split bench-footprint services
+.PHONY: run test lint format bench bench-proxy bench-hot bench-cold bench-team bench-split bench-footprint services
 
 # Runtime dependencies only (--no-dev): the test and lint tools are not needed to serve.
 run:
@@ -43,6 +43,21 @@ bench-proxy:
 # repositories against nginx in one run, with server CPU per request (same upstream tree).
 bench-hot:
 	$(UV) run python bench/hot_files.py
+
+# Cold installs through a fresh proxy against nginx as its upstream, and the proxy's idle and
+# peak memory (same upstream tree; waits for make_upstream.py to finish writing it).
+bench-cold:
+	$(UV) run python bench/cold_bench.py
+
+# The team benchmark (docs/performance.md): nginx, proxpi and both Wheelyard rows in one run,
+# Wheelyard started from this checkout. Needs the team's harness next to this checkout.
+TEAM_BENCH := ../shared/bench
+bench-team:
+	@if [ ! -x "$(TEAM_BENCH)/run.sh" ]; then \
+		echo "bench-team: the team benchmark is not at $(TEAM_BENCH) (expected $(TEAM_BENCH)/run.sh next to this checkout)" >&2; \
+		exit 2; \
+	fi
+	WHEELYARD_DIR=$(CURDIR) $(TEAM_BENCH)/run.sh nginx proxpi wheelyard-proxy wheelyard-hosted
 
 # Embedded vs split mode (needs Postgres and Redis, like the tests).
 bench-split:

@@ -207,3 +207,23 @@ def test_a_file_url_must_name_the_listed_version(proxy_env: ProxyEnv) -> None:
     assert httpx.get(f"{base}/9.9/{wheel.filename}", timeout=30).status_code == 404
     assert httpx.get(f"{base}/1.0/nothere-1.0-py3-none-any.whl", timeout=30).status_code == 404
     assert proxy_env.upstream.file_hits(wheel.filename) == 0
+
+
+def test_a_cold_file_streams_to_the_client_as_its_first_bytes_arrive(
+    proxy_env: ProxyEnv,
+) -> None:
+    project = proxy_env.upstream.add_project(
+        unique_project("firstbytes"), ("1.0",), size_bytes=2 * MiB
+    )
+    wheel = project.files[0]
+    url = listed(proxy_env, "pypi", project)[wheel.filename]
+    proxy_env.upstream.drip(wheel, 0.05)  # 64 KiB every 50 ms: about 1.6 s for the whole file
+    with httpx.stream("GET", url, timeout=30) as response:
+        assert response.status_code == 200
+        chunks = response.iter_raw(64 * 1024)
+        first = next(chunks)
+        # The upstream counts an answer once its last byte is sent: not yet.
+        assert proxy_env.upstream.statuses[(wheel.path, 200)] == 0
+        rest = b"".join(chunks)
+    assert first + rest == wheel.data
+    assert proxy_env.upstream.statuses[(wheel.path, 200)] == 1

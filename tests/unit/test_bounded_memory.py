@@ -80,4 +80,4 @@ async def test_the_repository_directory_never_remembers_impossible_names() -> No
     directory = RepositoryDirectory(no_sessions)  # type: ignore[arg-type]
     assert await directory.get("default", "x" * 10_000) is None
     assert await directory.get("../etc", "passwd") is None
-    assert directory._known == {}
+    assert len(directory._known) == 0

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-import yaml
 
 from wheelyard.shared.auth.internal_jwt import (
     PRIVATE_KEY_FILE,
@@ -118,16 +117,21 @@ def write_pem_files(
     return private_path, public_path, created
 
 
-class _Dumper(yaml.SafeDumper):
-    """Writes multi-line strings (the PEM) as literal blocks, as a person would."""
+def _yaml(documents: list[dict[str, Any]]) -> str:
+    """The documents as YAML, multi-line strings (the PEM) as literal blocks, as a person would
+    write them. PyYAML is imported here: `wheelyard serve` loads this module to build its
+    command line and never writes YAML."""
+    import yaml
 
+    class Dumper(yaml.SafeDumper):
+        pass
 
-def _literal(dumper: yaml.SafeDumper, value: str) -> Any:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    def literal(dumper: yaml.SafeDumper, value: str) -> Any:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
-
-_Dumper.add_representer(str, _literal)
+    Dumper.add_representer(str, literal)
+    return str(yaml.dump_all(documents, Dumper=Dumper, sort_keys=False))
 
 
 def k8s_manifests(private_pem: bytes, public_pem: bytes, namespace: str) -> str:
@@ -151,7 +155,7 @@ def k8s_manifests(private_pem: bytes, public_pem: bytes, namespace: str) -> str:
         f"# Secret {K8S_PRIVATE_SECRET}: the private key, mounted by the gateway only.\n"
         f"# ConfigMap {K8S_PUBLIC_CONFIGMAP}: the public key, mounted by every service.\n"
     )
-    body = yaml.dump_all([secret, configmap], Dumper=_Dumper, sort_keys=False)
+    body = _yaml([secret, configmap])
     return header + "---\n" + body
 
 

@@ -20,7 +20,6 @@ from wheelyard.shared.auth.authenticator import forget_token, forget_user
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import RepositoryConfig, UpstreamConfig, load_settings
 from wheelyard.shared.db.engine import begin_write
-from wheelyard.shared.db.migrate import upgrade_database_async
 from wheelyard.shared.domain import accounts
 from wheelyard.shared.domain.repositories import apply_repository, list_repositories, split_path
 from wheelyard.shared.errors import WheelyardError
@@ -41,6 +40,10 @@ def _run(
     state again)."""
 
     async def main() -> T:
+        # Imported here: `wheelyard serve` loads this module to build its command line, and a
+        # server process has no use for Alembic (wheelyard.shared.db.schema).
+        from wheelyard.shared.db.migrate import upgrade_database_async
+
         backends = await Backends.open(load_settings())
         try:
             await upgrade_database_async(backends.settings.effective_database_url)

@@ -48,7 +48,9 @@ def prepare_metrics_dir(settings: Settings) -> Path:
 def worker_app() -> FastAPI:
     """The app of one worker process (an import-string factory for uvicorn)."""
     from wheelyard.cli.main import Service, app_factory
+    from wheelyard.shared.malloc import tune_malloc
 
+    tune_malloc()  # each worker is a process of its own
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     return app_factory(Service(os.environ[ROLE_ENV]))(settings=settings)

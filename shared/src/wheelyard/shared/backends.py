@@ -19,9 +19,9 @@ from wheelyard.shared.cache.degrading import DegradingCache
 from wheelyard.shared.cache.memory import MemoryCache
 from wheelyard.shared.config import Settings
 from wheelyard.shared.db.engine import create_engine, session_factory
-from wheelyard.shared.db.migrate import schema_lag
+from wheelyard.shared.db.schema import schema_lag
 from wheelyard.shared.storage import BlobStore, open_blob_store
-from wheelyard.shared.storage.s3 import S3Options
+from wheelyard.shared.storage.s3_options import S3Options
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,14 @@ class Backends:
             )
         blobs = open_blob_store(settings.effective_blob_url, s3=s3)
         await blobs.recover_leftovers()  # before this process writes a byte
-        cache = open_cache(settings.cache_url, prefix=settings.cache_prefix)
+        cache = open_cache(
+            settings.cache_url,
+            prefix=settings.cache_prefix,
+            memory_bytes=settings.memory_cache_bytes,
+        )
         if not isinstance(cache, MemoryCache):
             # A remote cache is an accelerator: when it is down we degrade, never fail.
-            cache = DegradingCache(cache)
+            cache = DegradingCache(cache, MemoryCache(max_bytes=settings.memory_cache_bytes))
         return cls(settings, engine, session_factory(engine), blobs, cache)
 
     async def close(self) -> None:

@@ -238,6 +238,8 @@ class Settings(BaseSettings):
     blob_redirect: bool = False
     cache_url: str = "memory://"
     cache_prefix: str = Field(default="wheelyard:", min_length=1, max_length=100)
+    # The in-process cache (`memory://`, and the stand-in while Redis is down), in bytes.
+    memory_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     public_url: str | None = None
     # Hosts whose name may appear in links of publicly cacheable pages (None: any; see
     # web/base_url.py). Comma-separated in the environment, a list in TOML.

@@ -29,7 +29,7 @@ from wheelyard.shared.auth.failure_audit import FailureAudit
 from wheelyard.shared.auth.internal_jwt import KeyPair, Minter, keys_from_settings
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import Settings, load_settings
-from wheelyard.shared.db.migrate import upgrade_database_async
+from wheelyard.shared.db.schema import ensure_schema
 from wheelyard.shared.domain.bootstrap import bootstrap
 from wheelyard.shared.domain.repositories import policy_settings
 from wheelyard.shared.errors import ConfigurationError, InvalidInput
@@ -135,7 +135,13 @@ def check_settings(settings: Settings) -> None:
 
 async def prepare_database(backends: Backends) -> None:
     """Upgrade the schema and bootstrap defaults; prints a generated admin password once."""
-    await upgrade_database_async(backends.settings.effective_database_url)
+    settings = backends.settings
+    await ensure_schema(
+        backends.engine,
+        settings.effective_database_url,
+        log_level=settings.log_level,
+        log_format=settings.log_format,
+    )
     for attempt in range(2):
         try:
             async with backends.sessions() as session:
@@ -146,7 +152,7 @@ async def prepare_database(backends: Backends) -> None:
             if attempt:
                 raise
     if generated:
-        path = backends.settings.data_dir / "admin-password"
+        path = settings.data_dir / "admin-password"
         print(
             f"\n  Wheelyard created user 'admin' with password: {generated}\n"
             f"  (stored in {path}, readable only by you; shown this once)\n",

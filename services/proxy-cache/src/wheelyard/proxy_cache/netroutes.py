@@ -27,7 +27,9 @@ import truststore
 from wheelyard.shared.config import read_pem
 
 USER_AGENT = "wheelyard-proxy/0.1"
-_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+# As many idle connections kept as may be open: an installer downloads in parallel (uv: 50 at
+# a time), and with fewer kept alive each burst would close most of them and connect again.
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 #: Clients kept for distinct upstream CA bundles; past it the oldest is closed.
 MAX_CLIENTS = 32
 

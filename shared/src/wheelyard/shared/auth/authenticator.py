@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 import jwt
@@ -43,6 +43,7 @@ from wheelyard.shared.cache import Cache
 from wheelyard.shared.concurrency import SingleFlight
 from wheelyard.shared.db.models import ApiToken, Permission, Repository, Storage, User
 from wheelyard.shared.errors import RateLimited, Unauthenticated, WheelyardError
+from wheelyard.shared.memo import ByteLRU
 from wheelyard.shared.metrics import AUTH_FAILURES
 
 RECORD_TTL = 10.0
@@ -51,7 +52,9 @@ ACCESS_TOKEN_LIFETIME = 900
 ACCESS_ISSUER = "wheelyard"
 ACCESS_AUDIENCE = "wheelyard-api"
 TOKEN_USERNAME = "__token__"  # noqa: S105  (the username clients send with a token)
-MAX_DECODED_RECORDS = 10_000
+#: Decoded user and token records remembered (keyed by their cached bytes), at most this many
+#: bytes: a user's record grows with their permissions.
+DECODED_RECORDS_BYTES = 8 * 1024 * 1024
 _R = TypeVar("_R")
 
 
@@ -151,7 +154,7 @@ class Authenticator:
         # When a record expires, every request in flight for it misses at once (32 clients
         # of one CI user): one database load serves them all instead of one load each.
         self._loading: SingleFlight[str, bytes] = SingleFlight()
-        self._records: dict[bytes, Any] = {}
+        self._records: ByteLRU[bytes, Any] = ByteLRU(DECODED_RECORDS_BYTES)
         self._throttle = LoginThrottle(cache)
         self._audit = audit or FailureAudit(sessions, cache)
 
@@ -363,16 +366,14 @@ class Authenticator:
 
     def _decoded(self, raw: bytes, build: Callable[[dict[str, Any]], _R]) -> _R | None:
         # Records are immutable and keyed by their exact cached bytes, so decoding once per
-        # distinct value is safe; the memo is cleared when it grows past its bound.
+        # distinct value is safe; the least recently used go past the byte budget.
         hit = self._records.get(raw)
         if hit is not None:
-            return hit
+            return cast(_R, hit)
         data = json.loads(raw)
         record = None if data is None else build(data)
         if record is not None:
-            if len(self._records) >= MAX_DECODED_RECORDS:
-                self._records.clear()
-            self._records[raw] = record
+            self._records.put(raw, record)
         return record
 
 

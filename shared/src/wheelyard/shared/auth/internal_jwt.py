@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from wheelyard.shared.auth.principal import Principal
 from wheelyard.shared.config import Settings
 from wheelyard.shared.errors import ConfigurationError, Unauthenticated
+from wheelyard.shared.memo import ByteLRU
 from wheelyard.shared.metrics import AUTH_FAILURES
 
 HEADER = "x-wheelyard-internal"
@@ -35,6 +35,8 @@ AUDIENCE = "wheelyard-services"
 ALGORITHM = "EdDSA"
 LIFETIME = 120  # seconds; a forwarded request is handled well within this
 REUSE_FOR = 60  # the gateway reuses a minted token for the same principal this long
+#: Minted (gateway) and verified (service) tokens remembered, each at most this many bytes.
+REMEMBERED_BYTES = 8 * 1024 * 1024
 
 PRIVATE_KEY_FILE = "internal-jwt-private.pem"
 PUBLIC_KEY_FILE = "internal-jwt-public.pem"
@@ -212,12 +214,12 @@ class Minter:
     it looks a token up here; what is reused is only the signature work.
     """
 
-    def __init__(self, keys: KeyPair, max_entries: int = 10_000) -> None:
+    def __init__(self, keys: KeyPair, max_bytes: int = REMEMBERED_BYTES) -> None:
         if keys.private is None:
             raise ConfigurationError(f"{PRIVATE_SETTING}: the gateway must sign")
         self._key = keys.private
-        self._max = max_entries
-        self._minted: OrderedDict[Principal, tuple[float, str]] = OrderedDict()
+        # A principal and its token grow with the caller's permissions: bounded in bytes.
+        self._minted: ByteLRU[Principal, tuple[float, str]] = ByteLRU(max_bytes)
 
     def token_for(self, principal: Principal) -> str:
         """A valid internal token for `principal`."""
@@ -232,19 +234,16 @@ class Minter:
             "exp": int(now) + LIFETIME,
         }
         token = jwt.encode(claims, self._key, algorithm=ALGORITHM)
-        self._minted[principal] = (now + REUSE_FOR, token)
-        if len(self._minted) > self._max:
-            self._minted.popitem(last=False)
+        self._minted.put(principal, (now + REUSE_FOR, token))
         return token
 
 
 class Verifier:
     """Verifies internal tokens (service side), remembering verified ones until they expire."""
 
-    def __init__(self, keys: KeyPair, max_entries: int = 10_000) -> None:
+    def __init__(self, keys: KeyPair, max_bytes: int = REMEMBERED_BYTES) -> None:
         self._key = keys.public
-        self._max = max_entries
-        self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._verified: ByteLRU[str, tuple[float, Principal]] = ByteLRU(max_bytes)
 
     def principal(self, token: str | None) -> Principal:
         """The principal in `token`; raises Unauthenticated when missing or invalid."""
@@ -268,7 +267,5 @@ class Verifier:
             AUTH_FAILURES.labels("internal").inc()
             raise Unauthenticated("Invalid internal credentials.") from exc
         principal = principal_of(claims)
-        self._verified[token] = (float(claims["exp"]), principal)
-        if len(self._verified) > self._max:
-            self._verified.popitem(last=False)
+        self._verified.put(token, (float(claims["exp"]), principal))
         return principal

@@ -38,7 +38,6 @@ a per-process memo keeps from repeating on every request).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import ipaddress
 import math
@@ -47,6 +46,7 @@ from dataclasses import dataclass
 
 from wheelyard.shared.cache import Cache
 from wheelyard.shared.errors import RateLimited
+from wheelyard.shared.memo import bytes_memo
 
 PAIR_FREE_FAILURES = 5
 ACCOUNT_FREE_FAILURES = 20
@@ -56,7 +56,7 @@ FAILURE_MEMORY = 86_400.0
 KNOWN_FOR = 30 * 86_400.0
 #: How long this process trusts its own memory that a pair is marked known in the cache.
 _MEMO_FOR = 3_600.0
-_MAX_MEMO = 10_000
+_MAX_MEMO = 10_000  # keys are fixed-size digests: about 2 MiB at most
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,12 @@ def backoff(excess: int) -> float:
     return min(FIRST_DELAY * 2.0 ** min(excess - 1, 30), MAX_DELAY)
 
 
-@functools.lru_cache(maxsize=4096)
+#: Client buckets remembered, at most this many bytes (an address is client input when it
+#: comes from a trusted proxy's header).
+BUCKETS_BYTES = 1024 * 1024
+
+
+@bytes_memo(BUCKETS_BYTES)
 def client_bucket(address: str | None) -> str:
     """The unit a client address is throttled by: the address itself, except that IPv6
     addresses count by their /64 (one host usually holds a whole /64, and would otherwise

@@ -1,21 +1,23 @@
 """Schema migrations: `upgrade_database` brings any supported database to the newest schema.
 
 Alembic's commands are synchronous and its env starts its own event loop, so async callers
-run it in a worker thread (`upgrade_database_async`).
+run it in a worker thread (`upgrade_database_async`). A server does not import this module: it
+checks the schema and upgrades it in a child process (`wheelyard.shared.db.schema`), which
+runs `main` here.
 """
 
 from __future__ import annotations
 
-import functools
+import json
+import logging
+import sys
 from pathlib import Path
-from typing import Any
 
 import anyio
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from wheelyard.shared.logs import configure_logging
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -44,27 +46,18 @@ async def upgrade_database_async(url: str, *, schema: str | None = None) -> None
     await anyio.to_thread.run_sync(lambda: upgrade_database(url, schema=schema))
 
 
-@functools.cache
-def head_revisions() -> frozenset[str]:
-    """The newest revision(s) this code knows (read once from the migrations directory)."""
-    script = ScriptDirectory.from_config(alembic_config("unused://"))
-    return frozenset(script.get_heads())
+def main() -> None:
+    """`python -m wheelyard.shared.db.migrate`: upgrade the database named on standard input
+    (JSON: url, schema, log_level, log_format), as `wheelyard.shared.db.schema` asks a child
+    process to, so that the server itself never imports Alembic."""
+    request = json.load(sys.stdin)
+    configure_logging(request.get("log_level", "info"), request.get("log_format", "json"))
+    try:
+        upgrade_database(request["url"], schema=request.get("schema"))
+    except Exception:
+        logging.getLogger(__name__).exception("upgrading the database schema failed")
+        sys.exit(1)
 
 
-async def schema_lag(engine: AsyncEngine) -> str | None:
-    """None when the database's schema is at this code's newest revision, else what differs
-    (the database is behind: migrations not applied yet; or ahead: an older release)."""
-
-    def current(sync_conn: Any) -> frozenset[str]:
-        return frozenset(MigrationContext.configure(sync_conn).get_current_heads())
-
-    async with engine.connect() as conn:
-        found = await conn.run_sync(current)
-    wanted = head_revisions()
-    if found == wanted:
-        return None
-    have = ", ".join(sorted(found)) or "none"
-    return (
-        f"the database schema is at {have}, this release needs {', '.join(sorted(wanted))} "
-        "(run `wheelyard db upgrade`, or start the gateway, which migrates)"
-    )
+if __name__ == "__main__":
+    main()

@@ -24,11 +24,14 @@ from wheelyard.shared.domain.repositories import (
     view_of,
 )
 from wheelyard.shared.errors import NotFound
+from wheelyard.shared.memo import ByteLRU
 
 log = logging.getLogger(__name__)
 
-#: Remembered repositories at most; past it the memory is cleared (names are client input).
-MAX_ENTRIES = 10_000
+#: Remembered repositories (and names found missing) at most this many estimated bytes, the
+#: least recently used dropped first: names are client input, and a view carries its upstreams'
+#: settings (a CA bundle is tens of kilobytes).
+DIRECTORY_BYTES = 16 * 1024 * 1024
 
 
 class RepositoryDirectory:
@@ -43,8 +46,10 @@ class RepositoryDirectory:
     def __init__(self, sessions: Callable[[], AsyncSession], ttl: float = 2.0) -> None:
         self.ttl = ttl
         self._sessions = sessions
-        self._known: dict[tuple[str, str], tuple[float, RepositoryView | None]] = {}
-        self._loading: SingleFlight[tuple[str, str], None] = SingleFlight()
+        self._known: ByteLRU[tuple[str, str], tuple[float, RepositoryView | None]] = ByteLRU(
+            DIRECTORY_BYTES
+        )
+        self._loading: SingleFlight[tuple[str, str], RepositoryView | None] = SingleFlight()
 
     def peek(self, storage: str, name: str) -> tuple[bool, RepositoryView | None]:
         """(known, view) from memory only; an aged entry starts a background reload."""
@@ -66,8 +71,7 @@ class RepositoryDirectory:
         if known:
             return cached
         key = (storage, name)
-        await self._loading.run(key, lambda: self._reload(key))
-        return self._known[key][1]
+        return await self._loading.run(key, lambda: self._reload(key))
 
     async def require(self, storage: str, name: str) -> RepositoryView:
         """Like `get`, raising NotFound when the repository does not exist."""
@@ -76,20 +80,20 @@ class RepositoryDirectory:
             raise NotFound(f"Repository '{storage}/{name}' does not exist.")
         return view
 
-    async def _reload(self, key: tuple[str, str]) -> None:
+    async def _reload(self, key: tuple[str, str]) -> RepositoryView | None:
         storage, name = key
         try:
             async with self._sessions() as session:
                 repo = await find_repository(session, storage, name)
                 view = await view_of(session, repo, storage) if repo is not None else None
         except Exception:
-            if key in self._known:  # keep serving the last good view; retry next time
+            last = self._known.get(key)
+            if last is not None:  # keep serving the last good view; retry next time
                 log.warning("could not reload repository %s/%s", storage, name, exc_info=True)
-                return
+                return last[1]
             raise
-        if len(self._known) > MAX_ENTRIES:
-            self._known.clear()
-        self._known[key] = (time.monotonic() + self.ttl, view)
+        self._known.put(key, (time.monotonic() + self.ttl, view))
+        return view
 
     def forget(self) -> None:
         """Drop everything remembered: the next lookup of any repository reads the database."""

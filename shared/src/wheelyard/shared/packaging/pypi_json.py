@@ -13,12 +13,12 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
 from wheelyard.shared.errors import NotFound
+from wheelyard.shared.memo import bytes_memo
 
 __all__ = [
     "FileInfo",
@@ -75,7 +75,12 @@ class ReleaseInfo:
     files: Sequence[FileInfo] = ()
 
 
-@lru_cache(maxsize=16384)
+#: Parsed versions remembered, at most this many bytes: upstream version strings can be any
+#: length, and a parsed Version holds a few hundred bytes besides its string.
+PARSED_VERSIONS_BYTES = 4 * 1024 * 1024
+
+
+@bytes_memo(PARSED_VERSIONS_BYTES, size=lambda args, _result: 2 * len(args[0]) + 600)
 def _parsed(version: str) -> Version | None:
     # Parsing dominates ordering a project of thousands of releases (measured: three parses
     # per release per page); a release's version string never changes, so parse it once.

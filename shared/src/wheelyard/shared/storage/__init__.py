@@ -1,9 +1,15 @@
 """Blob storage: the `BlobStore` protocol and `open_blob_store`, the one place a backend is
-chosen (by the scheme of WHEELYARD_BLOB_URL)."""
+chosen (by the scheme of WHEELYARD_BLOB_URL).
+
+The S3 backend is imported only when it is asked for (an `s3://` URL, or the `S3BlobStore`
+attribute): the minio SDK and its crypto dependencies are not loaded by a process that keeps
+its blobs on disk.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from wheelyard.shared.errors import ConfigurationError
@@ -20,7 +26,10 @@ from wheelyard.shared.storage.base import (
     sha256_of_key,
 )
 from wheelyard.shared.storage.filesystem import FilesystemBlobStore
-from wheelyard.shared.storage.s3 import S3BlobStore, S3Options
+from wheelyard.shared.storage.s3_options import S3Options
+
+if TYPE_CHECKING:
+    from wheelyard.shared.storage.s3 import S3BlobStore
 
 __all__ = [
     "CHUNK_SIZE",
@@ -62,6 +71,8 @@ def open_blob_store(url: str, *, s3: S3Options | None = None) -> BlobStore:
                 f"WHEELYARD_BLOB_URL: {url!r} needs an S3 endpoint: set WHEELYARD_S3_ENDPOINT "
                 "(host:port), WHEELYARD_S3_ACCESS_KEY and WHEELYARD_S3_SECRET_KEY"
             )
+        from wheelyard.shared.storage.s3 import S3BlobStore
+
         return S3BlobStore(bucket, s3, prefix=unquote(parts.path).strip("/"))
     raise ConfigurationError(
         f"WHEELYARD_BLOB_URL: unsupported scheme {parts.scheme!r} in {url!r}; "
@@ -80,3 +91,12 @@ def _file_path(url: str, host: str, path: str) -> Path:
         f"WHEELYARD_BLOB_URL: {url!r} names host {host!r}; only local paths are supported "
         "(file:///absolute/path or file://./relative/path)"
     )
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: `from wheelyard.shared.storage import S3BlobStore` imports minio only then.
+    if name == "S3BlobStore":
+        from wheelyard.shared.storage.s3 import S3BlobStore
+
+        return S3BlobStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,6 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, TypeVar, cast
 
@@ -45,6 +44,7 @@ from wheelyard.shared.storage.base import (
     ListedBlob,
     sha256_of_key,
 )
+from wheelyard.shared.storage.s3_options import S3Options
 from wheelyard.shared.storage.tempdir import STALE_AFTER
 from wheelyard.shared.storage.writer import VerifyingWriter
 
@@ -63,17 +63,6 @@ LIFECYCLE_RULE_ID = "wheelyard-abort-abandoned-uploads"
 _T = TypeVar("_T")
 _PROBE = b"wheelyard ping"
 _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "ResourceNotFound", "NoSuchObject"})
-
-
-@dataclass(frozen=True)
-class S3Options:
-    """How to reach the S3 endpoint (WHEELYARD_S3_*). `endpoint` is `host:port`, no scheme."""
-
-    endpoint: str
-    access_key: str
-    secret_key: str = field(repr=False)
-    secure: bool = True
-    region: str | None = None
 
 
 def _http_client(*, connect: float, read: float, retries: int) -> urllib3.PoolManager:

@@ -26,12 +26,7 @@ from importlib.metadata import version
 from urllib.parse import urlsplit
 
 import anyio
-import nh3
-import readme_renderer.markdown
-import readme_renderer.rst
-import readme_renderer.txt
 from markupsafe import Markup
-from readme_renderer.clean import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
 
 from wheelyard.shared.cache import Cache
 
@@ -67,6 +62,14 @@ def _content_type(value: str | None) -> tuple[str, dict[str, str]]:
 
 def render_html(description: str, content_type: str | None) -> str:
     """The sanitized HTML of a README (see the module docstring)."""
+    # Imported on the first README shown, not at start: docutils, the markdown engine and the
+    # sanitizer are several megabytes that a registry serving only installers never needs.
+    import nh3
+    import readme_renderer.markdown
+    import readme_renderer.rst
+    import readme_renderer.txt
+    from readme_renderer.clean import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
+
     kind, params = _content_type(content_type)
     rendered: str | None
     if kind == "text/markdown":

@@ -1,0 +1,61 @@
+"""A cold proxy file's readers: they get every byte but the last as it arrives, and the last
+one only once the fetch succeeded (the bytes matched the listing and were stored)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from wheelyard.proxy_cache.files import FileFetch, _follow
+from wheelyard.shared.errors import IntegrityFailure, UpstreamError
+
+DATA = bytes(range(256)) * 4096  # 1 MiB
+
+
+class NoBlobs:
+    def open(self, key: str) -> object:
+        raise AssertionError("a reader of a running fetch reads the spool, not the store")
+
+
+def _fetch(tmp_path: Path) -> FileFetch:
+    fetch = FileFetch(hashlib.sha256(DATA).hexdigest(), len(DATA), tmp_path)
+    fetch.append(DATA)
+    fetch.written = len(DATA)
+    fetch.started.set()
+    return fetch
+
+
+async def _read(fetch: FileFetch, into: bytearray) -> None:
+    async for chunk in _follow(fetch, NoBlobs(), "key"):  # type: ignore[arg-type]
+        into += chunk
+
+
+async def test_every_byte_but_the_last_arrives_before_the_fetch_ends(tmp_path: Path) -> None:
+    fetch = _fetch(tmp_path)
+    received = bytearray()
+    reader = asyncio.create_task(_read(fetch, received))
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    assert bytes(received) == DATA[:-1]  # everything but the last byte, while unverified
+    fetch.finished.set()
+    fetch.progress()
+    await asyncio.wait_for(reader, 5)
+    assert bytes(received) == DATA
+    fetch.close()
+
+
+async def test_bytes_that_do_not_match_never_complete_the_body(tmp_path: Path) -> None:
+    fetch = _fetch(tmp_path)
+    received = bytearray()
+    reader = asyncio.create_task(_read(fetch, received))
+    await asyncio.sleep(0.1)
+    fetch.error = IntegrityFailure("expected sha256 ..., received another")
+    fetch.finished.set()
+    fetch.progress()
+    with pytest.raises(UpstreamError, match="does not match"):
+        await asyncio.wait_for(reader, 5)
+    assert len(received) == len(DATA) - 1
+    fetch.close()
