@@ -15,8 +15,10 @@ run:
 services:
 	./scripts/ensure-services
 
+# The whole suite as two groups in parallel (scripts/run-tests); with test paths in
+# PYTEST_ARGS, just those.
 test: services
-	$(UV) run pytest $(PYTEST_ARGS)
+	./scripts/run-tests $(UV) $(PYTEST_ARGS)
 
 lint:
 	$(UV) run ruff check .

@@ -18,7 +18,6 @@ import typer
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.config import format_duration, load_settings
 from wheelyard.shared.db.engine import begin_write
-from wheelyard.shared.db.migrate import upgrade_database_async
 from wheelyard.shared.domain import maintenance, retention
 from wheelyard.shared.domain.repositories import find_repository, split_path
 from wheelyard.shared.errors import InvalidInput, NotFound, WheelyardError
@@ -31,6 +30,9 @@ def _run(work: Callable[[Backends], Awaitable[T]]) -> T:
     async def main() -> T:
         backends = await Backends.open(load_settings())
         try:
+            # Imported here: a server that registers these commands never loads Alembic.
+            from wheelyard.shared.db.migrate import upgrade_database_async
+
             await upgrade_database_async(backends.settings.effective_database_url)
             return await work(backends)
         finally:
