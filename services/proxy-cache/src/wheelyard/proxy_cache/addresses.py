@@ -75,8 +75,9 @@ class AddressGuard:
         behind a company's egress proxy only the proxy resolves public names, and it applies its
         own policy. IP literals and names that do resolve here are checked as always.
 
-        TODO: the address is checked here and resolved again by the HTTP client (or the proxy)
-        when it connects; a DNS answer that changes in between (rebinding) is not caught.
+        Known limit (docs/security.md, "Upstreams"): the address is checked here and resolved
+        again by the HTTP client (or the proxy) when it connects; a DNS answer that changes in
+        between (rebinding) is not caught.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
