@@ -133,7 +133,6 @@ async def _import(directory: Path, repository: str, key: object) -> tuple[int, i
     from anyio import to_thread
 
     from wheelyard.shared.backends import Backends
-    from wheelyard.shared.cache.memory import MemoryCache
     from wheelyard.shared.db.migrate import upgrade_database_async
     from wheelyard.shared.domain.directory import RepositoryDirectory
     from wheelyard.shared.domain.repositories import split_path
@@ -149,7 +148,7 @@ async def _import(directory: Path, repository: str, key: object) -> tuple[int, i
     try:
         await upgrade_database_async(backends.settings.effective_database_url)
         view = await RepositoryDirectory(backends.sessions).require(storage, name)
-        pages = PageCache(backends.cache, local=not isinstance(backends.cache, MemoryCache))
+        pages = PageCache.over(backends.cache)
         async with backends.sessions() as session:
             done = await import_bundle(
                 session,

@@ -114,7 +114,6 @@ async def _prefetch(repository: str, locks: list[Lock], targets: TargetPlatforms
     from wheelyard.proxy_cache.prefetch import Prefetcher, Summary
     from wheelyard.proxy_cache.service import ProxyService
     from wheelyard.shared.backends import Backends
-    from wheelyard.shared.cache.memory import MemoryCache
     from wheelyard.shared.db.migrate import upgrade_database_async
     from wheelyard.shared.domain.directory import RepositoryDirectory
     from wheelyard.shared.domain.repositories import split_path
@@ -123,7 +122,7 @@ async def _prefetch(repository: str, locks: list[Lock], targets: TargetPlatforms
 
     storage, name = split_path(repository)
     backends = await Backends.open(load_settings())
-    pages = PageCache(backends.cache, local=not isinstance(backends.cache, MemoryCache))
+    pages = PageCache.over(backends.cache)
     proxy = ProxyService(backends, pages)
     # Like the proxy-cache service: a server starting meanwhile must not sweep our spools.
     claim = await to_thread.run_sync(claim_temp_dir, proxy.files.spool_dir)

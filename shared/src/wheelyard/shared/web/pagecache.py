@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 from cachetools import LRUCache
 
 from wheelyard.shared.cache import Cache
+from wheelyard.shared.cache.memory import MemoryCache
 from wheelyard.shared.concurrency import SingleFlight
 from wheelyard.shared.metrics import CACHE_REQUESTS
 from wheelyard.shared.web.conditional import etag_for
@@ -98,6 +99,14 @@ class PageCache:
             maxsize=DERIVED_BYTES, getsizeof=lambda entry: entry[1]
         )
         self._deriving: SingleFlight[str, Any] = SingleFlight()
+
+    @classmethod
+    def over(cls, cache: Cache) -> PageCache:
+        """The page cache a process keeps over `cache`: a remote cache (Redis) is backed by an
+        in-process copy of immutable pages; an in-process cache cannot lose a writer's
+        announcement, so its serial hints live long."""
+        remote = not isinstance(cache, MemoryCache)
+        return cls(cache, local=remote, serial_ttl=SERIAL_TTL if remote else IN_PROCESS_SERIAL_TTL)
 
     async def serial(self, scope: str, load: Callable[[], Awaitable[int | None]]) -> int | None:
         """The current serial of `scope`: from the cache, else `load()` (None: not found)."""

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 from wheelyard.shared.auth.internal_jwt import KeyPair, Verifier, keys_from_settings
 from wheelyard.shared.backends import Backends
-from wheelyard.shared.cache.memory import MemoryCache
 from wheelyard.shared.domain.directory import RepositoryDirectory
-from wheelyard.shared.web.pagecache import IN_PROCESS_SERIAL_TTL, SERIAL_TTL, PageCache
+from wheelyard.shared.web.pagecache import PageCache
 
 
 @dataclass(frozen=True)
@@ -30,16 +29,9 @@ class Runtime:
     def build(cls, backends: Backends, keys: KeyPair | None = None) -> Runtime:
         """A runtime over `backends`; `keys` default to the service's (public key only)."""
         keys = keys or keys_from_settings(backends.settings, signing=False)
-        remote = not isinstance(backends.cache, MemoryCache)
         return cls(
             backends=backends,
             directory=RepositoryDirectory(backends.sessions),
-            # A remote cache (Redis) is backed by an in-process copy of immutable pages; an
-            # in-process cache cannot lose a writer's announcement, so its hints live long.
-            pages=PageCache(
-                backends.cache,
-                local=remote,
-                serial_ttl=SERIAL_TTL if remote else IN_PROCESS_SERIAL_TTL,
-            ),
+            pages=PageCache.over(backends.cache),
             verifier=Verifier(keys),
         )
