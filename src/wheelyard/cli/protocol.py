@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +42,14 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
+from wheelyard.shared.metrics import CACHE_REQUESTS
+from wheelyard.shared.web import replay
+from wheelyard.shared.web.replay import ReplayCache
+
 #: The ASGI extension and message of a response whose body is a file.
 PATHSEND = "http.response.pathsend"
+#: Requests answered from a kept answer (wheelyard_cache_requests{cache="replay"}).
+_REPLAYED = CACHE_REQUESTS.labels("replay", "hit")
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_received = 0  # bytes fed while the head was incomplete (see data_received)
         self._heads_completed = 0  # request heads parsed on this connection
         self._refusal: int | None = None
+        self._replaying = False  # the current request was answered from a kept answer
+        self._began = False  # a request head has begun and is not complete yet
 
     # -- connection hooks --------------------------------------------------------------------
 
@@ -85,8 +94,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
             return  # the connection is closing; nothing more is parsed
-        if self._in_head and self._head_timer is None:
-            self._arm()  # the first byte of the next request on a kept-alive connection
         began_in_head = self._in_head
         heads_before = self._heads_completed
         super().data_received(data)
@@ -105,10 +112,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_received += len(data)
             if self._head_received > self.limits.max_size + 65536:
                 self._refuse(431)
+        if self._began and self._head_timer is None and not self.transport.is_closing():
+            # The first bytes of a head that is not complete yet (on a kept-alive
+            # connection): its deadline runs from now. A head that arrives whole in one read,
+            # the common case, never needs a timer.
+            self._arm()
 
     # -- parser callbacks --------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._began = True
         self._in_head = True
         self._head_bytes = self._head_count = self._head_received = 0
         super().on_message_begin()
@@ -125,20 +138,120 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        self._began = False
         self._in_head = False
         self._heads_completed += 1
         self._disarm()
-        scope = self.scope
+        replays: ReplayCache | None = self.app_state.get(replay.STATE_KEY)
+        key = self._replay_key() if replays is not None else None
+        if key is not None:
+            assert replays is not None  # a key is only made when there is a cache
+            kept = replays.find(key)
+            if kept is not None and self._idle():
+                self._replay(kept)
+                return
+        scope: dict[str, Any] = self.scope  # type: ignore[assignment]  # ours to extend
         scope.setdefault("extensions", {})[PATHSEND] = {}
+        if key is not None:
+            assert replays is not None
+            scope[replay.SCOPE_KEY] = replays.offer(key)
+        # A replay just before this request (same read) armed the keep-alive timer.
+        self._unset_keepalive_if_required()
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.scope is scope:
             # The cycle's task has not started yet: it will call this `send`.
             cycle.send = _CycleSend(self, cycle, cycle.send)  # type: ignore[method-assign]
 
+    def on_body(self, body: bytes) -> None:
+        if not self._replaying:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        if self._replaying:
+            self._replaying = False  # answered in on_headers_complete
+        else:
+            super().on_message_complete()
         self._in_head = True  # what follows is the next request's head
+
+    # -- replaying kept answers (wheelyard.shared.web.replay) ---------------------------------
+
+    def _replay_key(self) -> replay.Key | None:
+        """The replay key of the request whose head was just parsed, if it may be replayed: a
+        kept-alive HTTP/1.1 GET carrying only `REPLAY_HEADERS`, each at most once."""
+        parser = self.parser
+        if (
+            parser.get_method() != b"GET"
+            or parser.get_http_version() != "1.1"
+            or not parser.should_keep_alive()
+            or parser.should_upgrade()
+        ):
+            return None
+        host = accept = encoding = None
+        for name, value in self.headers:
+            if name == b"accept":
+                if accept is not None:
+                    return None
+                accept = value
+            elif name == b"host":
+                if host is not None:
+                    return None
+                host = value
+            elif name == b"accept-encoding":
+                if encoding is not None:
+                    return None
+                encoding = value
+            elif name not in replay.REPLAY_HEADERS:
+                return None
+        return (self.url, host or b"", accept or b"", encoding or b"")
+
+    def _idle(self) -> bool:
+        """Whether an answer may be written now: no earlier request on this connection is
+        still being answered (answers keep the requests' order) and the client reads."""
+        cycle = self.cycle
+        return (
+            (cycle is None or cycle.response_complete)
+            and not self.pipeline
+            and not self.flow.write_paused
+            and not self.transport.is_closing()
+        )
+
+    def _replay(self, kept: replay.Replayable) -> None:
+        """Answer the current request with `kept`, counted like any other answer."""
+        started = time.perf_counter()
+        self._replaying = True
+        _REPLAYED.inc()
+        client = self.client
+        request_id = kept.count(client[0] if client else None, time.perf_counter() - started)
+        self.transport.write(
+            b"".join(
+                (
+                    kept.head,
+                    _default_headers(self.server_state.default_headers),
+                    b"x-request-id: ",
+                    request_id.encode("latin-1"),
+                    b"\r\n\r\n",
+                    kept.body,
+                )
+            )
+        )
+        self.on_response_complete()
+
+    def keep_answer(self, offer: replay.ReplayOffer, written: bytes, body: bytes) -> None:
+        """Keep the answer just written (`written`: head and body) for `offer`'s request, when
+        the application accepted it and it is a plain 200 with a length."""
+        replays: ReplayCache | None = self.app_state.get(replay.STATE_KEY)
+        if replays is None or not written.startswith(b"HTTP/1.1 200 "):
+            return
+        head = written[: len(written) - len(body)]
+        # Without the headers written afresh for every answer (Date, Server, the request id).
+        fresh = {name.lower() for name, _ in self.server_state.default_headers}
+        fresh.add(b"x-request-id")
+        lines = head.split(b"\r\n")[:-2]  # the head ends with an empty line
+        if any(line.split(b":", 1)[0].lower() == b"transfer-encoding" for line in lines):
+            return
+        kept = [line for line in lines if line.split(b":", 1)[0].lower() not in fresh]
+        replays.keep(offer, b"\r\n".join(kept) + b"\r\n", body)
 
     # -- refusing ----------------------------------------------------------------------------
 
@@ -286,6 +399,9 @@ class _CycleSend:
         if kind == "http.response.body" and len(message.get("body", b"")) <= COALESCE_BYTES:
             body, closing = await self._corked(message)
             self._release(head + body, closing)
+            offer: replay.ReplayOffer | None = self.cycle.scope.get(replay.SCOPE_KEY)  # type: ignore[assignment]
+            if offer is not None and head and not closing and not message.get("more_body"):
+                self.protocol.keep_answer(offer, head + body, body)
             return
         self._release(head, False)
         if kind != PATHSEND:
@@ -355,6 +471,18 @@ async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
             await asyncio.wait_for(ready, timeout=1.0)
     finally:
         loop.remove_writer(fd)
+
+
+_defaults: tuple[object, bytes] = (None, b"")
+
+
+def _default_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The server's headers of every answer (Date, Server) as written: the server replaces
+    the list when the date changes, so it is encoded once per list."""
+    global _defaults
+    if _defaults[0] is not headers:
+        _defaults = (headers, b"".join(b"%s: %s\r\n" % pair for pair in headers))
+    return _defaults[1]
 
 
 _limits: HeadLimits | None = None

@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
@@ -56,7 +57,7 @@ def create_app(
     configured = settings
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             current = backends
             if current is None:
@@ -83,7 +84,7 @@ def create_app(
                 dispatcher=Dispatcher(targets, kinds_from(runtime.directory)),
             )
             settle_heap()
-            yield
+            yield runtime.server_state()
 
     app = FastAPI(
         title="Wheelyard",

@@ -104,6 +104,9 @@ class MemoryCache:
         # Waiters on a held lock sleep on its event; release sets it so they retry at once
         # instead of polling. Expiry sets nothing, so waiters also wake at the holder's expiry.
         self._lock_events: dict[str, asyncio.Event] = {}
+        #: Moves on every write (set, delete, set_max, incr): what was read before is unchanged
+        #: while it stays put (the replay token of wheelyard.shared.web.replay).
+        self.epoch = 0
 
     # -- key/value ------------------------------------------------------------------------
 
@@ -116,6 +119,7 @@ class MemoryCache:
         """Store `value`; with `ttl` it expires after that many seconds, without it never."""
         check_ttl(ttl)
         now = time.monotonic()
+        self.epoch += 1
         self._remove(key)
         if _cost(key, value) > self._max_bytes:
             return
@@ -125,6 +129,7 @@ class MemoryCache:
 
     async def delete(self, key: str) -> None:
         """Remove the key; a missing key is not an error."""
+        self.epoch += 1
         self._remove(key)
 
     async def set_max(self, key: str, value: int, *, ttl: float) -> int:
@@ -151,6 +156,7 @@ class MemoryCache:
             return 1
         value = int(entry.value) + 1
         encoded = str(value).encode("ascii")
+        self.epoch += 1
         self._bytes += len(encoded) - len(entry.value)
         # Updating in place keeps the counter's place in the eviction order and its expiry.
         entry.value = encoded

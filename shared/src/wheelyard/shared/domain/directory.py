@@ -50,6 +50,9 @@ class RepositoryDirectory:
             DIRECTORY_BYTES
         )
         self._loading: SingleFlight[tuple[str, str], RepositoryView | None] = SingleFlight()
+        #: Moves whenever a remembered view changes or is forgotten: views read before are
+        #: current while it stays put (the replay token of wheelyard.shared.web.replay).
+        self.generation = 0
 
     def peek(self, storage: str, name: str) -> tuple[bool, RepositoryView | None]:
         """(known, view) from memory only; an aged entry starts a background reload."""
@@ -92,9 +95,13 @@ class RepositoryDirectory:
                 log.warning("could not reload repository %s/%s", storage, name, exc_info=True)
                 return last[1]
             raise
+        last = self._known.get(key)
+        if last is None or last[1] != view:
+            self.generation += 1
         self._known.put(key, (time.monotonic() + self.ttl, view))
         return view
 
     def forget(self) -> None:
         """Drop everything remembered: the next lookup of any repository reads the database."""
+        self.generation += 1
         self._known.clear()

@@ -123,7 +123,7 @@ def build_service_app(
         settings = runtime.backends.settings if runtime is not None else load_settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         owned = None if runtime is not None else await Backends.open(settings)
         try:
             if runtime is not None:
@@ -136,7 +136,8 @@ def build_service_app(
                 await on_start(app, current)
             settle_heap()
             try:
-                yield
+                # A service sharing the gateway's runtime (embedded) is not the server's app.
+                yield current.server_state() if runtime is None else {}
             finally:
                 if on_stop is not None:
                     await on_stop(app, current)

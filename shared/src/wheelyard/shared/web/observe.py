@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wheelyard.shared import metrics, routes
 from wheelyard.shared.logs import REQUEST_ID, AccessLog, LogFormat
+from wheelyard.shared.web import replay
 
 REQUEST_ID_HEADER = b"x-request-id"
 #: Where the request's `RequestInfo` is kept in the ASGI scope (shared by shallow copies).
@@ -125,6 +126,10 @@ class Observe:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header]
+                offer = scope.get(replay.SCOPE_KEY)
+                if offer is not None and offer.accepted:
+                    # Replays are counted here too, under the route this answer had.
+                    offer.observer, offer.route, offer.path = self, info.route, scope["path"]
                 announced = next(
                     (int(v) for k, v in message["headers"] if k.lower() == b"content-length"), 0
                 )
@@ -148,14 +153,39 @@ class Observe:
             self._record(scope, info, status or 500, received, sent, started)
             REQUEST_ID.reset(context)
 
-    def _request_id(self, scope: Scope) -> str:
-        if not self.assign_ids or self.trust_request_id:
+    def _request_id(self, scope: Scope | None) -> str:
+        if scope is not None and (not self.assign_ids or self.trust_request_id):
             for name, value in scope["headers"]:
                 if name == REQUEST_ID_HEADER:
                     if _VALID_ID.fullmatch(value):
                         return value.decode("latin-1")
                     break
         return f"{self._id_prefix}{next(self._id_counter) & 0xFFFFFFFF:08x}"
+
+    def replay_counter(self, *, path: str, route: str, sent: int) -> replay.Counter:
+        """What counts a 200 GET of `path` (`sent` bytes of body, `route`) each time the
+        server answers it again from a kept answer (web/replay.py), as `_record` counts any
+        other request: the metric series and the access line are prepared once here."""
+        series = self._series_for(route, "GET", 200)
+        line = None
+        if self.access_log is not None:
+            line = self.access_log.prepared(
+                f"GET {path} 200",
+                self._fields("", "GET", path, route, 200, 0.0, 0, sent, "", None),
+                ("request_id", "duration_ms", "client"),
+            )
+
+        def count(client: str | None, elapsed: float) -> str:
+            request_id = self._request_id(None)
+            series.requests.inc()
+            series.duration.observe(elapsed)
+            if sent:
+                series.sent.inc(sent)
+            if line is not None:
+                line(request_id, round(elapsed * 1000, 2), client)
+            return request_id
+
+        return count
 
     def _record(
         self, scope: Scope, info: RequestInfo, status: int, received: int, sent: int, started: float
@@ -165,10 +195,34 @@ class Observe:
         if method not in _METHODS:
             method = "other"  # methods are client input: keep the label (and this dict) bounded
         route = info.route or _route_name(scope, info)
-        key = (route, method, status)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = _Series(self.service, route, method, str(status))
+        client = scope.get("client")
+        self._count(
+            info.id,
+            method,
+            scope["path"],
+            route,
+            status,
+            received,
+            sent,
+            elapsed,
+            client[0] if client else None,
+            info.replica,
+        )
+
+    def _count(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        route: str,
+        status: int,
+        received: int,
+        sent: int,
+        elapsed: float,
+        client: str | None,
+        replica: str | None,
+    ) -> None:
+        series = self._series_for(route, method, status)
         series.requests.inc()
         series.duration.observe(elapsed)
         if received:
@@ -176,23 +230,48 @@ class Observe:
         if sent:
             series.sent.inc(sent)
         if self.access_log is not None:
-            fields: dict[str, Any] = {
-                "request_id": info.id,
-                "service": self.service,
-                "method": method,
-                "path": scope["path"],
-                "route": route,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 2),
-                "bytes_in": received,
-                "bytes_out": sent,
-            }
-            client = scope.get("client")
-            if client:
-                fields["client"] = client[0]
-            if info.replica:
-                fields["replica"] = info.replica
-            self.access_log.write(f"{method} {scope['path']} {status}", fields)
+            fields = self._fields(
+                request_id, method, path, route, status, elapsed, received, sent, client, replica
+            )
+            self.access_log.write(f"{method} {path} {status}", fields)
+
+    def _series_for(self, route: str, method: str, status: int) -> _Series:
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(self.service, route, method, str(status))
+        return series
+
+    def _fields(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        route: str,
+        status: int,
+        elapsed: float,
+        received: int,
+        sent: int,
+        client: str | None,
+        replica: str | None,
+    ) -> dict[str, Any]:
+        """The fields of a request's access line, in their order."""
+        fields: dict[str, Any] = {
+            "request_id": request_id,
+            "service": self.service,
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+            "bytes_in": received,
+            "bytes_out": sent,
+        }
+        if client is not None:
+            fields["client"] = client
+        if replica:
+            fields["replica"] = replica
+        return fields
 
     async def _metrics(self, scope: Scope, send: Send) -> None:
         if self.metrics_token is not None and not self._metrics_allowed(scope):

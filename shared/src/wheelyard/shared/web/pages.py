@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import InvalidInput, NotFound
 from wheelyard.shared.packaging.names import validate_project_name
+from wheelyard.shared.web import replay
 from wheelyard.shared.web.base_url import shareable_base
 from wheelyard.shared.web.conditional import if_none_match_matches
 from wheelyard.shared.web.negotiation import content_type_for, negotiate
@@ -56,6 +57,10 @@ def page_response(
     }
     if if_none_match_matches(request.headers.get("if-none-match"), page.etag):
         return Response(status_code=304, headers=headers)
+    if extra_headers is None and headers["Cache-Control"].startswith("public"):
+        # The same bytes for anyone who asks again until something changes: the server may
+        # answer the next such request without running the app (web/replay.py).
+        replay.accept(request.scope)
     return Response(page.body, headers=headers, media_type=content_type_for(media))
 
 
