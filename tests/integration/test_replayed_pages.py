@@ -17,6 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from wheelyard.shared.web import replay
 from wheelyard.testing.checks import JSON_V1
 from wheelyard.testing.dist_factory import make_wheel
 from wheelyard.testing.management import ManagementApi, unique_name
@@ -150,6 +151,33 @@ def test_requests_with_credentials_or_conditions_are_never_replayed(
     assert signed_in.headers["cache-control"] == "private, no-cache"
     assert conditional.status_code == 304
     assert cookie.status_code == 200
+
+
+def test_a_small_file_is_replayed_until_it_is_deleted(
+    wheelyard_server: RunningServer, published: tuple[str, str, str], tmp_path: Path
+) -> None:
+    repository, project, _ = published
+    wheel = make_wheel(tmp_path, project, "3.0")
+    assert wheel.stat().st_size < replay.MAX_BODY
+    upload = wheelyard_server.upload(wheel, repo=wheelyard_server.upload_url(repository))
+    assert upload.status_code == 200, upload.text
+    url = f"{wheelyard_server.url}/repositories/{repository}/{project}/3.0/{wheel.name}"
+    with httpx.Client() as client:
+        before = _replays(wheelyard_server)
+        answers = [client.get(url) for _ in range(4)]
+        assert {a.content for a in answers} == {wheel.read_bytes()}
+        assert {a.headers["etag"] for a in answers} == {answers[0].headers["etag"]}
+        assert _replays(wheelyard_server) > before
+
+        deleted = client.delete(
+            f"{wheelyard_server.url}/api/v1/repositories/{repository}/projects/{project}"
+            f"/versions/3.0/files/{wheel.name}",
+            auth=wheelyard_server.admin,
+        )
+        assert deleted.status_code == 200, deleted.text
+        gone = client.get(url)
+    assert gone.status_code == 404
+    assert wheel.read_bytes() not in gone.content
 
 
 def _read_response(sock: socket.socket, buffer: bytearray) -> tuple[bytes, dict[str, str], bytes]:

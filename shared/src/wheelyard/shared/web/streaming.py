@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from wheelyard.shared.errors import NotFound
 from wheelyard.shared.storage import BlobNotFound, BlobStore
+from wheelyard.shared.web import replay
 from wheelyard.shared.web.conditional import if_none_match_matches
 from wheelyard.shared.web.pagecache import PageCache
 
@@ -187,6 +188,10 @@ async def stored_file_response(
     if pages is not None and request.method == "GET" and not range_header and size <= MEMO_BYTES:
         body = await pages.derived("blob", 0, key, partial(_read_whole, blobs, key, size), len)
         base = {"Accept-Ranges": "bytes", **headers}
+        if cache_control.startswith("public"):
+            # Anyone may have these bytes: the server may answer the next such request
+            # itself (web/replay.py); a deletion or a visibility change moves its token.
+            replay.accept(request.scope)
         return Response(body, headers=base, media_type="application/octet-stream")
     return await serve_blob(
         blobs,
