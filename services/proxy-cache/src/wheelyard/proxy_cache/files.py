@@ -388,14 +388,22 @@ class ProxyFiles:
                 lock: Lock | None = await lock_cm.__aenter__()
             except LockTimeout:
                 lock, lock_cm = None, None  # the other replica is slow: fetch as well
-            async with self.sessions() as session:
-                held = await records.find(session, wanted.repository_id, wanted.filename)
             write_started = await records.write_clock(self.sessions)
-            stored = await self.blobs.stat(key)
+            # The upstream is asked while the record and the store are looked at: both nearly
+            # always say "not here", and a cold file's first byte should not wait for them.
+            opening = asyncio.ensure_future(self.client.open_file(url, upstream))
+            try:
+                held, stored = await asyncio.gather(
+                    self._find(wanted.repository_id, wanted.filename), self.blobs.stat(key)
+                )
+            except BaseException:
+                await _abandon(opening)
+                raise
             if held is not None and held.sha256 == fetch.sha256 and stored is not None:
+                await _abandon(opening)
                 fetch.from_store = True  # another replica fetched it for this repository
                 return
-            await self._download(fetch, url, upstream, lock, check_only=stored is not None)
+            await self._download(fetch, await opening, lock, check_only=stored is not None)
             for attempt in range(3):
                 try:
                     await self.recorder.record(
@@ -456,16 +464,19 @@ class ProxyFiles:
         finally:
             os.close(fd)
 
+    async def _find(self, repository_id: int, filename: str) -> records.Held | None:
+        async with self.sessions() as session:
+            return await records.find(session, repository_id, filename)
+
     async def _download(
         self,
         fetch: FileFetch,
-        url: str,
-        upstream: UpstreamConfig,
+        response: httpx.Response,
         lock: Lock | None,
         *,
         check_only: bool,
     ) -> None:
-        response = await self.client.open_file(url, upstream)
+        """Stream the open upstream `response` into the store and the spool (and close it)."""
         try:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit():
@@ -532,6 +543,14 @@ class ProxyFiles:
                 await response.aclose()
 
         return StreamingResponse(body(), headers=out, media_type="application/octet-stream")
+
+
+async def _abandon(opening: asyncio.Future[httpx.Response]) -> None:
+    """Close an upstream response that is no longer wanted, or stop it being opened."""
+    opening.cancel()  # nothing when it is done already
+    await asyncio.wait([opening])
+    if not opening.cancelled() and opening.exception() is None:
+        await opening.result().aclose()
 
 
 async def _first_of(*events: asyncio.Event) -> None:
