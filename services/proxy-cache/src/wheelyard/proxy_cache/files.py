@@ -77,7 +77,9 @@ LOCK_WAIT = 120.0
 #: Spool reads per step.
 READ_STEP = 1024 * 1024
 #: Bytes received ahead of the spool at most before the download waits for the disk.
-SPOOL_AHEAD = 1024 * 1024
+SPOOL_AHEAD = 256 * 1024
+#: Buffers per vectored write (Linux takes at most 1024).
+IOV_MAX = 512
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,8 @@ class FileFetch:
         self.error: BaseException | None = None
         self.from_store = False  # the blob was already there (another replica stored it)
         self._changed = asyncio.Event()
-        self._unspooled = bytearray()  # received, not yet in the spool
+        self._unspooled: list[bytes] = []  # received, not yet in the spool
+        self._unspooled_bytes = 0
         self._spooler: asyncio.Task[None] | None = None
         spool_dir.mkdir(parents=True, exist_ok=True)
         self._fd, name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=spool_dir)
@@ -174,10 +177,11 @@ class FileFetch:
         spooler = self._spooler
         if spooler is not None and spooler.done():
             spooler.result()  # raises what a write raised
-        self._unspooled += chunk
+        self._unspooled.append(chunk)
+        self._unspooled_bytes += len(chunk)
         if spooler is None or spooler.done():
             self._spooler = asyncio.create_task(self._spool())
-        if len(self._unspooled) > SPOOL_AHEAD:
+        if self._unspooled_bytes > SPOOL_AHEAD:
             await self.spooled()
 
     async def spooled(self) -> None:
@@ -189,9 +193,10 @@ class FileFetch:
 
     async def _spool(self) -> None:
         while self._unspooled:
-            data, self._unspooled = self._unspooled, bytearray()
-            await to_thread.run_sync(os.pwrite, self._fd, data, self.written)
-            self.written += len(data)
+            chunks, self._unspooled = self._unspooled, []
+            size, self._unspooled_bytes = self._unspooled_bytes, 0
+            await to_thread.run_sync(_write_all, self._fd, chunks, self.written)
+            self.written += size
             self.progress()
 
     def reader_fd(self) -> int:
@@ -543,6 +548,19 @@ class ProxyFiles:
                 await response.aclose()
 
         return StreamingResponse(body(), headers=out, media_type="application/octet-stream")
+
+
+def _write_all(fd: int, chunks: list[bytes], offset: int) -> None:
+    """Write `chunks` one after the other at `offset` (one system call, mostly)."""
+    view = [memoryview(chunk) for chunk in chunks]
+    while view:
+        done = os.pwritev(fd, view[:IOV_MAX], offset)
+        offset += done
+        while view and done >= len(view[0]):
+            done -= len(view[0])
+            view.pop(0)
+        if view and done:
+            view[0] = view[0][done:]
 
 
 async def _abandon(opening: asyncio.Future[httpx.Response]) -> None:
