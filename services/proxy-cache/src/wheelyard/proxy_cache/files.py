@@ -386,28 +386,42 @@ class ProxyFiles:
         url, upstream = wanted.url, wanted.upstream
         lock_cm: AbstractAsyncContextManager[Lock] | None = None
         try:
-            lock_cm = self.cache.lock(
-                f"proxy-file:{wanted.repository_id}:{fetch.sha256}", ttl=LOCK_TTL, wait=LOCK_WAIT
-            )
+            name = f"proxy-file:{wanted.repository_id}:{fetch.sha256}"
+            lock: Lock | None
+            contended = False
+            lock_cm = self.cache.lock(name, ttl=LOCK_TTL, wait=0)
             try:
-                lock: Lock | None = await lock_cm.__aenter__()
+                lock = await lock_cm.__aenter__()
             except LockTimeout:
-                lock, lock_cm = None, None  # the other replica is slow: fetch as well
+                contended = True  # another replica is fetching it: it may store it for us
+                lock_cm = self.cache.lock(name, ttl=LOCK_TTL, wait=LOCK_WAIT)
+                try:
+                    lock = await lock_cm.__aenter__()
+                except LockTimeout:
+                    lock, lock_cm = None, None  # the other replica is slow: fetch as well
             write_started = await records.write_clock(self.sessions)
-            # The upstream is asked while the record and the store are looked at: both nearly
-            # always say "not here", and a cold file's first byte should not wait for them.
-            opening = asyncio.ensure_future(self.client.open_file(url, upstream))
+            # Uncontended, the upstream is asked while the record and the store are looked at:
+            # both nearly always say "not here", and a cold file's first byte should not wait
+            # for them. After waiting for another replica, they are looked at first (it has
+            # most likely stored the file, and the upstream is asked once).
+            opening: asyncio.Future[httpx.Response] | None = None
+            if not contended:
+                opening = asyncio.ensure_future(self.client.open_file(url, upstream))
             try:
                 held, stored = await asyncio.gather(
                     self._find(wanted.repository_id, wanted.filename), self.blobs.stat(key)
                 )
             except BaseException:
-                await _abandon(opening)
+                if opening is not None:
+                    await _abandon(opening)
                 raise
             if held is not None and held.sha256 == fetch.sha256 and stored is not None:
-                await _abandon(opening)
+                if opening is not None:
+                    await _abandon(opening)
                 fetch.from_store = True  # another replica fetched it for this repository
                 return
+            if opening is None:
+                opening = asyncio.ensure_future(self.client.open_file(url, upstream))
             await self._download(fetch, await opening, lock, check_only=stored is not None)
             for attempt in range(3):
                 try:
