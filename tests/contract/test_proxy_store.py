@@ -109,16 +109,36 @@ async def test_expired_negative_entries_are_purged_and_nothing_else(database: Da
     await pages.client.aclose()
 
 
+async def _listed(
+    database: Database, repo: int, names: list[str], seen_at: datetime, *, fetched_at: datetime
+) -> None:
+    """Store an upstream answer of `demo` that listed `names` first at `seen_at`."""
+    await store.save(
+        database.sessions,
+        repo,
+        "demo",
+        data=None,
+        etag=None,
+        last_modified=None,
+        fetched_at=fetched_at.timestamp(),
+        missing=False,
+        new_files=names,
+        seen_at=seen_at,
+    )
+
+
 async def test_first_seen_times_are_kept_per_repository_and_never_moved(
     database: Database,
 ) -> None:
     repo = await _proxy(database)
     first = datetime(2026, 1, 1, tzinfo=UTC)
     names = [f"demo-{i}.0-py3-none-any.whl" for i in range(1200)]  # more than one batch
-    await store.record_seen(database.sessions, repo, "demo", names, first)
-    # A later listing (another replica, a refresh) keeps the earlier time and adds new names.
+    await _listed(database, repo, names, first, fetched_at=first)
+    # A later listing (another replica, a refresh) keeps the earlier time and adds new names,
+    # even when its answer is older than the stored page and does not replace it.
     later = datetime(2026, 2, 1, tzinfo=UTC)
-    await store.record_seen(database.sessions, repo, "demo", [names[0], "demo-x.tar.gz"], later)
+    stale_answer = datetime(2025, 12, 1, tzinfo=UTC)
+    await _listed(database, repo, [names[0], "demo-x.tar.gz"], later, fetched_at=stale_answer)
     async with database.sessions() as s:
         seen = await store.seen_times(s, repo, "demo")
         other = await store.seen_times(s, repo, "other")

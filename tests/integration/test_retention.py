@@ -63,6 +63,15 @@ def _cached(data_dir: Path, repo: str = "pypi") -> dict[str, int]:
     return {name: size for name, size in rows}
 
 
+def _cached_eventually(data_dir: Path, expected: set[str], timeout: float = 15) -> set[str]:
+    """The repository's records once they are `expected` (or after `timeout` seconds): a
+    proxied file is recorded just after its last byte reached the client, off its path."""
+    deadline = time.monotonic() + timeout
+    while (found := set(_cached(data_dir))) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def _set_last_download(data_dir: Path, filename_prefix: str, when: datetime) -> None:
     stamp = when.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
     _sql(
@@ -171,7 +180,7 @@ def test_the_sweep_keeps_the_cache_under_its_limit_and_installs_still_work(
         _download_all(url, pinned)
         everything = _files_of(big, "1.0") | _files_of(big, "2.0") | _files_of(big, "3.0")
         everything |= _files_of(pinned, "1.0") | _files_of(pinned, "2.0")
-        assert set(_cached(data)) == everything
+        assert _cached_eventually(data, everything) == everything
         # The administrator pins the older version of `pinned` (its .metadata goes with it).
         old_wheel = next(f.filename for f in pinned.files if "-1.0-" in f.filename)
         pin = _cli(data, "cache", "pin", "--repository", "default/pypi", old_wheel)
@@ -536,23 +545,29 @@ def test_an_upload_and_a_proxy_fetch_of_bytes_being_deleted_store_them_again(
         url = server.url
         (tmp_path / "dist").mkdir()
         built = make_wheel(tmp_path / "dist", unique_project("upl"), "1.0")
-        for payload, act in (
-            (
-                built.read_bytes(),
-                lambda: upload_file(f"{url}/repositories/default/local/", built, auth=ADMIN),
-            ),
-            (wheel.data, lambda: httpx.get(_urls(url, project)[wheel.filename], timeout=60)),
-        ):
-            blob = _blob(data / "blobs", payload, age=timedelta(days=3))
-            _claim(data, blob)
-            with ThreadPoolExecutor(1) as pool:
-                pending = pool.submit(act)
-                time.sleep(2.0)
-                assert not pending.done()  # the writer waits for the deletion under way
-                _finish_deletion(data, blob)
-                response = pending.result(timeout=60)
-            assert response.status_code == 200, response.text
-            assert blob.exists() and blob.read_bytes() == payload  # stored again
+        blob = _blob(data / "blobs", built.read_bytes(), age=timedelta(days=3))
+        _claim(data, blob)
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(
+                upload_file, f"{url}/repositories/default/local/", built, auth=ADMIN
+            )
+            time.sleep(2.0)
+            assert not pending.done()  # the upload waits for the deletion under way
+            _finish_deletion(data, blob)
+            response = pending.result(timeout=60)
+        assert response.status_code == 200, response.text
+        assert blob.exists() and blob.read_bytes() == built.read_bytes()  # stored again
+        # A proxy client gets the verified bytes as they arrive; the fetch behind it waits for
+        # the deletion, stores the bytes again, and only then records the file.
+        blob = _blob(data / "blobs", wheel.data, age=timedelta(days=3))
+        _claim(data, blob)
+        got = httpx.get(_urls(url, project)[wheel.filename], timeout=60)
+        assert got.status_code == 200 and got.content == wheel.data
+        time.sleep(2.0)
+        assert wheel.filename not in _cached(data)  # not while its bytes are being deleted
+        _finish_deletion(data, blob)
+        assert wheel.filename in _cached_eventually(data, {wheel.filename})
+        assert blob.exists() and blob.read_bytes() == wheel.data  # stored again
         local = httpx.get(
             f"{url}/repositories/default/local/simple/{canonicalize_name(built.name.split('-')[0])}/",
             headers={"Accept": JSON_V1},
@@ -560,7 +575,6 @@ def test_an_upload_and_a_proxy_fetch_of_bytes_being_deleted_store_them_again(
         ).json()
         [listed] = local["files"]
         assert httpx.get(listed["url"], timeout=30).content == built.read_bytes()
-        assert wheel.filename in _cached(data)
         again = httpx.get(_urls(url, project)[wheel.filename], timeout=30)
         assert again.content == wheel.data
         assert local_upstream.file_hits(wheel.filename) == 1

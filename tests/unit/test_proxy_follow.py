@@ -1,5 +1,5 @@
 """A cold proxy file's readers: they get every byte but the last as it arrives, and the last
-one only once the fetch succeeded (the bytes matched the listing and were stored)."""
+one only once the bytes matched the listing (storing and recording them come after)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ class NoBlobs:
         raise AssertionError("a reader of a running fetch reads the spool, not the store")
 
 
-def _fetch(tmp_path: Path) -> FileFetch:
+async def _fetch(tmp_path: Path) -> FileFetch:
     fetch = FileFetch(hashlib.sha256(DATA).hexdigest(), len(DATA), tmp_path)
-    fetch.append(DATA)
-    fetch.written = len(DATA)
+    await fetch.append(DATA)
+    await fetch.spooled()
+    assert fetch.written == len(DATA)
     fetch.started.set()
     return fetch
 
@@ -34,12 +35,28 @@ async def _read(fetch: FileFetch, into: bytearray) -> None:
 
 
 async def test_every_byte_but_the_last_arrives_before_the_fetch_ends(tmp_path: Path) -> None:
-    fetch = _fetch(tmp_path)
+    fetch = await _fetch(tmp_path)
     received = bytearray()
     reader = asyncio.create_task(_read(fetch, received))
     for _ in range(50):
         await asyncio.sleep(0.01)
     assert bytes(received) == DATA[:-1]  # everything but the last byte, while unverified
+    fetch.verified = True  # the fetch is still storing and recording: not finished
+    fetch.progress()
+    await asyncio.wait_for(reader, 5)
+    assert bytes(received) == DATA
+    fetch.close()
+
+
+async def test_a_failure_after_the_bytes_were_verified_does_not_cut_the_body(
+    tmp_path: Path,
+) -> None:
+    fetch = await _fetch(tmp_path)
+    fetch.verified = True
+    fetch.error = UpstreamError("The file could not be stored.")  # e.g. the disk is full
+    received = bytearray()
+    reader = asyncio.create_task(_read(fetch, received))
+    await asyncio.sleep(0)
     fetch.finished.set()
     fetch.progress()
     await asyncio.wait_for(reader, 5)
@@ -48,7 +65,7 @@ async def test_every_byte_but_the_last_arrives_before_the_fetch_ends(tmp_path: P
 
 
 async def test_bytes_that_do_not_match_never_complete_the_body(tmp_path: Path) -> None:
-    fetch = _fetch(tmp_path)
+    fetch = await _fetch(tmp_path)
     received = bytearray()
     reader = asyncio.create_task(_read(fetch, received))
     await asyncio.sleep(0.1)

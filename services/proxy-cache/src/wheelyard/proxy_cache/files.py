@@ -17,10 +17,14 @@ spool as it grows, so every concurrent cold request is streamed the bytes while 
 asked once; a request that goes away does not stop the task, so the file is still cached.
 
 What a client can never get is a complete-looking bad file: the response carries the expected
-Content-Length, and the last byte is held back until the blob has been verified and committed;
-on a mismatch or a truncated upstream body the stream is aborted (the client sees a short read),
-or, when the failure is known before the first byte, a 502 is returned. Other replicas wait on
-the lock, then serve the committed blob.
+Content-Length, and the last byte is held back until every byte has matched the listed sha256
+and size; on a mismatch or a truncated upstream body the stream is aborted (the client sees a
+short read), or, when the failure is known before the first byte, a 502 is returned. Storing
+the blob (a disk flush and a rename) and recording it (a database write, batched with the other
+files recorded meanwhile: `records.Recorder`) come after the last byte, off the client's path:
+the fetch runs until both are done, so a request meanwhile still follows its spool, and a
+failure there only leaves the file uncached. Other replicas wait on the lock, then serve the
+committed blob.
 
 Files the upstream lists without a sha256 cannot be verified, so they are streamed through
 and not cached.
@@ -72,6 +76,10 @@ LOCK_TTL = 30.0
 LOCK_WAIT = 120.0
 #: Spool reads per step.
 READ_STEP = 1024 * 1024
+#: Bytes received ahead of the spool at most before the download waits for the disk.
+SPOOL_AHEAD = 256 * 1024
+#: Buffers per vectored write (Linux takes at most 1024).
+IOV_MAX = 512
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,16 @@ class _CheckOnly:
         self._expected_size = expected_size
         self._hash = hashlib.sha256()
         self._size = 0
+
+    @property
+    def size(self) -> int:
+        """Bytes checked so far."""
+        return self._size
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the bytes checked so far."""
+        return self._hash.hexdigest()
 
     async def __aenter__(self) -> _CheckOnly:
         return self
@@ -127,25 +145,59 @@ class FileFetch:
 
     The spool is an anonymous file (created, then unlinked at once): nothing is left behind
     whatever happens to the process, and it lives as long as a descriptor on it is open.
+    Chunks are appended to it by one writer at a time in a worker thread; the chunks that
+    arrive while a write is under way go together in the next, so a fast upstream costs a
+    few trips to a thread per file, not one per network read.
     """
 
     def __init__(self, sha256: str, size: int | None, spool_dir: Path) -> None:
         self.sha256 = sha256
         self.size = size
-        self.written = 0
+        self.written = 0  # bytes in the spool, readable by followers
         self.length: int | None = size  # what the client is told, once known
         self.started = asyncio.Event()  # upstream headers accepted (or finished)
+        # Every byte is in the spool and matched the listed sha256 and size: readers may
+        # send the last byte (storing and recording it may still be under way).
+        self.verified = False
         self.finished = asyncio.Event()
         self.error: BaseException | None = None
         self.from_store = False  # the blob was already there (another replica stored it)
         self._changed = asyncio.Event()
+        self._unspooled: list[bytes] = []  # received, not yet in the spool
+        self._unspooled_bytes = 0
+        self._spooler: asyncio.Task[None] | None = None
         spool_dir.mkdir(parents=True, exist_ok=True)
         self._fd, name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=spool_dir)
         os.unlink(name)
 
-    def append(self, chunk: bytes) -> None:
-        """Add `chunk` to the spool (blocking: call it in a worker thread)."""
-        os.pwrite(self._fd, chunk, self.written)
+    async def append(self, chunk: bytes) -> None:
+        """Add `chunk` to the spool, written in the background; waits only while more than
+        `SPOOL_AHEAD` bytes are still to be written (the disk is slower than the network).
+        Raises the spool's write error, if one happened."""
+        spooler = self._spooler
+        if spooler is not None and spooler.done():
+            spooler.result()  # raises what a write raised
+        self._unspooled.append(chunk)
+        self._unspooled_bytes += len(chunk)
+        if spooler is None or spooler.done():
+            self._spooler = asyncio.create_task(self._spool())
+        if self._unspooled_bytes > SPOOL_AHEAD:
+            await self.spooled()
+
+    async def spooled(self) -> None:
+        """Wait until everything appended is in the spool (raises a write error)."""
+        while self._spooler is not None and not self._spooler.done():
+            await asyncio.shield(self._spooler)
+        if self._spooler is not None:
+            self._spooler.result()
+
+    async def _spool(self) -> None:
+        while self._unspooled:
+            chunks, self._unspooled = self._unspooled, []
+            size, self._unspooled_bytes = self._unspooled_bytes, 0
+            await to_thread.run_sync(_write_all, self._fd, chunks, self.written)
+            self.written += size
+            self.progress()
 
     def reader_fd(self) -> int:
         """A new descriptor on the spool for one reader (the caller closes it)."""
@@ -160,6 +212,14 @@ class FileFetch:
         await self._changed.wait()
 
     def close(self) -> None:
+        """Close the spool once no write to it is under way (a descriptor closed under a
+        worker thread's write could be reused by another file meanwhile)."""
+        spooler = self._spooler
+        if spooler is not None and not spooler.done():
+            spooler.add_done_callback(lambda _done: self.close())
+            return
+        if spooler is not None and not spooler.cancelled():
+            spooler.exception()  # reported through `append`/`spooled`, or moot
         with contextlib.suppress(OSError):
             os.close(self._fd)
 
@@ -179,6 +239,7 @@ class ProxyFiles:
     ) -> None:
         """`pages`: the process's page cache, which keeps the records of files served."""
         self.stamps = DownloadStamps(sessions)
+        self.recorder = records.Recorder(sessions)
         self.blobs = blobs
         self.pages = pages
         self.cache = cache
@@ -194,6 +255,7 @@ class ProxyFiles:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        await self.recorder.aclose()
         await self.stamps.aclose()
 
     async def response(
@@ -324,33 +386,56 @@ class ProxyFiles:
         url, upstream = wanted.url, wanted.upstream
         lock_cm: AbstractAsyncContextManager[Lock] | None = None
         try:
-            lock_cm = self.cache.lock(
-                f"proxy-file:{wanted.repository_id}:{fetch.sha256}", ttl=LOCK_TTL, wait=LOCK_WAIT
-            )
+            name = f"proxy-file:{wanted.repository_id}:{fetch.sha256}"
+            lock: Lock | None
+            contended = False
+            lock_cm = self.cache.lock(name, ttl=LOCK_TTL, wait=0)
             try:
-                lock: Lock | None = await lock_cm.__aenter__()
+                lock = await lock_cm.__aenter__()
             except LockTimeout:
-                lock, lock_cm = None, None  # the other replica is slow: fetch as well
-            async with self.sessions() as session:
-                held = await records.find(session, wanted.repository_id, wanted.filename)
+                contended = True  # another replica is fetching it: it may store it for us
+                lock_cm = self.cache.lock(name, ttl=LOCK_TTL, wait=LOCK_WAIT)
+                try:
+                    lock = await lock_cm.__aenter__()
+                except LockTimeout:
+                    lock, lock_cm = None, None  # the other replica is slow: fetch as well
             write_started = await records.write_clock(self.sessions)
-            stored = await self.blobs.stat(key)
+            # Uncontended, the upstream is asked while the record and the store are looked at:
+            # both nearly always say "not here", and a cold file's first byte should not wait
+            # for them. After waiting for another replica, they are looked at first (it has
+            # most likely stored the file, and the upstream is asked once).
+            opening: asyncio.Future[httpx.Response] | None = None
+            if not contended:
+                opening = asyncio.ensure_future(self.client.open_file(url, upstream))
+            try:
+                held, stored = await asyncio.gather(
+                    self._find(wanted.repository_id, wanted.filename), self.blobs.stat(key)
+                )
+            except BaseException:
+                if opening is not None:
+                    await _abandon(opening)
+                raise
             if held is not None and held.sha256 == fetch.sha256 and stored is not None:
+                if opening is not None:
+                    await _abandon(opening)
                 fetch.from_store = True  # another replica fetched it for this repository
                 return
-            await self._download(fetch, url, upstream, lock, check_only=stored is not None)
+            if opening is None:
+                opening = asyncio.ensure_future(self.client.open_file(url, upstream))
+            await self._download(fetch, await opening, lock, check_only=stored is not None)
             for attempt in range(3):
                 try:
-                    await records.record(
-                        self.sessions,
-                        repository_id=wanted.repository_id,
-                        project=wanted.project,
-                        filename=wanted.filename,
-                        sha256=fetch.sha256,
-                        size=fetch.written,
-                        blob_key=key,
-                        upload_time=wanted.upload_time,
-                        write_started=write_started,
+                    await self.recorder.record(
+                        records.Verified(
+                            repository_id=wanted.repository_id,
+                            project=wanted.project,
+                            filename=wanted.filename,
+                            sha256=fetch.sha256,
+                            size=fetch.written,
+                            blob_key=key,
+                            upload_time=wanted.upload_time,
+                            write_started=write_started,
+                        )
                     )
                     break
                 except BlobBeingDeleted:
@@ -398,16 +483,19 @@ class ProxyFiles:
         finally:
             os.close(fd)
 
+    async def _find(self, repository_id: int, filename: str) -> records.Held | None:
+        async with self.sessions() as session:
+            return await records.find(session, repository_id, filename)
+
     async def _download(
         self,
         fetch: FileFetch,
-        url: str,
-        upstream: UpstreamConfig,
+        response: httpx.Response,
         lock: Lock | None,
         *,
         check_only: bool,
     ) -> None:
-        response = await self.client.open_file(url, upstream)
+        """Stream the open upstream `response` into the store and the spool (and close it)."""
         try:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit():
@@ -429,14 +517,19 @@ class ProxyFiles:
                 try:
                     async for chunk in response.aiter_bytes():
                         await writer.write(chunk)
-                        await to_thread.run_sync(fetch.append, chunk)
-                        fetch.written += len(chunk)
-                        if fetch.size is not None and fetch.written > fetch.size:
+                        if fetch.size is not None and writer.size > fetch.size:
                             raise IntegrityFailure("the upstream sent more bytes than listed")
-                        fetch.progress()
+                        await fetch.append(chunk)
                         if lock is not None and loop.time() > renew_at:
                             await lock.extend(LOCK_TTL)
                             renew_at = loop.time() + LOCK_TTL / 3
+                    await fetch.spooled()
+                    _check(writer, fetch.sha256, fetch.size)
+                    # Verified: readers may finish now; storing (a disk flush) and recording
+                    # (a database write) happen after, off the client's path. A failure
+                    # there only leaves the file uncached.
+                    fetch.verified = True
+                    fetch.progress()
                 except httpx.TimeoutException as exc:
                     raise UpstreamTimeout("the upstream stalled while sending a file") from exc
                 except httpx.HTTPError as exc:
@@ -471,6 +564,27 @@ class ProxyFiles:
         return StreamingResponse(body(), headers=out, media_type="application/octet-stream")
 
 
+def _write_all(fd: int, chunks: list[bytes], offset: int) -> None:
+    """Write `chunks` one after the other at `offset` (one system call, mostly)."""
+    view = [memoryview(chunk) for chunk in chunks]
+    while view:
+        done = os.pwritev(fd, view[:IOV_MAX], offset)
+        offset += done
+        while view and done >= len(view[0]):
+            done -= len(view[0])
+            view.pop(0)
+        if view and done:
+            view[0] = view[0][done:]
+
+
+async def _abandon(opening: asyncio.Future[httpx.Response]) -> None:
+    """Close an upstream response that is no longer wanted, or stop it being opened."""
+    opening.cancel()  # nothing when it is done already
+    await asyncio.wait([opening])
+    if not opening.cancelled() and opening.exception() is None:
+        await opening.result().aclose()
+
+
 async def _first_of(*events: asyncio.Event) -> None:
     waiters = [asyncio.ensure_future(e.wait()) for e in events]
     try:
@@ -478,6 +592,14 @@ async def _first_of(*events: asyncio.Event) -> None:
     finally:
         for w in waiters:
             w.cancel()
+
+
+def _check(writer: BlobWriter | _CheckOnly, sha256: str, size: int | None) -> None:
+    """Raise IntegrityFailure unless the bytes `writer` was given are the listed ones."""
+    if size is not None and writer.size != size:
+        raise IntegrityFailure(f"expected {size} bytes, received {writer.size} bytes")
+    if writer.sha256 != sha256:
+        raise IntegrityFailure(f"expected sha256 {sha256}, received another")
 
 
 def _client_error(error: BaseException) -> Exception:
@@ -489,8 +611,8 @@ def _client_error(error: BaseException) -> Exception:
 
 
 async def _follow(fetch: FileFetch, blobs: BlobStore, key: str) -> AsyncIterator[bytes]:
-    """The bytes of `fetch` as they arrive, from the spool; the last byte only once the blob
-    is verified and committed, and an exception (an aborted response) if it never is."""
+    """The bytes of `fetch` as they arrive, from the spool; the last byte only once all of
+    them are verified, and an exception (an aborted response) if they never are."""
     if fetch.finished.is_set():
         # The fetch ended before this body started: the blob is complete, or there is none.
         if fetch.error is not None:
@@ -502,9 +624,8 @@ async def _follow(fetch: FileFetch, blobs: BlobStore, key: str) -> AsyncIterator
     position = 0
     try:
         while True:
-            done = fetch.finished.is_set()
-            ok = done and fetch.error is None
-            if done and not ok:
+            ok = fetch.verified
+            if not ok and fetch.finished.is_set():
                 raise _client_error(fetch.error or UpstreamError("fetch failed"))
             # Hold back one byte until verified: a failure then always leaves the body short.
             limit = fetch.written if ok else fetch.written - 1

@@ -26,6 +26,7 @@ Refreshing a page:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -299,6 +300,9 @@ class ProxyPages:
             conditional = (
                 row is not None and row.usable and row.source == index and "seen" in row.head
             )
+            # A full answer is expected: read the first-seen times while the upstream answers
+            # (a conditional request mostly ends in a 304, which needs none).
+            early_seen = None if conditional else asyncio.ensure_future(self._seen(repo.id, name))
             try:
                 result = await self.client.fetch_page(
                     upstream,
@@ -320,8 +324,10 @@ class ProxyPages:
                         raise UpstreamError("The upstream answered 304 to an unconditional GET.")
                     breaker.success(circuit)
                     return await self._keep(repo, name, row, fetched_at)
-                async with self.sessions() as session:
-                    seen = await store.seen_times(session, repo.id, name)
+                seen = await early_seen if early_seen is not None else None
+                if seen is None:
+                    async with self.sessions() as session:
+                        seen = await store.seen_times(session, repo.id, name)
                 head, files = await to_thread.run_sync(
                     _parse, result.body, result.content_type, result.url, name, seen
                 )
@@ -361,8 +367,6 @@ class ProxyPages:
                 },
                 drop_files=head.status == "quarantined",
             )
-            if head.status != "quarantined":
-                await store.record_seen(self.sessions, repo.id, name, files.new_files, files.now)
             await store.save(
                 self.sessions,
                 repo.id,
@@ -373,6 +377,8 @@ class ProxyPages:
                 last_modified=result.last_modified,
                 fetched_at=fetched_at,
                 missing=False,
+                new_files=files.new_files if head.status != "quarantined" else (),
+                seen_at=files.now,
             )
             await self._list_changed(repo.id)
             version = data["digest"]
@@ -397,6 +403,15 @@ class ProxyPages:
         await self._list_changed(repo.id)
         await self._publish(repo.id, name, PageState("-", fetched_at, True))
         raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
+
+    async def _seen(self, repo_id: int, name: str) -> dict[str, str] | None:
+        """`store.seen_times`, or None when reading them failed (the caller reads again and
+        sees the error): it runs unattended while the upstream is asked."""
+        try:
+            async with self.sessions() as session:
+                return await store.seen_times(session, repo_id, name)
+        except Exception:
+            return None
 
     async def _keep(
         self, repo: RepositoryView, name: str, row: store.StoredPage, fetched_at: float

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -119,7 +119,7 @@ class PageWriter:
 
     `seen` maps the filenames the repository listed before to when it first did (ISO text,
     `seen_times`); a file not in it is first seen at `now`, and its name is kept in
-    `new_files` for `record_seen`.
+    `new_files` for `save`.
     """
 
     def __init__(self, seen: dict[str, str] | None = None, now: datetime | None = None) -> None:
@@ -266,13 +266,20 @@ async def save(
     last_modified: str | None,
     fetched_at: float,
     missing: bool,
+    new_files: Sequence[str] = (),
+    seen_at: datetime | None = None,
 ) -> None:
     """Store a fetch result: the head `data` and compressed `files` of a `PageWriter`.
     `data=None` keeps the stored page (a 304, a lower serial, a 404).
 
+    `new_files` (a `PageWriter`'s, listed for the first time at `seen_at`) are remembered
+    in the same transaction (see `_insert_seen`), even when the page itself is not replaced.
+
     An answer fetched earlier than the stored one never replaces it (two replicas that raced
     past the lock, or a slow fetch finishing after a fast one).
     """
+    if new_files and seen_at is None:
+        raise ValueError("new_files need the time they were first seen (seen_at)")
     when = datetime.fromtimestamp(fetched_at, UTC)
     values: dict[str, Any] = {
         "etag": etag,
@@ -286,6 +293,8 @@ async def save(
     for _attempt in range(2):
         async with sessions() as session:
             await begin_write(session)
+            if new_files and seen_at is not None:
+                await _insert_seen(session, repository_id, project, new_files, seen_at)
             result = await session.exec(
                 update(ProxyPage)
                 .where(
@@ -306,7 +315,8 @@ async def save(
                 )
             ).first()
             if exists is not None:
-                return  # a newer answer is already stored
+                await session.commit()  # a newer answer is already stored (the seen times stay)
+                return
             session.add(
                 ProxyPage(repository_id=repository_id, project=project, **{"data": {}, **values})
             )
@@ -343,40 +353,35 @@ async def seen_times(session: AsyncSession, repository_id: int, project: str) ->
     return {filename: when.isoformat() for filename, when in rows.all()}
 
 
-#: Rows inserted per statement by `record_seen`.
+#: Rows inserted per statement by `_insert_seen`.
 _SEEN_BATCH = 500
 
 
-async def record_seen(
-    sessions: SessionFactory,
+async def _insert_seen(
+    session: AsyncSession,
     repository_id: int,
     project: str,
-    filenames: list[str],
+    filenames: Sequence[str],
     when: datetime,
 ) -> None:
-    """Remember that the repository first listed `filenames` at `when`; a name recorded
-    meanwhile (another replica) keeps its earlier time."""
-    if not filenames:
-        return
-    async with sessions() as session:
-        await begin_write(session)
-        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        for start in range(0, len(filenames), _SEEN_BATCH):
-            rows = [
-                {
-                    "repository_id": repository_id,
-                    "project": project,
-                    "filename": name,
-                    "first_seen": when,
-                }
-                for name in filenames[start : start + _SEEN_BATCH]
-            ]
-            statement = insert(ProxySeen).values(rows)
-            await session.exec(
-                statement.on_conflict_do_nothing(index_elements=["repository_id", "filename"])
-            )
-        await session.commit()
+    """Remember that the repository first listed `filenames` at `when`, in `session`'s write
+    transaction; a name recorded meanwhile (another replica) keeps its earlier time."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    for start in range(0, len(filenames), _SEEN_BATCH):
+        rows = [
+            {
+                "repository_id": repository_id,
+                "project": project,
+                "filename": name,
+                "first_seen": when,
+            }
+            for name in filenames[start : start + _SEEN_BATCH]
+        ]
+        statement = insert(ProxySeen).values(rows)
+        await session.exec(
+            statement.on_conflict_do_nothing(index_elements=["repository_id", "filename"])
+        )
 
 
 async def cached_projects(session: AsyncSession, repository_id: int) -> list[str]:
