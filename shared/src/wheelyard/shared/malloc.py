@@ -17,7 +17,7 @@ What is freed in the middle of the heap stays resident: glibc gives pages back t
 only from the top of a heap, and a burst of requests leaves its freed buffers scattered below
 live objects. Measured the same way: after the cold install the process held 177 MiB, and
 `malloc_trim(0)` (which hands every whole free page back, wherever it lies) brought it to 132
-MiB at once. A server therefore keeps a thread that does that whenever a few MiB more lie free
+MiB at once. A server therefore keeps a thread that does that whenever 1 MiB more lies free
 in the allocator than after the last time (`FreePageReturner`); at rest, or while buffers are
 reused at a steady size, it does nothing but read the allocator's totals four times a second.
 """
@@ -59,11 +59,11 @@ def tune_malloc() -> dict[str, int]:
 
 #: How often the returner looks at the allocator's free memory (seconds), and how much must have
 #: been freed since the last return (or since the free memory was lowest after it) before freed
-#: pages are handed back (bytes). A few MiB: returning costs a walk over the free lists, and
-#: pages handed back are zeroed again by the kernel when reused, so it is worth doing for a
-#: burst's leftovers, not for every buffer.
+#: pages are handed back (bytes). 1 MiB: after start-up that returns 4 MiB that a 4 MiB
+#: threshold left resident; pages handed back are zeroed again by the kernel when reused, which
+#: at most four times a second costs well under a millisecond.
 RETURN_INTERVAL = 0.25
-RETURN_GROWTH = 4 * 2**20
+RETURN_GROWTH = 1 * 2**20
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
