@@ -87,8 +87,8 @@ returner = keep_returning_free_pages()
 before = anonymous_bytes()
 blocks = [ctypes.create_string_buffer(64 * 1024) for _ in range(1600)]
 time.sleep(0.6)
+grown = anonymous_bytes() - before  # measured before the frees: the returner may run any time
 del blocks[:-1:2]  # free every other block, keep the last one (the top of the heap)
-grown = anonymous_bytes() - before
 time.sleep(0.6)
 print(grown // 2**20, (anonymous_bytes() - before) // 2**20, returner and returner.returns)
 """
@@ -106,6 +106,6 @@ def test_a_server_process_hands_back_what_a_burst_left_behind() -> None:
         assert returns is None  # no returner without glibc
         return
     assert grown is not None and left is not None and returns is not None
-    assert grown >= 90  # the 1,600 blocks are resident, the freed half too
+    assert grown >= 90  # the 1,600 blocks were resident
     assert returns >= 1
     assert left <= grown - 40  # the freed half went back
