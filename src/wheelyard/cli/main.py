@@ -22,7 +22,7 @@ from wheelyard.cli.storage import cache_app, storage
 from wheelyard.shared.config import Settings, load_settings
 from wheelyard.shared.errors import ConfigurationError
 from wheelyard.shared.logs import configure_logging
-from wheelyard.shared.malloc import tune_malloc
+from wheelyard.shared.malloc import keep_returning_free_pages, tune_malloc
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -80,6 +80,7 @@ def _run(
     configure_logging(settings.log_level, settings.log_format)
     _raise_open_file_limit()
     tune_malloc()  # before uvicorn starts any thread (wheelyard.shared.malloc)
+    keep_returning_free_pages()  # freed heap pages go back to the kernel (the same module)
     if not settings.public_url and settings.allowed_hosts is None:
         logging.getLogger("wheelyard").warning(
             "WHEELYARD_PUBLIC_URL and WHEELYARD_ALLOWED_HOSTS are unset: links in pages are "

@@ -48,9 +48,10 @@ def prepare_metrics_dir(settings: Settings) -> Path:
 def worker_app() -> FastAPI:
     """The app of one worker process (an import-string factory for uvicorn)."""
     from wheelyard.cli.main import Service, app_factory
-    from wheelyard.shared.malloc import tune_malloc
+    from wheelyard.shared.malloc import keep_returning_free_pages, tune_malloc
 
     tune_malloc()  # each worker is a process of its own
+    keep_returning_free_pages()
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     return app_factory(Service(os.environ[ROLE_ENV]))(settings=settings)
