@@ -31,10 +31,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
@@ -427,33 +429,81 @@ class _CycleSend:
         # the event loop, and one fd may not have two watchers.
         out = os.dup(sock.fileno())
         owed, sent = cycle.expected_content_length, 0
-        try:
-            source = await loop.run_in_executor(None, os.open, path, os.O_RDONLY)
-        except BaseException:
-            os.close(out)
-            raise
+        source = -1
         try:
             while transport.get_write_buffer_size() and not cycle.disconnected:
                 # The head is still buffered in the transport: it must go first.
                 await _writable(loop, out)
                 await asyncio.sleep(0)
             while sent < owed and not cycle.disconnected:
-                try:
-                    n = await loop.run_in_executor(
-                        None, os.sendfile, out, source, sent, owed - sent
-                    )
-                except BlockingIOError:
-                    await _writable(loop, out)
-                    continue
-                except OSError:
-                    break  # the client went away
-                if n == 0:
-                    break  # the file is shorter than announced
-                sent += n
+                burst = await loop.run_in_executor(
+                    _senders(), _send_burst, out, source, path, sent, owed - sent
+                )
+                source, sent = burst.source, sent + burst.sent
+                if burst.outcome != _Burst.WAIT:
+                    break  # all sent, the client went away, or the file is short
+                await _writable(loop, out)  # a slow reader: wait on the event loop
         finally:
             os.close(out)
-            os.close(source)
+            if source >= 0:
+                os.close(source)
         return sent
+
+
+#: Longest a worker thread waits for a slow reader's socket before handing the wait to the
+#: event loop (so slow readers cannot hold the sender threads).
+BURST_WAIT = 0.05
+#: Threads that run sendfile bursts (each busy at most a burst at a time).
+SENDER_THREADS = 32
+
+
+@dataclass
+class _Burst:
+    """What one `_send_burst` did: the file's descriptor, bytes sent, and what comes next."""
+
+    WAIT: ClassVar[str] = "wait"  # the socket stayed full for BURST_WAIT
+    DONE: ClassVar[str] = "done"  # everything asked for was sent
+    END: ClassVar[str] = "end"  # the file is shorter than announced, or the client went away
+
+    source: int
+    sent: int
+    outcome: str
+
+
+def _send_burst(out: int, source: int, path: str, offset: int, count: int) -> _Burst:
+    """In a worker thread: open `path` unless `source` is open already, then `sendfile` from
+    `offset` until `count` bytes are sent, waiting for the socket in the thread (one hop per
+    file for a client that keeps up, instead of one per socket buffer), at most `BURST_WAIT`
+    at a time."""
+    if source < 0:
+        source = os.open(path, os.O_RDONLY)
+    sent = 0
+    poller = select.poll()
+    poller.register(out, select.POLLOUT)
+    while sent < count:
+        try:
+            n = os.sendfile(out, source, offset + sent, count - sent)
+        except BlockingIOError:
+            if not poller.poll(BURST_WAIT * 1000):
+                return _Burst(source, sent, _Burst.WAIT)
+            continue
+        except OSError:
+            return _Burst(source, sent, _Burst.END)  # the client went away
+        if n == 0:
+            return _Burst(source, sent, _Burst.END)  # the file is shorter than announced
+        sent += n
+    return _Burst(source, sent, _Burst.DONE)
+
+
+_sender_pool: ThreadPoolExecutor | None = None
+
+
+def _senders() -> ThreadPoolExecutor:
+    """The threads that run sendfile bursts (made on first use)."""
+    global _sender_pool
+    if _sender_pool is None:
+        _sender_pool = ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="wheelyard-sendfile")
+    return _sender_pool
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
