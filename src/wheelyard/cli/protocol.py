@@ -82,6 +82,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal: int | None = None
         self._replaying = False  # the current request was answered from a kept answer
         self._began = False  # a request head has begun and is not complete yet
+        self._idle_deadline: float | None = None  # when an idle connection is closed
 
     # -- connection hooks --------------------------------------------------------------------
 
@@ -92,6 +93,47 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+
+    # -- keep-alive: one timer per idle period, not one per request ---------------------------
+    # uvicorn cancels its keep-alive timer on every read and arms a new one after every
+    # response: two timer operations per request, a tenth of a replayed answer's cost. Here the
+    # timer stays armed and only the deadline moves; when it fires early it re-arms for the
+    # rest, and when the connection is busy it does nothing (the next response arms it).
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_deadline = None  # busy: not idle until the next response completes
+
+    def _arm_keepalive(self) -> None:
+        deadline = self.loop.time() + self.timeout_keep_alive
+        self._idle_deadline = deadline
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_at(deadline, self._keepalive_due)
+
+    def _keepalive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        deadline = self._idle_deadline
+        if deadline is None:
+            return  # a request is being read or answered
+        if deadline > self.loop.time():
+            self.timeout_keep_alive_task = self.loop.call_at(deadline, self._keepalive_due)
+        else:
+            self.timeout_keep_alive_handler()
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive timer armed once per idle period (above)."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_deadline = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._arm_keepalive()
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import sys
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -166,31 +167,37 @@ class AccessLog:
         else:
             start, head, end, sep = "", f"INFO wheelyard.access: {message}", "", " "
             key_text, value_text = (lambda key: f"{sep}{key}="), str
-        # The constant text before each variable field, and that field's key as written.
-        pieces: list[tuple[str, str]] = []
-        order: list[str] = []
+        # One %-template of the whole line: the time, then each variable field (written with
+        # its key, or nothing when None), the constant text in between.
+        template = [start.replace("%", "%%"), "%s", head.replace("%", "%%")]
+        keys: list[str] = []
         text = ""
         for key, value in fields.items():
             if key in variable:
-                pieces.append((text, key_text(key)))
-                order.append(key)
+                template += [text.replace("%", "%%"), "%s"]
+                keys.append(key)
                 text = ""
             else:
                 text += key_text(key) + value_text(value)
-        if order != list(variable):
+        if keys != list(variable):
             raise ValueError(f"variable fields {variable} must be in `fields`, in that order")
-        now = self._now if self._json else str
+        template += [text.replace("%", "%%"), end.replace("%", "%%")]
+        line = "".join(template)
+        written_keys = [key_text(key) for key in keys]
+        now = self._now if self._json else lambda: ""
+        append = self._append
 
         def write_line(*values: Any) -> None:
-            out = [start, now(), head]
-            for (before, key), value in zip(pieces, values, strict=True):
-                out.append(before)
-                if value is not None:
-                    out.append(key)
-                    out.append(value_text(value))
-            out.append(text)
-            out.append(end)
-            self._append("".join(out))
+            append(
+                line
+                % (
+                    now(),
+                    *[
+                        "" if value is None else key + value_text(value)
+                        for key, value in zip(written_keys, values, strict=True)
+                    ],
+                )
+            )
 
         return write_line
 
@@ -221,9 +228,9 @@ class AccessLog:
         self._size = 0
 
     def _now(self) -> str:
-        now = datetime.now(UTC)
-        second = int(now.timestamp())
+        now = time.time()
+        second = int(now)
         if second != self._second:
             self._second = second
-            self._stamp = now.strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._stamp}.{now.microsecond // 1000:03d}+00:00"
+            self._stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._stamp}.{int((now - second) * 1000):03d}+00:00"

@@ -33,8 +33,6 @@ from collections.abc import Callable, Hashable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from wheelyard.shared.memo import ByteLRU
-
 #: The lifespan state key under which the application hands the server its `ReplayCache`.
 STATE_KEY = "wheelyard.replay"
 #: The scope key of a request's `ReplayOffer`.
@@ -111,10 +109,11 @@ class ReplayCache:
 
     def __init__(self, token: Callable[[], Hashable], *, max_bytes: int = MAX_BYTES) -> None:
         self.token = token
-        self._kept: ByteLRU[Key, Replayable] = ByteLRU(
-            max_bytes,
-            size=lambda key, kept: sum(map(len, key)) + len(kept.head) + len(kept.body) + 200,
-        )
+        self.max_bytes = max_bytes
+        # A plain dict, oldest first out: a look-up is on every replayed request, and kept
+        # answers live a second, so recency matters less than the look-up's cost.
+        self._kept: dict[Key, Replayable] = {}
+        self._bytes = 0
 
     def offer(self, key: Key) -> ReplayOffer:
         """An offer for a request with `key`, beginning now."""
@@ -126,7 +125,7 @@ class ReplayCache:
         if kept is None:
             return None
         if kept.expires < time.monotonic() or kept.token != self.token():
-            self._kept.pop(key)
+            self._drop(key)
             return None
         return kept
 
@@ -140,14 +139,33 @@ class ReplayCache:
             or offer.token != self.token()  # something changed while it was answered
         ):
             return
+        cost = _cost(offer.key, head, body)
+        if cost > self.max_bytes:
+            return
         count = offer.observer.replay_counter(path=offer.path, route=offer.route, sent=len(body))
-        self._kept.put(
-            offer.key,
-            Replayable(
-                head=head,
-                body=body,
-                token=offer.token,
-                expires=time.monotonic() + MAX_AGE,
-                count=count,
-            ),
+        self._drop(offer.key)
+        while self._kept and self._bytes + cost > self.max_bytes:
+            self._drop(next(iter(self._kept)))
+        self._kept[offer.key] = Replayable(
+            head=head,
+            body=body,
+            token=offer.token,
+            expires=time.monotonic() + MAX_AGE,
+            count=count,
         )
+        self._bytes += cost
+
+    @property
+    def bytes(self) -> int:
+        """The estimated bytes of the kept answers."""
+        return self._bytes
+
+    def _drop(self, key: Key) -> None:
+        kept = self._kept.pop(key, None)
+        if kept is not None:
+            self._bytes -= _cost(key, kept.head, kept.body)
+
+
+def _cost(key: Key, head: bytes, body: bytes) -> int:
+    """What a kept answer costs in memory (estimated; the body is often shared)."""
+    return sum(map(len, key)) + len(head) + len(body) + 300
