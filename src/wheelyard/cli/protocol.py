@@ -559,8 +559,10 @@ async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
     try:
         # Bounded: a vanished client is noticed by the next sendfile call (EPIPE) or by the
         # transport (connection_lost), so a wait never outlives the connection for long.
+        # asyncio.timeout: wait_for can swallow a cancellation on 3.11 (python/cpython#86296).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready, timeout=1.0)
+            async with asyncio.timeout(1.0):
+                await ready
     finally:
         loop.remove_writer(fd)
 

@@ -110,7 +110,11 @@ async def begin_write(session: AsyncSession) -> None:
     # Waiting here instead, in line, hands the lock over at once. Other processes (the CLI)
     # still meet the busy timeout.
     try:
-        await asyncio.wait_for(lock.acquire(), timeout=WRITE_WAIT)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # arrives as the lock is granted (python/cpython#86296), and a background task then
+        # never stops.
+        async with asyncio.timeout(WRITE_WAIT):
+            await lock.acquire()
     except TimeoutError:
         raise OperationalError(
             "BEGIN IMMEDIATE", None, Exception(f"no write turn within {WRITE_WAIT:g} s")
