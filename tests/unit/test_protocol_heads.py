@@ -45,8 +45,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def connect() -> tuple[Any, Transport]:
-    config = Config(app=app, lifespan="off", log_level="error")
+def connect(*, keep_alive: int | float = 5) -> tuple[Any, Transport]:
+    config = Config(app=app, lifespan="off", log_level="error", timeout_keep_alive=keep_alive)  # type: ignore[arg-type]
     config.load()
     head_protocol.configure(LIMITS)
     protocol = BoundedHttpToolsProtocol(config, ServerState(), {}, asyncio.get_running_loop())
@@ -89,18 +89,8 @@ async def test_one_header_too_many_gets_431() -> None:
     protocol.connection_lost(None)
 
 
-def connect_keeping_alive(seconds: float) -> tuple[Any, Transport]:
-    config = Config(app=app, lifespan="off", log_level="error", timeout_keep_alive=seconds)  # type: ignore[arg-type]
-    config.load()
-    head_protocol.configure(LIMITS)
-    protocol = BoundedHttpToolsProtocol(config, ServerState(), {}, asyncio.get_running_loop())
-    transport = Transport()
-    protocol.connection_made(transport)
-    return protocol, transport
-
-
 async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> None:
-    protocol, transport = connect_keeping_alive(0.2)
+    protocol, transport = connect(keep_alive=0.2)
     protocol.data_received(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     await asyncio.sleep(0.05)
     assert transport.written.count(b"HTTP/1.1 200 ") == 1 and not transport.closed
@@ -110,7 +100,7 @@ async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> No
 
 
 async def test_a_connection_in_use_is_kept_alive_past_the_timeout() -> None:
-    protocol, transport = connect_keeping_alive(0.2)
+    protocol, transport = connect(keep_alive=0.2)
     for _ in range(8):  # one request every 0.1 s: never idle for 0.2 s
         protocol.data_received(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         await asyncio.sleep(0.1)
@@ -126,7 +116,7 @@ async def test_a_slow_answer_is_not_cut_by_the_keep_alive_timer() -> None:
         await asyncio.sleep(0.4)
         await app(scope, receive, send)
 
-    protocol, transport = connect_keeping_alive(0.2)
+    protocol, transport = connect(keep_alive=0.2)
     protocol.data_received(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     await asyncio.sleep(0.05)
     protocol.app = slow  # the second request takes longer than the keep-alive timeout

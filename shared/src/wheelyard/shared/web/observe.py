@@ -195,33 +195,6 @@ class Observe:
         if method not in _METHODS:
             method = "other"  # methods are client input: keep the label (and this dict) bounded
         route = info.route or _route_name(scope, info)
-        client = scope.get("client")
-        self._count(
-            info.id,
-            method,
-            scope["path"],
-            route,
-            status,
-            received,
-            sent,
-            elapsed,
-            client[0] if client else None,
-            info.replica,
-        )
-
-    def _count(
-        self,
-        request_id: str,
-        method: str,
-        path: str,
-        route: str,
-        status: int,
-        received: int,
-        sent: int,
-        elapsed: float,
-        client: str | None,
-        replica: str | None,
-    ) -> None:
         series = self._series_for(route, method, status)
         series.requests.inc()
         series.duration.observe(elapsed)
@@ -230,8 +203,19 @@ class Observe:
         if sent:
             series.sent.inc(sent)
         if self.access_log is not None:
+            client = scope.get("client")
+            path = scope["path"]
             fields = self._fields(
-                request_id, method, path, route, status, elapsed, received, sent, client, replica
+                info.id,
+                method,
+                path,
+                route,
+                status,
+                elapsed,
+                received,
+                sent,
+                client[0] if client else None,
+                info.replica,
             )
             self.access_log.write(f"{method} {path} {status}", fields)
 
