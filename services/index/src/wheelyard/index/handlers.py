@@ -6,47 +6,18 @@ Plain functions of (Request, path parameters) -> Response, called both by the Fa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from wheelyard.index import service
 from wheelyard.shared.auth.access import missing, require_read
-from wheelyard.shared.domain.hosted import StoredFile
 from wheelyard.shared.domain.policy import chain_of
-from wheelyard.shared.domain.refusals import enforce, file_decision
+from wheelyard.shared.domain.refusals import stored_file_decision
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
 from wheelyard.shared.web.context import RequestContext
 from wheelyard.shared.web.pages import cache_control, media_of, page_response, project_name
 from wheelyard.shared.web.streaming import stored_file_response
-
-
-async def enforce_rules(
-    ctx: RequestContext, view: RepositoryView, stored: StoredFile, filename: str
-) -> None:
-    """Refuse (403, counted, audited) a file the repository's rules or its project's
-    quarantine (PEP 792) do not serve."""
-    decision = file_decision(
-        chain_of(view.policy),
-        name=stored.project,
-        version=stored.version,
-        upload_time=stored.upload_time,
-        status=stored.status,
-        now=datetime.now(UTC),
-    )
-    principal = await ctx.principal()
-    client = ctx.request.client
-    await enforce(
-        decision,
-        ctx.backends,
-        repository=view.path,
-        project=stored.project,
-        filename=filename,
-        actor=principal.username,
-        address=client.host if client else None,
-    )
 
 
 async def readable(ctx: RequestContext, storage: str, repo: str) -> RepositoryView:
@@ -90,7 +61,8 @@ async def download(
         view = await readable(ctx, storage, repo)
         stored = await ctx.hosted_file(view, project, version, filename)
         if stored is not None and (view.policy is not None or stored.status == "quarantined"):
-            await enforce_rules(ctx, view, stored, filename)
+            decision = stored_file_decision(chain_of(view.policy), stored)
+            await ctx.refuse_unless_served(decision, view, stored.project, filename)
     if stored is None:
         raise NotFound(f"File '{filename}' does not exist in '{view.path}'.")
     return await stored_file_response(

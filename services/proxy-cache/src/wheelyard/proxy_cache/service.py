@@ -39,12 +39,11 @@ from wheelyard.shared.domain.policy import (
     Decision,
     chain_of,
     decide,
-    for_download,
     page_variant,
     quarantined,
     screen_page,
 )
-from wheelyard.shared.domain.refusals import enforce, file_decision
+from wheelyard.shared.domain.refusals import stored_file_decision
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.errors import NotFound
 from wheelyard.shared.packaging.filenames import listed_version
@@ -288,20 +287,8 @@ class ProxyService:
             for member, _serial in found.hosted:
                 stored = await ctx.hosted_file(member, name, version, filename)
                 if stored is not None:
-                    await self._enforce(
-                        ctx,
-                        view,
-                        name,
-                        filename,
-                        file_decision(
-                            chain_of(member.policy, group),
-                            name=name,
-                            version=stored.version,
-                            upload_time=stored.upload_time,
-                            status=stored.status,
-                            now=datetime.now(UTC),
-                        ),
-                    )
+                    decision = stored_file_decision(chain_of(member.policy, group), stored)
+                    await ctx.refuse_unless_served(decision, view, name, filename)
                     return await stored_file_response(
                         request,
                         ctx.backends.blobs,
@@ -317,7 +304,7 @@ class ProxyService:
             source = found.proxy[0]
 
         async def refuse_unless_served(decision: Decision) -> None:
-            await self._enforce(ctx, view, name, filename, decision)
+            await ctx.refuse_unless_served(decision, view, name, filename)
 
         wanted = await self.locate(
             source,
@@ -383,27 +370,4 @@ class ProxyService:
             sha256=listed.core_metadata_sha256 if metadata else listed.sha256,
             size=None if metadata else listed.size,
             upload_time=listed.upload_time,
-        )
-
-    async def _enforce(
-        self,
-        ctx: RequestContext,
-        view: RepositoryView,
-        name: str,
-        filename: str,
-        decision: Decision,
-    ) -> None:
-        """Refuse (403, counted, audited) what `decision` does not serve."""
-        if for_download(decision, filename).served:
-            return
-        principal = await ctx.principal()
-        client = ctx.request.client
-        await enforce(
-            decision,
-            ctx.backends,
-            repository=view.path,
-            project=name,
-            filename=filename,
-            actor=principal.username,
-            address=client.host if client else None,
         )

@@ -7,11 +7,12 @@ with a problem detail naming the rule and, for a withheld file, when it becomes 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.db.engine import begin_write
 from wheelyard.shared.domain import accounts
+from wheelyard.shared.domain.hosted import StoredFile
 from wheelyard.shared.domain.policy import (
     Chain,
     Decision,
@@ -47,6 +48,18 @@ def file_decision(
     if status == "quarantined":
         return quarantined(origin)
     return decide(chain, name, version, upload_time, now)
+
+
+def stored_file_decision(chain: Chain, stored: StoredFile) -> Decision:
+    """`file_decision` for a hosted file as its record holds it, now."""
+    return file_decision(
+        chain,
+        name=stored.project,
+        version=stored.version,
+        upload_time=stored.upload_time,
+        status=stored.status,
+        now=datetime.now(UTC),
+    )
 
 
 def refusal(decision: Decision, *, repository: str, filename: str) -> Refused:

@@ -25,6 +25,8 @@ from wheelyard.shared.domain.hosted import (
     project_files,
     project_scope,
 )
+from wheelyard.shared.domain.policy import Decision, for_download
+from wheelyard.shared.domain.refusals import enforce
 from wheelyard.shared.domain.repositories import RepositoryView
 from wheelyard.shared.web.base_url import base_url
 from wheelyard.shared.web.pagecache import PageCache
@@ -101,6 +103,25 @@ class RequestContext:
         if self._principal is None:
             self._principal = self.runtime.verifier.principal(self.request.headers.get(HEADER))
         return self._principal
+
+    async def refuse_unless_served(
+        self, decision: Decision, view: RepositoryView, project: str, filename: str
+    ) -> None:
+        """Nothing when `decision` serves `filename` of `view`; otherwise refuse it for this
+        caller (403, counted, audited: `refusals.enforce`)."""
+        if for_download(decision, filename).served:
+            return  # the common case costs no caller lookup
+        principal = await self.principal()
+        client = self.request.client
+        await enforce(
+            decision,
+            self.backends,
+            repository=view.path,
+            project=project,
+            filename=filename,
+            actor=principal.username,
+            address=client.host if client else None,
+        )
 
     @property
     def base_url(self) -> str:
