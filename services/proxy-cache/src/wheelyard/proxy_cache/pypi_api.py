@@ -77,8 +77,19 @@ class PypiApi:
         def url_for(file_version: str, filename: str) -> str:
             return base + file_path(view.storage, view.name, name, file_version, filename)
 
+        # From an upstream: a proxy's own, or a group's first proxy when no hosted member
+        # holds the project (a hosted name shadows the upstream).
+        upstream_source: RepositoryView | None = None
         if view.type == "proxy":
-            chain = chain_of(view.policy)
+            upstream_source, chain = view, chain_of(view.policy)
+        else:
+            found = await groups.resolve(ctx, self.pages, view, name)
+            if not found.hosted:
+                assert found.proxy is not None
+                upstream_source = found.proxy[0]
+                chain = chain_of(upstream_source.policy, view.policy)
+        if upstream_source is not None:
+            source = upstream_source
             return await self._cached(
                 ctx,
                 view,
@@ -86,21 +97,7 @@ class PypiApi:
                 version,
                 base,
                 page_variant(chain, time.time()),
-                lambda: self._proxied(view, name, version, url_for, chain),
-            )
-        found = await groups.resolve(ctx, self.pages, view, name)
-        if not found.hosted:
-            assert found.proxy is not None
-            member = found.proxy[0]
-            chain = chain_of(member.policy, view.policy)
-            return await self._cached(
-                ctx,
-                view,
-                name,
-                version,
-                base,
-                page_variant(chain, time.time()),
-                lambda: self._proxied(member, name, version, url_for, chain),
+                lambda: self._proxied(source, name, version, url_for, chain),
             )
         document: Document | None = None
         for member, serial in found.hosted:

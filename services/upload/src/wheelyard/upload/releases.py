@@ -57,18 +57,17 @@ async def set_yanked(
     release.yanked = yanked
     release.yanked_reason = (reason or None) if yanked else None
     session.add(release)
-    serial = await bump_serial(session, proj)
-    session.add(
-        AuditEvent(
-            actor=principal.username,
-            action="release.yank" if yanked else "release.unyank",
-            target=f"{repo.path}/{proj.name}/{release.version}",
-            source_ip=source_ip,
-            detail={"reason": release.yanked_reason},
-        )
+    await _commit_change(
+        session,
+        pages,
+        repo,
+        proj,
+        principal=principal,
+        source_ip=source_ip,
+        action="release.yank" if yanked else "release.unyank",
+        target=f"{repo.path}/{proj.name}/{release.version}",
+        detail={"reason": release.yanked_reason},
     )
-    await session.commit()
-    await announce(session, pages, repo, proj.name, serial)
     return {
         "project": proj.name,
         "version": release.version,
@@ -109,26 +108,51 @@ async def delete_files(
     for f in files:
         f.deleted_at = now
         session.add(f)
-    serial = await bump_serial(session, proj)
     keys = {f.blob_key for f in files} | {f.metadata_blob_key for f in files if f.metadata_blob_key}
     await blobgc.orphan(session, keys, now + blobgc.DRAIN)
+    await _commit_change(
+        session,
+        pages,
+        repo,
+        proj,
+        principal=principal,
+        source_ip=source_ip,
+        action="file.delete",
+        target=f"{repo.path}/{proj.name}/{release.version}",
+        detail={"files": [f.filename for f in files]},
+    )
+    return [f.filename for f in files]
+
+
+async def _commit_change(
+    session: AsyncSession,
+    pages: PageCache,
+    repo: RepositoryView,
+    proj: Project,
+    *,
+    principal: Principal,
+    source_ip: str | None,
+    action: str,
+    target: str,
+    detail: dict[str, object],
+) -> None:
+    """Commit a change to `proj` with a new serial and its audit event (`action` on `target`
+    by `principal`), then tell readers."""
+    serial = await bump_serial(session, proj)
     session.add(
         AuditEvent(
             actor=principal.username,
-            action="file.delete",
-            target=f"{repo.path}/{proj.name}/{release.version}",
+            action=action,
+            target=target,
             source_ip=source_ip,
-            detail={"files": [f.filename for f in files]},
+            detail=detail,
         )
     )
     await session.commit()
     await announce(session, pages, repo, proj.name, serial)
-    return [f.filename for f in files]
 
 
-async def _release(
-    session: AsyncSession, repo: RepositoryView, project: str, version: str
-) -> tuple[Project, Release]:
+async def _project(session: AsyncSession, repo: RepositoryView, project: str) -> Project:
     name = canonicalize_name(project)
     proj = (
         await session.exec(
@@ -137,6 +161,13 @@ async def _release(
     ).first()
     if proj is None:
         raise NotFound(f"Project '{project}' does not exist in '{repo.path}'.")
+    return proj
+
+
+async def _release(
+    session: AsyncSession, repo: RepositoryView, project: str, version: str
+) -> tuple[Project, Release]:
+    proj = await _project(session, repo, project)
     try:
         canonical = canonicalize_version(Version(version))
     except ValueError as exc:
@@ -181,27 +212,19 @@ async def set_status(
     if status not in PROJECT_STATUSES:
         raise InvalidInput(f"'status' must be one of {', '.join(PROJECT_STATUSES)}.")
     await begin_write(session)
-    name = canonicalize_name(project)
-    proj = (
-        await session.exec(
-            select(Project).where(Project.repository_id == repo.id, Project.name == name)
-        )
-    ).first()
-    if proj is None:
-        raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
+    proj = await _project(session, repo, project)
     before = proj.status
     proj.status, proj.status_reason = status, reason
     session.add(proj)
-    serial = await bump_serial(session, proj)
-    session.add(
-        AuditEvent(
-            actor=principal.username,
-            action="project.status",
-            target=f"{repo.path}/{name}",
-            source_ip=source_ip,
-            detail={"from": before, "to": status, "reason": reason},
-        )
+    await _commit_change(
+        session,
+        pages,
+        repo,
+        proj,
+        principal=principal,
+        source_ip=source_ip,
+        action="project.status",
+        target=f"{repo.path}/{proj.name}",
+        detail={"from": before, "to": status, "reason": reason},
     )
-    await session.commit()
-    await announce(session, pages, repo, name, serial)
-    return {"repository": repo.path, "project": name, "status": status, "reason": reason}
+    return {"repository": repo.path, "project": proj.name, "status": status, "reason": reason}
