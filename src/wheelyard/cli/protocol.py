@@ -36,7 +36,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, NamedTuple
 
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
@@ -482,7 +482,7 @@ class _CycleSend:
                     _senders(), _send_burst, out, source, path, sent, owed - sent
                 )
                 source, sent = burst.source, sent + burst.sent
-                if burst.outcome != _Burst.WAIT:
+                if not burst.blocked:
                     break  # all sent, the client went away, or the file is short
                 await _writable(loop, out)  # a slow reader: wait on the event loop
         finally:
@@ -499,17 +499,14 @@ BURST_WAIT = 0.05
 SENDER_THREADS = 32
 
 
-@dataclass
-class _Burst:
-    """What one `_send_burst` did: the file's descriptor, bytes sent, and what comes next."""
-
-    WAIT: ClassVar[str] = "wait"  # the socket stayed full for BURST_WAIT
-    DONE: ClassVar[str] = "done"  # everything asked for was sent
-    END: ClassVar[str] = "end"  # the file is shorter than announced, or the client went away
+class _Burst(NamedTuple):
+    """What one `_send_burst` did: the file's descriptor, the bytes sent, and whether it
+    stopped because the socket stayed full (else: all sent, the file ended, or the client
+    went away)."""
 
     source: int
     sent: int
-    outcome: str
+    blocked: bool
 
 
 def _send_burst(out: int, source: int, path: str, offset: int, count: int) -> _Burst:
@@ -527,14 +524,14 @@ def _send_burst(out: int, source: int, path: str, offset: int, count: int) -> _B
             n = os.sendfile(out, source, offset + sent, count - sent)
         except BlockingIOError:
             if not poller.poll(BURST_WAIT * 1000):
-                return _Burst(source, sent, _Burst.WAIT)
+                return _Burst(source, sent, blocked=True)
             continue
         except OSError:
-            return _Burst(source, sent, _Burst.END)  # the client went away
+            return _Burst(source, sent, blocked=False)  # the client went away
         if n == 0:
-            return _Burst(source, sent, _Burst.END)  # the file is shorter than announced
+            return _Burst(source, sent, blocked=False)  # the file is shorter than announced
         sent += n
-    return _Burst(source, sent, _Burst.DONE)
+    return _Burst(source, sent, blocked=False)
 
 
 _sender_pool: ThreadPoolExecutor | None = None
