@@ -22,8 +22,9 @@ from wheelyard.testing.clients import (
     Outcome,
     installed_version,
     make_venv,
+    pip_install,
     run,
-    uv_binary,
+    uv_pip_install,
 )
 from wheelyard.testing.server import ServerProcess, clean_env
 from wheelyard.testing.server_fixtures import ADMIN_PASSWORD
@@ -112,20 +113,7 @@ def test_pip_installs_from_the_bundle_with_no_server(
     try:
         python = make_venv(tmp_path / "venv", with_pip=True)
         index = bundle.resolve().as_uri() + "/simple/"
-        run(
-            [
-                python,
-                "-m",
-                "pip",
-                "install",
-                "--isolated",
-                "--no-cache-dir",
-                "--disable-pip-version-check",
-                "--index-url",
-                index,
-                "app",
-            ]
-        ).succeeded()
+        pip_install(python, index, "app").succeeded()
         for name, version in PACKAGES.items():  # app 2.0 is yanked: 1.2 is chosen
             assert installed_version(python, name) == version, name
     finally:
@@ -172,19 +160,7 @@ def test_import_into_a_fresh_registry_then_install(
     assert "imported 0 files into default/local (5 already there)" in again.output
 
     python = make_venv(tmp_path / "venv", with_pip=False)
-    run(
-        [
-            uv_binary(),
-            "pip",
-            "install",
-            "--no-cache",
-            "--python",
-            str(python),
-            "--index-url",
-            f"{server.url}/repositories/default/local/simple/",
-            "app",
-        ]
-    ).succeeded()
+    uv_pip_install(python, f"{server.url}/repositories/default/local/simple/", "app").succeeded()
     for name, version in PACKAGES.items():
         assert installed_version(python, name) == version, name
     # Upload times and yanks came along.

@@ -21,6 +21,7 @@ from wheelyard.testing.clients import (
     make_venv,
     run,
     uv_binary,
+    uv_pip_install,
 )
 from wheelyard.testing.server import ServerProcess, clean_env
 from wheelyard.testing.server_fixtures import ADMIN_PASSWORD
@@ -141,19 +142,8 @@ def _locked_files(lock: Path) -> list[str]:
 def _install_all(server: ServerProcess, repository: str, target: Path) -> None:
     python = make_venv(target, with_pip=False)
     pins = [f"{name}=={version}" for name, version in PACKAGES.items()]
-    run(
-        [
-            uv_binary(),
-            "pip",
-            "install",
-            "--no-cache",
-            "--python",
-            str(python),
-            "--index-url",
-            f"{server.url}/repositories/default/{repository}/simple/",
-            *pins,
-        ],
-    ).succeeded()
+    index = f"{server.url}/repositories/default/{repository}/simple/"
+    uv_pip_install(python, index, *pins).succeeded()
     for name, version in PACKAGES.items():
         assert installed_version(python, name) == version, name
 

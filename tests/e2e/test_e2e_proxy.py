@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from wheelyard.testing.clients import installed_version, make_venv, run, uv_binary
+from wheelyard.testing.clients import (
+    installed_version,
+    make_venv,
+    pip_install,
+    uv_pip_install,
+)
 from wheelyard.testing.server import ServerProcess
 from wheelyard.testing.server_fixtures import ADMIN_PASSWORD
 from wheelyard.testing.upstream import LocalUpstream
@@ -52,40 +57,14 @@ def _server(data_dir: Path, upstream: LocalUpstream) -> ServerProcess:
 
 def _uv_install(index: str, target: Path) -> str:
     python = make_venv(target, with_pip=False)
-    outcome = run(
-        [
-            uv_binary(),
-            "pip",
-            "install",
-            "--no-cache",
-            "--python",
-            str(python),
-            "--index-url",
-            index,
-            "app",
-        ]
-    )
+    outcome = uv_pip_install(python, index, "app")
     assert outcome.succeeded(), outcome.describe()
     return str(python)
 
 
 def _pip_install(index: str, target: Path) -> str:
     python = make_venv(target, with_pip=True)
-    outcome = run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--isolated",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--index-url",
-            index,
-            "app",
-        ],
-    )
+    outcome = pip_install(python, index, "app")
     assert outcome.succeeded(), outcome.describe()
     return str(python)
 
@@ -145,20 +124,7 @@ def test_a_hosted_project_shadows_the_upstream_one_in_the_group(
         wheel = make_wheel(tmp_path, "internal-tool", "1.0")
         assert server.upload(wheel).status_code == 200
         python = make_venv(tmp_path / "venv", with_pip=False)
-        outcome = run(
-            [
-                uv_binary(),
-                "pip",
-                "install",
-                "--no-cache",
-                "--python",
-                str(python),
-                "--index-url",
-                f"{proc.url}/simple/",
-                "internal-tool",
-                "libthree",
-            ]
-        )
+        outcome = uv_pip_install(python, f"{proc.url}/simple/", "internal-tool", "libthree")
         assert outcome.succeeded(), outcome.describe()
         assert installed_version(python, "internal-tool") == "1.0"  # never the public 99.0
         assert installed_version(python, "libthree") == "0.9"  # other names fall through

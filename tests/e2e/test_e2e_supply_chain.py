@@ -17,7 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wheelyard.testing.clients import installed_version, make_venv, run, uv_binary
+from wheelyard.testing.clients import (
+    installed_version,
+    make_venv,
+    pip_install,
+    uv_pip_install,
+)
 from wheelyard.testing.server import ServerProcess
 from wheelyard.testing.server_fixtures import ADMIN_PASSWORD
 from wheelyard.testing.upstream import LocalUpstream
@@ -78,24 +83,6 @@ min_release_age = "7d"
         process.stop()
 
 
-def _pip(python: Path, index: str, requirement: str):  # type: ignore[no-untyped-def]
-    return run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--isolated",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--index-url",
-            index,
-            requirement,
-        ]
-    )
-
-
 def _explain(server: ServerProcess, repo: str, project: str, version: str) -> list[dict]:
     r = httpx.get(
         f"{server.url}/api/v1/repositories/default/{repo}/policy/explain",
@@ -117,20 +104,15 @@ def test_new_releases_are_held_back_until_exempted(
 
     # uv and pip, unpinned: the old release.
     uv_python = make_venv(tmp_path / "uv", with_pip=False)
-    outcome = run(
-        [
-            *(uv_binary(), "pip", "install", "--no-cache", "--python", str(uv_python)),
-            *("--index-url", index, project),
-        ]
-    )
+    outcome = uv_pip_install(uv_python, index, project)
     assert outcome.succeeded(), outcome.describe()
     assert installed_version(uv_python, project) == "1.0"
     python = make_venv(tmp_path / "pip", with_pip=True)
-    _pip(python, index, project).succeeded()
+    pip_install(python, index, project).succeeded()
     assert installed_version(python, project) == "1.0"
 
     # Pinned to the new release: pip selects it (PEP 592), says why it is held back, fails.
-    outcome = _pip(python, index, f"{project}==2.0").failed()
+    outcome = pip_install(python, index, f"{project}==2.0").failed()
     assert "withheld by min_release_age 7d" in outcome.text, outcome.describe()
     assert "403" in outcome.text, outcome.describe()
     assert installed_version(python, project) == "1.0"
@@ -169,7 +151,7 @@ def test_new_releases_are_held_back_until_exempted(
     assert r.status_code == 200, r.text
     assert r.json()["release_age_exempt"] == [f"{project}==2.0"]
     assert r.json()["min_release_age"] == "7d"
-    _pip(python, index, f"{project}==2.0").succeeded()
+    pip_install(python, index, f"{project}==2.0").succeeded()
     assert installed_version(python, project) == "2.0"
     exempt = _explain(server, repo, project, "2.0")
     assert exempt[0]["served"] is True

@@ -21,7 +21,12 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
-from wheelyard.testing.clients import installed_version, make_venv, run, uv_binary
+from wheelyard.testing.clients import (
+    installed_version,
+    make_venv,
+    pip_install,
+    uv_pip_install,
+)
 from wheelyard.testing.db_fixtures import create_database, drop_database
 from wheelyard.testing.dist_factory import make_wheel
 from wheelyard.testing.management import ManagementApi
@@ -123,40 +128,14 @@ def _entry(report: dict[str, Any], repository: str) -> dict[str, Any]:
 
 def _uv_install(index: str, target: Path, *requirements: str) -> Path:
     python = make_venv(target, with_pip=False)
-    outcome = run(
-        [
-            uv_binary(),
-            "pip",
-            "install",
-            "--no-cache",
-            "--python",
-            str(python),
-            "--index-url",
-            index,
-            *requirements,
-        ]
-    )
+    outcome = uv_pip_install(python, index, *requirements)
     assert outcome.succeeded(), outcome.describe()
     return python
 
 
 def _pip_install(index: str, target: Path, *requirements: str) -> Path:
     python = make_venv(target, with_pip=True)
-    outcome = run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--isolated",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--index-url",
-            index,
-            *requirements,
-        ]
-    )
+    outcome = pip_install(python, index, *requirements)
     assert outcome.succeeded(), outcome.describe()
     return python
 

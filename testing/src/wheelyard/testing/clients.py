@@ -111,6 +111,23 @@ def make_venv(path: Path, *, with_pip: bool) -> Path:
     return path / "bin" / "python"
 
 
+def uv_pip_install(
+    python: Path, index: str, *requirements: str, env: dict[str, str] | None = None
+) -> Outcome:
+    """`uv pip install --no-cache` of `requirements` into the environment of `python`, from
+    `index` alone (with `run`'s clean environment unless `env` is given)."""
+    argv = [uv_binary(), "pip", "install", "--no-cache", "--python", str(python)]
+    return run([*argv, "--index-url", index, *requirements], env=env)
+
+
+def pip_install(python: Path, index: str, *requirements: str) -> Outcome:
+    """`pip install` of `requirements` with the pip of `python`, from `index` alone: isolated
+    (no configuration file, no environment variables), no cache, no prompts."""
+    argv = [str(python), "-m", "pip", "install", "--isolated", "--no-cache-dir"]
+    argv += ["--disable-pip-version-check", "--no-input"]
+    return run([*argv, "--index-url", index, *requirements])
+
+
 def installed_version(python: Path, distribution: str) -> str | None:
     """The version of `distribution` installed for `python`, or None when it is absent."""
     code = (
