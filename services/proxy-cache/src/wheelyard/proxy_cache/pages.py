@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from anyio import to_thread
 
@@ -310,7 +310,10 @@ class ProxyPages:
                     etag=row.etag if conditional and row else None,
                     last_modified=row.last_modified if conditional and row else None,
                 )
-            except UpstreamError as exc:
+            except BaseException as exc:
+                await _discard(early_seen)
+                if not isinstance(exc, UpstreamError):
+                    raise
                 breaker.failure(circuit, str(exc))
                 log.warning("upstream %d of %s failed for %s: %s", index, repo.path, name, exc)
                 errors.append(exc)
@@ -324,7 +327,9 @@ class ProxyPages:
                         raise UpstreamError("The upstream answered 304 to an unconditional GET.")
                     breaker.success(circuit)
                     return await self._keep(repo, name, row, fetched_at)
-                seen = await early_seen if early_seen is not None else None
+                seen = None
+                if early_seen is not None:
+                    seen, early_seen = await early_seen, None
                 if seen is None:
                     async with self.sessions() as session:
                         seen = await store.seen_times(session, repo.id, name)
@@ -338,6 +343,8 @@ class ProxyPages:
                 continue
             finally:
                 result.close()
+                # Not read (a 404, an error): its database session must not outlive the fetch.
+                await _discard(early_seen)
             breaker.success(circuit)
             old_serial = row.head.get("serial") if row is not None and row.usable else None
             if (
@@ -452,3 +459,14 @@ def _now_serial() -> int:
 
 def _state_key(repo_id: int, name: str) -> str:
     return proxy_state_key(repo_id, name)
+
+
+async def _discard(task: asyncio.Future[Any] | None) -> None:
+    """Stop `task` (a read started early whose answer is not needed) and wait for it to end,
+    so that what it holds (a database session) is released now, not by the garbage collector."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure of an unneeded read is not worth a log line
