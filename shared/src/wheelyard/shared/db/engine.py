@@ -1,8 +1,10 @@
 """The async engine and session factory, tuned per backend.
 
-SQLite (embedded) gets WAL, foreign keys and a busy timeout so concurrent writers wait instead
-of failing (every transaction that writes starts with `begin_write`); Postgres gets pre-ping
-and a short pool timeout so an outage becomes a fast 503, not a hang.
+SQLite (embedded) gets WAL and foreign keys, runs its statements on the event loop
+(`inline_sqlite`: no thread per connection, and a lock held by another process is waited for
+on the loop), and concurrent writers of a process take turns (every transaction that writes
+starts with `begin_write`); Postgres gets pre-ping and a short pool timeout so an outage
+becomes a fast 503, not a hang.
 """
 
 from __future__ import annotations
@@ -12,12 +14,22 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, event
+from sqlalchemy.dialects import registry
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-#: How long a writer waits for its turn (the same as SQLite's busy timeout below).
-WRITE_WAIT = 30.0
+from wheelyard.shared.db import inline_sqlite
+
+registry.register(
+    f"sqlite.{inline_sqlite.DRIVER}",
+    inline_sqlite.__name__,
+    inline_sqlite.InlineSQLiteDialect.__name__,
+)
+
+#: How long a writer waits for its turn (as long as for another process's lock).
+WRITE_WAIT = inline_sqlite.BUSY_WAIT
 #: The writers' lock of each SQLite engine (see `begin_write`).
 _writer_locks: WeakKeyDictionary[Engine, asyncio.Lock] = WeakKeyDictionary()
 _HOLDS_WRITER_LOCK = "wheelyard_holds_writer_lock"
@@ -28,13 +40,17 @@ def create_engine(
 ) -> AsyncEngine:
     """Create the async engine for `url` (`sqlite+aiosqlite://` or `postgresql+asyncpg://`).
 
+    A SQLite URL is served by `inline_sqlite` whatever driver it names: `sqlite+aiosqlite://`
+    stays the documented spelling (settings written for earlier releases keep working).
+
     `schema` (Postgres only) sets the search_path: tests use it to isolate runs in one database.
     `sqlite_foreign_keys=False` is for migrations only: SQLite changes a table by copying it,
     and with foreign keys on, dropping the old copy would cascade to every referencing row
     (https://www.sqlite.org/lang_altertable.html#otheralter, step 1).
     """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        inline = make_url(url).set(drivername=f"sqlite+{inline_sqlite.DRIVER}")
+        engine = create_async_engine(inline, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -46,7 +62,8 @@ def create_engine(
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA foreign_keys={'ON' if sqlite_foreign_keys else 'OFF'}")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            # No busy timeout (SQLite would sleep inside the call, on the event loop):
+            # inline_sqlite waits for other processes' locks on the loop instead.
             cursor.close()
 
         # Writers of this process take turns on an asyncio lock before BEGIN IMMEDIATE (see
@@ -69,8 +86,8 @@ def create_engine(
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             # A transaction that reads and then writes must hold the write lock from the start,
-            # or SQLite fails it with "database is locked" instead of waiting (busy_timeout is
-            # not consulted when upgrading a read lock would deadlock).
+            # or SQLite fails it with SQLITE_BUSY_SNAPSHOT, which no waiting cures (upgrading a
+            # read lock could deadlock: https://www.sqlite.org/rescode.html#busy_snapshot).
             immediate = conn.get_execution_options().get("wheelyard_write", False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -104,11 +121,12 @@ async def begin_write(session: AsyncSession) -> None:
     if lock is None:
         await session.connection(execution_options={"wheelyard_write": True})
         return
-    # SQLite: one writer at a time, and a writer that finds the lock taken sleeps in SQLite's
-    # busy handler (1 ms, 2, 5, 10 ... 100 ms between tries, sqlite3.c sqliteDefaultBusyCallback)
-    # and misses most releases: forty concurrent cold pages took 17 ms each instead of 9.
-    # Waiting here instead, in line, hands the lock over at once. Other processes (the CLI)
-    # still meet the busy timeout.
+    # SQLite: one writer at a time, and a writer that finds the lock taken sleeps between tries
+    # (SQLite's busy handler: 1 ms, 2, 5, 10 ... 100 ms, sqlite3.c sqliteDefaultBusyCallback;
+    # inline_sqlite's alike) and misses most releases: forty concurrent cold pages took 17 ms
+    # each instead of 9.
+    # Waiting here instead, in line, hands the lock over at once. Another process's lock (the
+    # CLI's) is waited for by inline_sqlite.
     try:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
         # arrives as the lock is granted (python/cpython#86296), and a background task then

@@ -1,0 +1,102 @@
+"""SQLite statements run on the event loop (wheelyard.shared.db.inline_sqlite): a lock held by
+another process is waited for without stopping the loop, and given up after BUSY_WAIT."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from wheelyard.shared.db import inline_sqlite
+from wheelyard.shared.db.engine import begin_write, create_engine, session_factory
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite")
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE t (n INTEGER)"))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def hold_write_lock(path: str, seconds: float, held: threading.Event) -> None:
+    """What another process (the CLI) does: take the write lock and keep it a while."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t VALUES (1)")
+        held.set()
+        threading.Event().wait(seconds)
+        other.execute("COMMIT")
+    finally:
+        other.close()
+
+
+async def test_the_engine_runs_statements_inline(engine: AsyncEngine) -> None:
+    assert engine.dialect.driver == inline_sqlite.DRIVER
+    async with engine.connect() as connection:
+        assert (await connection.execute(text("SELECT 40 + 2"))).scalar_one() == 42
+
+
+async def test_a_writer_waits_for_another_process_without_stopping_the_loop(
+    engine: AsyncEngine,
+) -> None:
+    path = engine.url.database
+    assert path is not None
+    held = threading.Event()
+    holder = threading.Thread(target=hold_write_lock, args=(path, 0.5, held))
+    holder.start()
+    await asyncio.to_thread(held.wait, 5)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        async with session_factory(engine)() as session:
+            await begin_write(session)  # BEGIN IMMEDIATE: busy until the other commits
+            await session.exec(text("INSERT INTO t VALUES (2)"))  # type: ignore[call-overload]
+            await session.commit()
+    finally:
+        ticker.cancel()
+        holder.join()
+    # The loop ran while the writer waited (about 0.5 s: some 50 ticks; a blocked loop, none).
+    assert ticks >= 10
+    async with engine.connect() as connection:
+        rows = (await connection.execute(text("SELECT n FROM t ORDER BY n"))).scalars().all()
+    assert rows == [1, 2]
+
+
+async def test_a_lock_held_past_the_wait_is_a_clear_error(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inline_sqlite, "BUSY_WAIT", 0.2)
+    path = engine.url.database
+    assert path is not None
+    held = threading.Event()
+    holder = threading.Thread(target=hold_write_lock, args=(path, 1.0, held))
+    holder.start()
+    await asyncio.to_thread(held.wait, 5)
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            async with engine.begin() as connection:
+                await connection.execute(text("INSERT INTO t VALUES (3)"))
+    finally:
+        holder.join()
+    async with engine.connect() as connection:
+        rows = (await connection.execute(text("SELECT n FROM t"))).scalars().all()
+    assert rows == [1]  # nothing of the failed write, the other's write kept
