@@ -79,6 +79,41 @@ async def test_a_page_is_stored_as_a_stream_and_read_back_file_by_file(
     assert content.find("demo-1234.0-py3-none-any.whl.metadata") is None
 
 
+async def test_a_stored_answer_is_replaced_only_by_a_later_one(database: Database) -> None:
+    repo = await _proxy(database)
+    now = time.time()
+
+    async def answer(version: str | None, fetched_at: float) -> bool:
+        writer = store.PageWriter()
+        writer.add(_file(1), "1.0")
+        head, blob = writer.finish({"versions": [version], "source": 0})
+        return await store.save(
+            database.sessions,
+            repo,
+            "demo",
+            data=head if version is not None else None,
+            files=blob if version is not None else None,
+            etag=version,
+            last_modified=None,
+            fetched_at=fetched_at,
+            missing=False,
+        )
+
+    async def stored() -> tuple[list[str], str | None]:
+        async with database.sessions() as s:
+            row = await store.load(s, repo, "demo")
+        assert row is not None
+        return row.head["versions"], row.etag
+
+    assert await answer("2.0", now) is True  # a new row
+    assert await answer("1.0", now - 10) is False  # fetched earlier: the later one stays
+    assert await stored() == (["2.0"], "2.0")
+    assert await answer("3.0", now + 10) is True
+    assert await stored() == (["3.0"], "3.0")
+    assert await answer(None, now + 20) is True  # revalidated (a 304): the page is kept
+    assert await stored() == (["3.0"], None)
+
+
 async def test_expired_negative_entries_are_purged_and_nothing_else(database: Database) -> None:
     repo = await _proxy(database)
     now = time.time()

@@ -36,6 +36,7 @@ from wheelyard.shared.db.engine import create_engine, session_factory
 from wheelyard.shared.db.migrate import upgrade_database
 from wheelyard.shared.domain.repositories import RepositoryView, apply_repository
 from wheelyard.shared.errors import NotFound, UpstreamError
+from wheelyard.shared.web.pagecache import PageCache
 
 UPSTREAM = "https://upstream.invalid/simple/"
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -263,7 +264,7 @@ async def test_the_first_request_fetches_and_stores_the_page(
 
     assert current.stale is False
     assert [c["name"] for c in upstream.calls] == ["demo"]
-    content = await pages.content(repo, "demo")
+    content = await pages.content(repo, "demo", current)
     assert {f.filename for f in content.files()} == {"demo-1.0.tar.gz"}
 
 
@@ -310,9 +311,32 @@ async def test_a_stale_page_is_refetched_once_and_the_new_page_is_current(
     assert new.version != old.version and not new.stale
     assert later == CurrentPage(new.version)
     assert len(upstream.calls) == 2
-    content = await pages.content(repo, "demo")
+    content = await pages.content(repo, "demo", later)
     assert content.row.version == new.version
     assert {f.filename for f in content.files()} == {"demo-1.0.tar.gz", "demo-2.0.tar.gz"}
+
+
+async def test_the_page_just_fetched_is_read_back_from_memory(
+    sessions: async_sessionmaker[AsyncSession],
+    cache: MemoryCache,
+    repo: RepositoryView,
+    upstream: FakeUpstream,
+) -> None:
+    pages = ProxyPages(
+        sessions=sessions,
+        cache=cache,
+        client=upstream,  # type: ignore[arg-type]
+        default_ttl=60,
+        page_cache=PageCache(cache),
+    )
+    upstream.answer(ok("demo", "1.0"))
+    current = await pages.current(repo, "demo")
+    pages.sessions = no_database  # rendering and finding files need no database read
+
+    content = await pages.content(repo, "demo", current)
+
+    assert content.row.version == current.version
+    assert {f.filename for f in content.files()} == {"demo-1.0.tar.gz"}
 
 
 async def test_concurrent_requests_without_a_usable_copy_share_one_refresh(

@@ -307,7 +307,7 @@ class ProxyFiles:
                 headers={**headers, "Accept-Ranges": "bytes", "Content-Length": str(size)},
                 media_type="application/octet-stream",
             )
-        fetch = self._join(wanted)
+        fetch = self._join(wanted, unheld=True)
         if method == "HEAD" or request.headers.get("range"):
             # A range of a file we do not hold yet: cache it whole, then answer from the blob.
             await fetch.finished.wait()
@@ -371,17 +371,18 @@ class ProxyFiles:
             raise UpstreamError("The file could not be stored.")
         return info.size
 
-    def _join(self, wanted: Wanted) -> FileFetch:
-        """The running fetch of `wanted` for its repository in this process, or a new one."""
+    def _join(self, wanted: Wanted, *, unheld: bool = False) -> FileFetch:
+        """The running fetch of `wanted` for its repository in this process, or a new one.
+        `unheld`: the caller has just found no record of it (a new fetch need not look)."""
         assert wanted.sha256 is not None
         flight = (wanted.repository_id, wanted.sha256)
         fetch: FileFetch | None = self._fetches.state(flight)
         if fetch is None:
             fetch = FileFetch(wanted.sha256, wanted.size, self.spool_dir)
-            self._fetches.start(flight, partial(self._run, fetch, wanted), state=fetch)
+            self._fetches.start(flight, partial(self._run, fetch, wanted, unheld), state=fetch)
         return fetch
 
-    async def _run(self, fetch: FileFetch, wanted: Wanted) -> None:
+    async def _run(self, fetch: FileFetch, wanted: Wanted, unheld: bool) -> None:
         key = blob_key_for(fetch.sha256)
         url, upstream = wanted.url, wanted.upstream
         lock_cm: AbstractAsyncContextManager[Lock] | None = None
@@ -408,9 +409,13 @@ class ProxyFiles:
             if not contended:
                 opening = asyncio.ensure_future(self.client.open_file(url, upstream))
             try:
-                held, stored = await asyncio.gather(
-                    self._find(wanted.repository_id, wanted.filename), self.blobs.stat(key)
-                )
+                if unheld and not contended:
+                    # The request that started this fetch has just found no record.
+                    held, stored = None, await self.blobs.stat(key)
+                else:
+                    held, stored = await asyncio.gather(
+                        self._find(wanted.repository_id, wanted.filename), self.blobs.stat(key)
+                    )
             except BaseException:
                 if opening is not None:
                     await _abandon(opening)

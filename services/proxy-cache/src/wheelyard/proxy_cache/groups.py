@@ -166,8 +166,8 @@ async def group_page(
     upstream: Iterator[SimpleFile] = iter(())
     count = len(files)
     if found.proxy is not None:
-        member, _current = found.proxy
-        content = await pages.content(member, name)
+        member, current = found.proxy
+        content = await pages.content(member, name, current)
         chain = chain_of(member.policy, group.policy)
 
         def build() -> ProjectPage:

@@ -140,14 +140,39 @@ class ProxyPages:
             return CurrentPage(state.version)
         return await self._refresh(repo, name, state)
 
-    async def content(self, repo: RepositoryView, name: str) -> store.PageContent:
-        """The stored page of `name` with its files (the newest stored, which is never older
-        than the state's version). Raises NotFound when nothing usable is stored."""
-        async with self.sessions() as session:
-            found = await store.load_content(session, repo.id, name)
+    async def content(
+        self, repo: RepositoryView, name: str, current: CurrentPage
+    ) -> store.PageContent:
+        """The stored page of `name` with its files, at `current`'s version or newer (the
+        newest stored; files never change, so a newer page will do). Raises NotFound when
+        nothing usable is stored.
+
+        Kept in this process per version (`PageCache.derived`): a cold install asks for a
+        page's files once per file it downloads, and the page just fetched is kept as it is
+        stored (`_keep_content`), so none of these reads the database."""
+
+        async def load() -> store.PageContent | None:
+            async with self.sessions() as session:
+                return await store.load_content(session, repo.id, name)
+
+        if self.page_cache is None:
+            found = await load()
+        else:
+            found = await self.page_cache.derived(
+                _content_scope(repo.id), 0, f"{name}|{current.version}", load, _content_size
+            )
         if found is None:
             raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
         return found
+
+    async def _keep_content(self, repo_id: int, name: str, content: store.PageContent) -> None:
+        if self.page_cache is not None:
+
+            async def ready() -> store.PageContent:
+                return content
+
+            variant = f"{name}|{content.row.version}"
+            await self.page_cache.derived(_content_scope(repo_id), 0, variant, ready, _content_size)
 
     async def find_file(
         self, repo: RepositoryView, name: str, filename: str
@@ -155,12 +180,12 @@ class ProxyPages:
         """The file `filename` listed on `name`'s page and the index of the upstream the page
         came from. Any stored copy of the page will do (files are immutable); the page is
         refreshed only when it does not list the file."""
-        await self.current(repo, name, fresh=False)
-        content = await self.content(repo, name)
+        current = await self.current(repo, name, fresh=False)
+        content = await self.content(repo, name, current)
         found = await to_thread.run_sync(content.find, filename)
         if found is None:
-            await self.current(repo, name)
-            content = await self.content(repo, name)
+            current = await self.current(repo, name)
+            content = await self.content(repo, name, current)
             found = await to_thread.run_sync(content.find, filename)
         if found is None:
             raise NotFound(f"File '{filename}' does not exist in '{repo.path}'.")
@@ -374,7 +399,7 @@ class ProxyPages:
                 },
                 drop_files=head.status == "quarantined",
             )
-            await store.save(
+            stored = await store.save(
                 self.sessions,
                 repo.id,
                 name,
@@ -389,6 +414,16 @@ class ProxyPages:
             )
             await self._list_changed(repo.id)
             version = data["digest"]
+            if stored:
+                page = store.StoredPage(
+                    project=name,
+                    head=data,
+                    etag=result.etag,
+                    last_modified=result.last_modified,
+                    fetched_at=fetched_at,
+                    missing=False,
+                )
+                await self._keep_content(repo.id, name, store.PageContent(page, blob))
             await self._publish(repo.id, name, PageState(version, fetched_at, False))
             return CurrentPage(version)
         if errors:
@@ -455,6 +490,16 @@ def proxy_list_scope(repo_id: int) -> str:
 
 def _now_serial() -> int:
     return time.time_ns() // 1000
+
+
+def _content_scope(repo_id: int) -> str:
+    return f"proxy-content:{repo_id}"
+
+
+def _content_size(content: store.PageContent) -> int:
+    """Bytes a kept page content takes, roughly: the compressed files and the head."""
+    versions = content.row.head.get("versions")
+    return len(content.blob) + 64 * (len(versions) if isinstance(versions, list) else 0) + 1000
 
 
 def _state_key(repo_id: int, name: str) -> str:

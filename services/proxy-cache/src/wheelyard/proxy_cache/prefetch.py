@@ -137,8 +137,8 @@ class Prefetcher:
 
     async def _expand(self, pin: Pin, targets: TargetPlatforms) -> list[Item]:
         pages = self.proxy.pages
-        await pages.current(self.view, pin.project)
-        content = await pages.content(self.view, pin.project)
+        current = await pages.current(self.view, pin.project)
+        content = await pages.content(self.view, pin.project, current)
 
         def of_version() -> list[tuple[SimpleFile, str]]:
             return [(f, v) for f, v in content.files_and_versions() if same_version(pin.version, v)]

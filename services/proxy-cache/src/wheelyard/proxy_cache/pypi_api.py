@@ -160,8 +160,8 @@ class PypiApi:
         """The document of `name` from proxy repository `proxy`'s upstream, or built from its
         stored simple page, with only the files the rules `chain` serve. NotFound when the
         simple page does not know the project."""
-        await self.pages.current(proxy, name, fresh=False)
-        content = await self.pages.content(proxy, name)
+        current = await self.pages.current(proxy, name, fresh=False)
+        content = await self.pages.content(proxy, name, current)
         document = await self._unscreened(proxy, name, version, url_for, content)
         if chain:
             # A file's age is what the simple page says (the upstream's upload time, else when

@@ -190,7 +190,7 @@ class ProxyService:
             chain = chain_of(view.policy)
 
             async def render() -> bytes:
-                content = await self.pages.content(view, name)
+                content = await self.pages.content(view, name, current)
                 if chain:
                     return await to_thread.run_sync(
                         _render_screened,

@@ -30,7 +30,6 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -268,64 +267,53 @@ async def save(
     missing: bool,
     new_files: Sequence[str] = (),
     seen_at: datetime | None = None,
-) -> None:
+) -> bool:
     """Store a fetch result: the head `data` and compressed `files` of a `PageWriter`.
-    `data=None` keeps the stored page (a 304, a lower serial, a 404).
+    `data=None` keeps the stored page (a 304, a lower serial, a 404). True when the row now
+    holds this result.
 
     `new_files` (a `PageWriter`'s, listed for the first time at `seen_at`) are remembered
     in the same transaction (see `_insert_seen`), even when the page itself is not replaced.
 
     An answer fetched earlier than the stored one never replaces it (two replicas that raced
-    past the lock, or a slow fetch finishing after a fast one).
+    past the lock, or a slow fetch finishing after a fast one): False then.
     """
     if new_files and seen_at is None:
         raise ValueError("new_files need the time they were first seen (seen_at)")
-    when = datetime.fromtimestamp(fetched_at, UTC)
     values: dict[str, Any] = {
         "etag": etag,
         "last_modified": last_modified,
-        "fetched_at": when,
+        "fetched_at": datetime.fromtimestamp(fetched_at, UTC),
         "missing": missing,
     }
     if data is not None:
         values["data"] = data
         values["files"] = files
-    for _attempt in range(2):
-        async with sessions() as session:
-            await begin_write(session)
-            if new_files and seen_at is not None:
-                await _insert_seen(session, repository_id, project, new_files, seen_at)
-            result = await session.exec(
-                update(ProxyPage)
-                .where(
-                    col(ProxyPage.repository_id) == repository_id,
-                    col(ProxyPage.project) == project,
-                    col(ProxyPage.fetched_at) <= when,
-                )
-                .values(**values)
+    async with sessions() as session:
+        await begin_write(session)
+        if new_files and seen_at is not None:
+            await _insert_seen(session, repository_id, project, new_files, seen_at)
+        # One statement whether the row exists or not (SQLite >= 3.24 and Postgres upserts):
+        # a new row gets `values` (an empty head when there is no page), an existing one is
+        # replaced only by a later answer.
+        statement = _insert_for(session)(ProxyPage).values(
+            repository_id=repository_id, project=project, **{"data": {}, **values}
+        )
+        result = await session.exec(
+            statement.on_conflict_do_update(
+                index_elements=["repository_id", "project"],
+                set_={name: statement.excluded[name] for name in values},
+                where=col(ProxyPage.fetched_at) <= statement.excluded.fetched_at,
             )
-            if result.rowcount:
-                await session.commit()
-                return
-            exists = (
-                await session.exec(
-                    select(ProxyPage.id).where(
-                        ProxyPage.repository_id == repository_id, ProxyPage.project == project
-                    )
-                )
-            ).first()
-            if exists is not None:
-                await session.commit()  # a newer answer is already stored (the seen times stay)
-                return
-            session.add(
-                ProxyPage(repository_id=repository_id, project=project, **{"data": {}, **values})
-            )
-            try:
-                await session.commit()
-                return
-            except IntegrityError:
-                await session.rollback()  # inserted concurrently: update that row instead
-    return
+        )
+        await session.commit()
+    return bool(result.rowcount)
+
+
+def _insert_for(session: AsyncSession) -> Any:
+    """The INSERT construct with ON CONFLICT clauses for `session`'s database."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
 async def expire(sessions: SessionFactory, cache: Cache, repository_id: int, project: str) -> bool:
@@ -366,8 +354,7 @@ async def _insert_seen(
 ) -> None:
     """Remember that the repository first listed `filenames` at `when`, in `session`'s write
     transaction; a name recorded meanwhile (another replica) keeps its earlier time."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert = _insert_for(session)
     for start in range(0, len(filenames), _SEEN_BATCH):
         rows = [
             {
