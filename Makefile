@@ -47,9 +47,11 @@ bench-hot:
 	$(UV) run python bench/hot_files.py
 
 # Cold installs through a fresh proxy against nginx as its upstream, and the proxy's idle and
-# peak memory (same upstream tree; waits for make_upstream.py to finish writing it).
+# peak memory (same upstream tree; waits for make_upstream.py to finish writing it); then the
+# server's CPU per cold page, `.metadata` and wheel, one kind at a time.
 bench-cold:
 	$(UV) run python bench/cold_bench.py
+	$(UV) run python bench/cold_categories.py
 
 # The team benchmark (docs/performance.md): nginx, proxpi and both Wheelyard rows in one run,
 # Wheelyard started from this checkout. Needs the team's harness next to this checkout.
