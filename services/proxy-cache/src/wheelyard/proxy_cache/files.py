@@ -307,7 +307,7 @@ class ProxyFiles:
                 headers={**headers, "Accept-Ranges": "bytes", "Content-Length": str(size)},
                 media_type="application/octet-stream",
             )
-        fetch = self._join(wanted, unheld=True)
+        fetch = self._join(wanted)
         if method == "HEAD" or request.headers.get("range"):
             # A range of a file we do not hold yet: cache it whole, then answer from the blob.
             await fetch.finished.wait()
@@ -371,63 +371,47 @@ class ProxyFiles:
             raise UpstreamError("The file could not be stored.")
         return info.size
 
-    def _join(self, wanted: Wanted, *, unheld: bool = False) -> FileFetch:
-        """The running fetch of `wanted` for its repository in this process, or a new one.
-        `unheld`: the caller has just found no record of it (a new fetch need not look)."""
+    def _join(self, wanted: Wanted) -> FileFetch:
+        """The running fetch of `wanted` for its repository in this process, or a new one."""
         assert wanted.sha256 is not None
         flight = (wanted.repository_id, wanted.sha256)
         fetch: FileFetch | None = self._fetches.state(flight)
         if fetch is None:
             fetch = FileFetch(wanted.sha256, wanted.size, self.spool_dir)
-            self._fetches.start(flight, partial(self._run, fetch, wanted, unheld), state=fetch)
+            self._fetches.start(flight, partial(self._run, fetch, wanted), state=fetch)
         return fetch
 
-    async def _run(self, fetch: FileFetch, wanted: Wanted, unheld: bool) -> None:
+    async def _run(self, fetch: FileFetch, wanted: Wanted) -> None:
         key = blob_key_for(fetch.sha256)
         url, upstream = wanted.url, wanted.upstream
         lock_cm: AbstractAsyncContextManager[Lock] | None = None
         try:
             name = f"proxy-file:{wanted.repository_id}:{fetch.sha256}"
             lock: Lock | None
-            contended = False
             lock_cm = self.cache.lock(name, ttl=LOCK_TTL, wait=0)
             try:
                 lock = await lock_cm.__aenter__()
             except LockTimeout:
-                contended = True  # another replica is fetching it: it may store it for us
+                # Another replica is fetching it: it may store it for us.
                 lock_cm = self.cache.lock(name, ttl=LOCK_TTL, wait=LOCK_WAIT)
                 try:
                     lock = await lock_cm.__aenter__()
                 except LockTimeout:
                     lock, lock_cm = None, None  # the other replica is slow: fetch as well
             write_started = await records.write_clock(self.sessions)
-            # Uncontended, the upstream is asked while the record and the store are looked at:
-            # both nearly always say "not here", and a cold file's first byte should not wait
-            # for them. After waiting for another replica, they are looked at first (it has
-            # most likely stored the file, and the upstream is asked once).
-            opening: asyncio.Future[httpx.Response] | None = None
-            if not contended:
-                opening = asyncio.ensure_future(self.client.open_file(url, upstream))
-            try:
-                if unheld and not contended:
-                    # The request that started this fetch has just found no record.
-                    held, stored = None, await self.blobs.stat(key)
-                else:
-                    held, stored = await asyncio.gather(
-                        self._find(wanted.repository_id, wanted.filename), self.blobs.stat(key)
-                    )
-            except BaseException:
-                if opening is not None:
-                    await _abandon(opening)
-                raise
-            if held is not None and held.sha256 == fetch.sha256 and stored is not None:
-                if opening is not None:
-                    await _abandon(opening)
-                fetch.from_store = True  # another replica fetched it for this repository
-                return
-            if opening is None:
-                opening = asyncio.ensure_future(self.client.open_file(url, upstream))
-            await self._download(fetch, await opening, lock, check_only=stored is not None)
+            # A fetch that held the lock before (in this process or another replica) stored
+            # the bytes before letting go. So when they are not stored, nobody has fetched the
+            # file and the upstream is asked at once (no record to look for: one is only made
+            # for stored bytes); when they are, the record says whether this repository has
+            # them (else they are another repository's or a hosted file's: only checked).
+            stored = await self.blobs.stat(key)
+            if stored is not None:
+                held = await self._find(wanted.repository_id, wanted.filename)
+                if held is not None and held.sha256 == fetch.sha256:
+                    fetch.from_store = True  # another fetch stored it for this repository
+                    return
+            response = await self.client.open_file(url, upstream)
+            await self._download(fetch, response, lock, check_only=stored is not None)
             for attempt in range(3):
                 try:
                     await self.recorder.record(
@@ -580,14 +564,6 @@ def _write_all(fd: int, chunks: list[bytes], offset: int) -> None:
             view.pop(0)
         if view and done:
             view[0] = view[0][done:]
-
-
-async def _abandon(opening: asyncio.Future[httpx.Response]) -> None:
-    """Close an upstream response that is no longer wanted, or stop it being opened."""
-    opening.cancel()  # nothing when it is done already
-    await asyncio.wait([opening])
-    if not opening.cancelled() and opening.exception() is None:
-        await opening.result().aclose()
 
 
 async def _first_of(*events: asyncio.Event) -> None:
