@@ -80,7 +80,13 @@ def cluster(
         "WHEELYARD_S3_ACCESS_KEY": seaweedfs_s3.access_key,
         "WHEELYARD_S3_SECRET_KEY": seaweedfs_s3.secret_key,
         "WHEELYARD_S3_SECURE": "true" if seaweedfs_s3.secure else "false",
-        "WHEELYARD_CACHE_URL": f"redis://127.0.0.1:{redis_proxy.port}{redis.path or '/0'}",
+        # Seven processes share this machine's cores with the rest of the suite: a starved
+        # event loop can read a Redis answer later than the default 0.5 s, and a cache
+        # degraded by that alone would make the replicas' locks per-process (two upstream
+        # fetches where these tests assert one). redis-py reads the timeout from the URL.
+        "WHEELYARD_CACHE_URL": (
+            f"redis://127.0.0.1:{redis_proxy.port}{redis.path or '/0'}?socket_timeout=3"
+        ),
         "WHEELYARD_CACHE_PREFIX": f"wy-topology-{uuid.uuid4().hex[:8]}:",
         "WHEELYARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "WHEELYARD_PYPI_PROXY": upstream.simple_url,
