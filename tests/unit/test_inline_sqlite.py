@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,22 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def another_process_writing(engine: AsyncEngine, seconds: float) -> AsyncIterator[None]:
+    """Inside: another connection (as the CLI would) holds the write lock for `seconds`,
+    having inserted 1; on leaving, it has committed."""
+    path = engine.url.database
+    assert path is not None
+    held = threading.Event()
+    holder = threading.Thread(target=hold_write_lock, args=(path, seconds, held))
+    holder.start()
+    try:
+        await asyncio.to_thread(held.wait, 5)
+        yield
+    finally:
+        holder.join()
 
 
 def hold_write_lock(path: str, seconds: float, held: threading.Event) -> None:
@@ -51,12 +68,6 @@ async def test_the_engine_runs_statements_inline(engine: AsyncEngine) -> None:
 async def test_a_writer_waits_for_another_process_without_stopping_the_loop(
     engine: AsyncEngine,
 ) -> None:
-    path = engine.url.database
-    assert path is not None
-    held = threading.Event()
-    holder = threading.Thread(target=hold_write_lock, args=(path, 0.5, held))
-    holder.start()
-    await asyncio.to_thread(held.wait, 5)
     ticks = 0
 
     async def tick() -> None:
@@ -67,13 +78,12 @@ async def test_a_writer_waits_for_another_process_without_stopping_the_loop(
 
     ticker = asyncio.create_task(tick())
     try:
-        async with session_factory(engine)() as session:
+        async with another_process_writing(engine, 0.5), session_factory(engine)() as session:
             await begin_write(session)  # BEGIN IMMEDIATE: busy until the other commits
             await session.exec(text("INSERT INTO t VALUES (2)"))  # type: ignore[call-overload]
             await session.commit()
     finally:
         ticker.cancel()
-        holder.join()
     # The loop ran while the writer waited (about 0.5 s: some 50 ticks; a blocked loop, none).
     assert ticks >= 10
     async with engine.connect() as connection:
@@ -85,18 +95,10 @@ async def test_a_lock_held_past_the_wait_is_a_clear_error(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(inline_sqlite, "BUSY_WAIT", 0.2)
-    path = engine.url.database
-    assert path is not None
-    held = threading.Event()
-    holder = threading.Thread(target=hold_write_lock, args=(path, 1.0, held))
-    holder.start()
-    await asyncio.to_thread(held.wait, 5)
-    try:
+    async with another_process_writing(engine, 1.0):
         with pytest.raises(OperationalError, match="database is locked"):
             async with engine.begin() as connection:
                 await connection.execute(text("INSERT INTO t VALUES (3)"))
-    finally:
-        holder.join()
     async with engine.connect() as connection:
         rows = (await connection.execute(text("SELECT n FROM t"))).scalars().all()
     assert rows == [1]  # nothing of the failed write, the other's write kept
