@@ -365,6 +365,42 @@ async def test_local_path(blob_store: BlobStore) -> None:
         await blob_store.local_path(written.key)
 
 
+async def test_a_staged_file_is_adopted_without_a_copy(
+    blob_store: BlobStore, tmp_path: Path
+) -> None:
+    data = b"written once, in the staging directory"
+    key = blob_key_for(hashlib.sha256(data).hexdigest())
+    staging = blob_store.staging_dir()
+    if not isinstance(blob_store, FilesystemBlobStore):
+        assert staging is None  # no local files: a file cannot become an object by a move
+        elsewhere = tmp_path / "file"
+        elsewhere.write_bytes(data)
+        with pytest.raises(ValueError, match="staging"):
+            await blob_store.adopt(elsewhere, key)
+        assert await blob_store.stat(key) is None
+        return
+    assert staging is not None
+    staging.mkdir(parents=True, exist_ok=True)
+    staged = staging / "fetch-1.part"
+    staged.write_bytes(data)
+    inode = staged.stat().st_ino
+    await blob_store.adopt(staged, key)
+    assert not staged.exists()
+    assert await read_all(blob_store.open(key)) == data
+    local = await blob_store.local_path(key)
+    assert local is not None and Path(local).stat().st_ino == inode  # moved, not copied
+    # Only files of the staging directory, under well-formed keys, are adopted.
+    outside = tmp_path / "outside.part"
+    outside.write_bytes(data)
+    with pytest.raises(ValueError, match="staging"):
+        await blob_store.adopt(outside, key)
+    staged.write_bytes(data)
+    with pytest.raises(ValueError):
+        await blob_store.adopt(staged, "../../etc/passwd")
+    assert outside.exists() and staged.exists()
+    assert await read_all(blob_store.open(key)) == data
+
+
 async def test_ping(blob_store: BlobStore) -> None:
     await blob_store.ping()
     await assert_nothing_visible(blob_store)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
+from wheelyard.shared.storage import blob_key_for
 from wheelyard.testing.proxy_env import ProxyEnv
 from wheelyard.testing.server_fixtures import unique_project
 from wheelyard.testing.upstream import UpstreamFile, UpstreamProject
@@ -36,6 +37,20 @@ def fetch_fails_or_is_short(url: str, expected: UpstreamFile) -> None:
     assert response.status_code == 502, (response.status_code, len(response.content))
     assert response.headers["content-type"] == "application/problem+json"
     assert response.content != expected.data
+
+
+def spools_left(proxy_env: ProxyEnv, *, timeout: float = 10.0) -> list[str]:
+    """The fetch spools left in the blob store's staging directory and the proxy's spool
+    directory once every fetch ended (waiting up to `timeout` for running ones)."""
+    dirs = (proxy_env.data_dir / "blobs" / "tmp", proxy_env.data_dir / "proxy-spool")
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [
+            p.name for d in dirs if d.exists() for p in d.iterdir() if p.name.startswith("fetch-")
+        ]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
 
 
 def test_every_file_is_fetched_once_across_repeated_requests(proxy_env: ProxyEnv) -> None:
@@ -105,6 +120,23 @@ def test_wrong_bytes_are_never_cached_nor_served_complete(proxy_env: ProxyEnv) -
         assert good.status_code == 200
         assert good.content == f.data
         assert proxy_env.upstream.file_hits(f.filename) == 2
+    assert spools_left(proxy_env) == []
+
+
+def test_a_cold_file_becomes_its_blob_and_leaves_no_spool(proxy_env: ProxyEnv) -> None:
+    project = proxy_env.upstream.add_project(unique_project("adopt"), ("1.0",), size_bytes=MiB)
+    wheel = project.files[0]
+    url = listed(proxy_env, "pypi", project)[wheel.filename]
+    response = httpx.get(url, timeout=30)
+    assert response.status_code == 200
+    assert response.content == wheel.data
+    # The spool was written in the store's staging directory and moved into place.
+    assert spools_left(proxy_env) == []
+    blob = proxy_env.data_dir / "blobs" / blob_key_for(wheel.sha256)
+    assert blob.read_bytes() == wheel.data
+    again = httpx.get(url, timeout=30)
+    assert again.content == wheel.data
+    assert proxy_env.upstream.file_hits(wheel.filename) == 1
 
 
 def test_truncated_bodies_are_never_cached_nor_served_complete(proxy_env: ProxyEnv) -> None:

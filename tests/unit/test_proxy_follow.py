@@ -20,8 +20,8 @@ class NoBlobs:
         raise AssertionError("a reader of a running fetch reads the spool, not the store")
 
 
-async def _fetch(tmp_path: Path) -> FileFetch:
-    fetch = FileFetch(hashlib.sha256(DATA).hexdigest(), len(DATA), tmp_path)
+async def _fetch(tmp_path: Path, *, staged: bool = False) -> FileFetch:
+    fetch = FileFetch(hashlib.sha256(DATA).hexdigest(), len(DATA), tmp_path, staged=staged)
     await fetch.append(DATA)
     await fetch.spooled()
     assert fetch.written == len(DATA)
@@ -76,3 +76,15 @@ async def test_bytes_that_do_not_match_never_complete_the_body(tmp_path: Path) -
         await asyncio.wait_for(reader, 5)
     assert len(received) == len(DATA) - 1
     fetch.close()
+
+
+@pytest.mark.parametrize("staged", [False, True])
+async def test_the_spool_is_hashed_as_written_and_leaves_nothing_behind(
+    tmp_path: Path, staged: bool
+) -> None:
+    fetch = await _fetch(tmp_path, staged=staged)
+    assert fetch.spooled_sha256 == hashlib.sha256(DATA).hexdigest()
+    # A staged spool keeps its name (so that the store can adopt it), another has none.
+    assert list(tmp_path.iterdir()) == ([fetch.staged_path] if staged else [])
+    fetch.close()  # not adopted: nothing is left
+    assert list(tmp_path.iterdir()) == []

@@ -10,11 +10,14 @@ exists (then the bytes are only checked, not written again); the record is made 
 matched.
 
 A cold file is fetched by one background task per process (`FileFetch`), never by a request:
-the task holds a cache lock on (repository, sha256) (so replicas wait instead of fetching too),
-streams the upstream body into the blob store's writer (which commits only when the expected
-sha256 and size match) and into a local spool file. Requests in the same process follow the
-spool as it grows, so every concurrent cold request is streamed the bytes while the upstream is
-asked once; a request that goes away does not stop the task, so the file is still cached.
+the task holds a cache lock on (repository, sha256) (so replicas wait instead of fetching too)
+and streams the upstream body into a local spool file, hashing it on the way. Requests in the
+same process follow the spool as it grows, so every concurrent cold request is streamed the
+bytes while the upstream is asked once; a request that goes away does not stop the task, so the
+file is still cached. Once every byte matched the listed sha256 and size, the spool becomes the
+blob: a filesystem store's spool is written in the store's staging directory and renamed into
+place (`BlobStore.adopt`: each byte is written to disk once), an S3 store's is uploaded from the
+spool.
 
 What a client can never get is a complete-looking bad file: the response carries the expected
 Content-Length, and the last byte is held back until every byte has matched the listed sha256
@@ -47,7 +50,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 from anyio import to_thread
@@ -63,7 +65,6 @@ from wheelyard.shared.config import UpstreamConfig
 from wheelyard.shared.domain.blobgc import BlobBeingDeleted
 from wheelyard.shared.errors import IntegrityFailure, UpstreamError
 from wheelyard.shared.storage import BlobStore, blob_key_for
-from wheelyard.shared.storage.base import BlobWriter
 from wheelyard.shared.web.conditional import if_none_match_matches
 from wheelyard.shared.web.pagecache import PageCache
 from wheelyard.shared.web.streaming import BytesMissing, stored_file_response
@@ -97,63 +98,23 @@ class Wanted:
     upload_time: datetime | None = None
 
 
-class _CheckOnly:
-    """A blob writer that stores nothing: the blob exists already, so the upstream's bytes are
-    only checked against the listed sha256 and size (and raise `IntegrityFailure` if wrong)."""
-
-    def __init__(self, expected_sha256: str, expected_size: int | None) -> None:
-        self._expected_sha256 = expected_sha256
-        self._expected_size = expected_size
-        self._hash = hashlib.sha256()
-        self._size = 0
-
-    @property
-    def size(self) -> int:
-        """Bytes checked so far."""
-        return self._size
-
-    @property
-    def sha256(self) -> str:
-        """Hex sha256 of the bytes checked so far."""
-        return self._hash.hexdigest()
-
-    async def __aenter__(self) -> _CheckOnly:
-        return self
-
-    async def write(self, chunk: bytes) -> None:
-        self._hash.update(chunk)
-        self._size += len(chunk)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            return
-        if self._expected_size is not None and self._size != self._expected_size:
-            raise IntegrityFailure(
-                f"expected {self._expected_size} bytes, received {self._size} bytes"
-            )
-        if self._hash.hexdigest() != self._expected_sha256:
-            raise IntegrityFailure(f"expected sha256 {self._expected_sha256}, received another")
-
-
 class FileFetch:
     """One in-flight fetch of a file into the blob store, followed by local readers.
 
-    The spool is an anonymous file (created, then unlinked at once): nothing is left behind
-    whatever happens to the process, and it lives as long as a descriptor on it is open.
-    Chunks are appended to it by one writer at a time in a worker thread; the chunks that
-    arrive while a write is under way go together in the next, so a fast upstream costs a
-    few trips to a thread per file, not one per network read.
+    The spool is a file in `spool_dir`. With `staged` it keeps its name there (a blob
+    store's staging directory, whose start-up sweep removes what a crash leaves), so that it
+    can become the blob (`staged_path`); otherwise it is anonymous (created, then unlinked at
+    once): nothing is left behind whatever happens to the process, and it lives as long as a
+    descriptor on it is open. Chunks are appended and hashed by one writer at a time in a
+    worker thread; the chunks that arrive while a write is under way go together in the next,
+    so a fast upstream costs a few trips to a thread per file, not one per network read.
     """
 
-    def __init__(self, sha256: str, size: int | None, spool_dir: Path) -> None:
+    def __init__(self, sha256: str, size: int | None, spool_dir: Path, *, staged: bool) -> None:
         self.sha256 = sha256
         self.size = size
-        self.written = 0  # bytes in the spool, readable by followers
+        self.received = 0  # bytes appended
+        self.written = 0  # bytes in the spool (and hashed), readable by followers
         self.length: int | None = size  # what the client is told, once known
         self.started = asyncio.Event()  # upstream headers accepted (or finished)
         # Every byte is in the spool and matched the listed sha256 and size: readers may
@@ -166,9 +127,18 @@ class FileFetch:
         self._unspooled: list[bytes] = []  # received, not yet in the spool
         self._unspooled_bytes = 0
         self._spooler: asyncio.Task[None] | None = None
+        self._hash = hashlib.sha256()
         spool_dir.mkdir(parents=True, exist_ok=True)
         self._fd, name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=spool_dir)
-        os.unlink(name)
+        #: The spool's name while it has one (`staged`, until adopted or closed).
+        self.staged_path: Path | None = Path(name) if staged else None
+        if not staged:
+            os.unlink(name)
+
+    @property
+    def spooled_sha256(self) -> str:
+        """Hex sha256 of the bytes in the spool (all of them once `spooled` returned)."""
+        return self._hash.hexdigest()
 
     async def append(self, chunk: bytes) -> None:
         """Add `chunk` to the spool, written in the background; waits only while more than
@@ -179,6 +149,7 @@ class FileFetch:
             spooler.result()  # raises what a write raised
         self._unspooled.append(chunk)
         self._unspooled_bytes += len(chunk)
+        self.received += len(chunk)
         if spooler is None or spooler.done():
             self._spooler = asyncio.create_task(self._spool())
         if self._unspooled_bytes > SPOOL_AHEAD:
@@ -195,7 +166,7 @@ class FileFetch:
         while self._unspooled:
             chunks, self._unspooled = self._unspooled, []
             size, self._unspooled_bytes = self._unspooled_bytes, 0
-            await to_thread.run_sync(_write_all, self._fd, chunks, self.written)
+            await to_thread.run_sync(_write_all, self._fd, chunks, self.written, self._hash)
             self.written += size
             self.progress()
 
@@ -222,6 +193,10 @@ class FileFetch:
             spooler.exception()  # reported through `append`/`spooled`, or moot
         with contextlib.suppress(OSError):
             os.close(self._fd)
+        if self.staged_path is not None:  # not adopted: a spool, nothing more
+            with contextlib.suppress(OSError):
+                os.unlink(self.staged_path)
+            self.staged_path = None
 
 
 class ProxyFiles:
@@ -244,7 +219,10 @@ class ProxyFiles:
         self.pages = pages
         self.cache = cache
         self.client = client
-        self.spool_dir = spool_dir
+        # A spool written where the store can adopt it becomes the blob without a copy.
+        staging = blobs.staging_dir()
+        self.spool_dir = staging if staging is not None else spool_dir
+        self._staged = staging is not None
         self.sessions = sessions
         self._fetches: SingleFlight[tuple[int, str], None] = SingleFlight()
 
@@ -377,7 +355,7 @@ class ProxyFiles:
         flight = (wanted.repository_id, wanted.sha256)
         fetch: FileFetch | None = self._fetches.state(flight)
         if fetch is None:
-            fetch = FileFetch(wanted.sha256, wanted.size, self.spool_dir)
+            fetch = FileFetch(wanted.sha256, wanted.size, self.spool_dir, staged=self._staged)
             self._fetches.start(flight, partial(self._run, fetch, wanted), state=fetch)
         return fetch
 
@@ -411,7 +389,11 @@ class ProxyFiles:
                     fetch.from_store = True  # another fetch stored it for this repository
                     return
             response = await self.client.open_file(url, upstream)
-            await self._download(fetch, response, lock, check_only=stored is not None)
+            await self._download(fetch, response, lock)
+            if stored is None:
+                # Else the bytes are there already (another repository's or a hosted file):
+                # they were only checked.
+                await self._store(fetch, key)
             for attempt in range(3):
                 try:
                     await self.recorder.record(
@@ -454,8 +436,17 @@ class ProxyFiles:
             fetch.progress()
             fetch.close()
 
+    async def _store(self, fetch: FileFetch, key: str) -> None:
+        """Make the verified spool of `fetch` the blob `key`: moved into the store when it was
+        written in the store's staging directory, else copied."""
+        if fetch.staged_path is None:
+            await self._store_spool(fetch)
+            return
+        await self.blobs.adopt(fetch.staged_path, key)
+        fetch.staged_path = None  # it is the blob now: closing the fetch must not remove it
+
     async def _store_spool(self, fetch: FileFetch) -> None:
-        """Write the fetched bytes (all in the spool) to the blob store again, verified."""
+        """Write the fetched bytes (all in the spool) to the blob store, verified again."""
         fd = fetch.reader_fd()
         try:
             async with self.blobs.writer(
@@ -477,14 +468,10 @@ class ProxyFiles:
             return await records.find(session, repository_id, filename)
 
     async def _download(
-        self,
-        fetch: FileFetch,
-        response: httpx.Response,
-        lock: Lock | None,
-        *,
-        check_only: bool,
+        self, fetch: FileFetch, response: httpx.Response, lock: Lock | None
     ) -> None:
-        """Stream the open upstream `response` into the store and the spool (and close it)."""
+        """Stream the open upstream `response` into the spool (and close it); raises
+        IntegrityFailure unless its bytes are the listed ones (then `fetch.verified`)."""
         try:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit():
@@ -497,34 +484,32 @@ class ProxyFiles:
             fetch.started.set()
             loop = asyncio.get_running_loop()
             renew_at = loop.time() + LOCK_TTL / 3
-            writer: BlobWriter | _CheckOnly
-            if check_only:
-                writer = _CheckOnly(fetch.sha256, fetch.size)
-            else:
-                writer = self.blobs.writer(expected_sha256=fetch.sha256, expected_size=fetch.size)
-            async with writer:
-                try:
-                    async for chunk in response.aiter_bytes():
-                        await writer.write(chunk)
-                        if fetch.size is not None and writer.size > fetch.size:
-                            raise IntegrityFailure("the upstream sent more bytes than listed")
-                        await fetch.append(chunk)
-                        if lock is not None and loop.time() > renew_at:
-                            await lock.extend(LOCK_TTL)
-                            renew_at = loop.time() + LOCK_TTL / 3
-                    await fetch.spooled()
-                    _check(writer, fetch.sha256, fetch.size)
-                    # Verified: readers may finish now; storing (a disk flush) and recording
-                    # (a database write) happen after, off the client's path. A failure
-                    # there only leaves the file uncached.
-                    fetch.verified = True
-                    fetch.progress()
-                except httpx.TimeoutException as exc:
-                    raise UpstreamTimeout("the upstream stalled while sending a file") from exc
-                except httpx.HTTPError as exc:
-                    raise UpstreamError(
-                        f"the upstream connection broke mid-file: {type(exc).__name__}"
-                    ) from exc
+            try:
+                async for chunk in response.aiter_bytes():
+                    if fetch.size is not None and fetch.received + len(chunk) > fetch.size:
+                        raise IntegrityFailure("the upstream sent more bytes than listed")
+                    await fetch.append(chunk)
+                    if lock is not None and loop.time() > renew_at:
+                        await lock.extend(LOCK_TTL)
+                        renew_at = loop.time() + LOCK_TTL / 3
+            except httpx.TimeoutException as exc:
+                raise UpstreamTimeout("the upstream stalled while sending a file") from exc
+            except httpx.HTTPError as exc:
+                raise UpstreamError(
+                    f"the upstream connection broke mid-file: {type(exc).__name__}"
+                ) from exc
+            await fetch.spooled()
+            if fetch.size is not None and fetch.written != fetch.size:
+                raise IntegrityFailure(
+                    f"expected {fetch.size} bytes, received {fetch.written} bytes"
+                )
+            if fetch.spooled_sha256 != fetch.sha256:
+                raise IntegrityFailure(f"expected sha256 {fetch.sha256}, received another")
+            # Verified: readers may finish now; storing (a disk flush) and recording (a
+            # database write) happen after, off the client's path. A failure there only
+            # leaves the file uncached.
+            fetch.verified = True
+            fetch.progress()
         finally:
             await response.aclose()
 
@@ -553,8 +538,11 @@ class ProxyFiles:
         return StreamingResponse(body(), headers=out, media_type="application/octet-stream")
 
 
-def _write_all(fd: int, chunks: list[bytes], offset: int) -> None:
-    """Write `chunks` one after the other at `offset` (one system call, mostly)."""
+def _write_all(fd: int, chunks: list[bytes], offset: int, digest: hashlib._Hash) -> None:
+    """Hash `chunks` into `digest`, and write them one after the other at `offset` (one system
+    call, mostly)."""
+    for chunk in chunks:
+        digest.update(chunk)  # hashlib releases the GIL on large buffers
     view = [memoryview(chunk) for chunk in chunks]
     while view:
         done = os.pwritev(fd, view[:IOV_MAX], offset)
@@ -573,14 +561,6 @@ async def _first_of(*events: asyncio.Event) -> None:
     finally:
         for w in waiters:
             w.cancel()
-
-
-def _check(writer: BlobWriter | _CheckOnly, sha256: str, size: int | None) -> None:
-    """Raise IntegrityFailure unless the bytes `writer` was given are the listed ones."""
-    if size is not None and writer.size != size:
-        raise IntegrityFailure(f"expected {size} bytes, received {writer.size} bytes")
-    if writer.sha256 != sha256:
-        raise IntegrityFailure(f"expected sha256 {sha256}, received another")
 
 
 def _client_error(error: BaseException) -> Exception:

@@ -11,6 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -166,6 +167,18 @@ class BlobStore(Protocol):
         """The path of the committed blob on this machine's filesystem, for a server to send
         from directly (zero-copy); None when the backend keeps no local files (then nothing
         is checked). Raises `BlobNotFound` when a local blob does not exist."""
+        ...
+
+    def staging_dir(self) -> Path | None:
+        """A local directory where a file can be written and then made a blob by `adopt`,
+        without copying its bytes; None when the store keeps no local files."""
+        ...
+
+    async def adopt(self, path: Path, key: str) -> None:
+        """Make the complete file at `path` (in `staging_dir()`; the caller has checked that
+        its bytes are those of `key`) the blob `key`, durably; `path` is gone afterwards.
+        Raises `ValueError` for a file outside `staging_dir()` (always, when that is None) or
+        a malformed key."""
         ...
 
     async def ping(self) -> None:

@@ -238,6 +238,36 @@ class FilesystemBlobStore:
         above the slowest expected upload chunk never removes a write in progress."""
         return await to_thread.run_sync(remove_files_older_than, self.temp_dir, older_than_seconds)
 
+    def staging_dir(self) -> Path:
+        """The store's `tmp/`: a file written there can be moved in by `adopt` without a copy
+        (same filesystem). Such a file counts as a write in progress: the start-up sweep
+        removes it if its process died."""
+        return self.temp_dir
+
+    async def adopt(self, path: Path, key: str) -> None:
+        """Make the complete file at `path` (in `staging_dir()`, its bytes already checked to
+        be those of `key` by the caller) the blob `key`: flushed to disk and renamed into
+        place, so it is never copied; `path` is gone afterwards. Raises `ValueError` for a
+        file elsewhere or a malformed key, `BackendUnavailable` when the disk fails (then
+        `path` is left for the caller to remove)."""
+        path = Path(path)
+        if path.parent != self.temp_dir:
+            raise ValueError(f"{path} is not in the staging directory {self.temp_dir}")
+        self._path_for(key)  # a malformed key raises ValueError before anything moves
+
+        def move() -> None:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # flushes the file's data whichever descriptor wrote it
+            finally:
+                os.close(fd)
+            self._move_into_place(path, key)
+
+        try:
+            await to_thread.run_sync(move)
+        except OSError as e:
+            raise _unavailable(self, e) from e
+
     async def recover_leftovers(self) -> int:
         """Claim `tmp/` for this process (see `storage.tempdir`): every temp file is removed
         when no other live process uses this store, else those older than STALE_AFTER. Call
@@ -265,7 +295,10 @@ class FilesystemBlobStore:
         f.flush()
         os.fsync(f.fileno())
         f.close()
-        final = self.root / key
+        self._move_into_place(temp, key)
+
+    def _move_into_place(self, temp: Path, key: str) -> None:
+        final = self._path_for(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         # os.replace is atomic: a concurrent writer of the same bytes just replaces an identical
         # file, and readers holding the old inode keep reading valid bytes.

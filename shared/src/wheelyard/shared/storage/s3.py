@@ -22,6 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
 
 import anyio
@@ -298,6 +299,16 @@ class S3BlobStore:
         """Always None: objects live on the S3 server (a GET streams them, or a presigned
         redirect sends the client there); nothing is checked."""
         return None
+
+    def staging_dir(self) -> None:
+        """Always None: objects live on the S3 server, so no local file can become one by a
+        move (write it through `writer()`)."""
+        return None
+
+    async def adopt(self, path: Path, key: str) -> None:
+        """Always raises `ValueError`: an S3 store has no staging directory (see
+        `staging_dir`)."""
+        raise ValueError(f"an S3 blob store cannot adopt {path}: it has no staging directory")
 
     async def ping(self) -> None:
         """Create the bucket if needed, then write, read back and remove a tiny probe object,
