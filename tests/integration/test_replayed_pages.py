@@ -9,6 +9,7 @@ in the metrics and the access log.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -180,6 +181,63 @@ def test_a_small_file_is_replayed_until_it_is_deleted(
     assert wheel.read_bytes() not in gone.content
 
 
+def test_a_file_sent_by_path_is_replayed_until_it_is_deleted(
+    wheelyard_server: RunningServer, published: tuple[str, str, str], tmp_path: Path
+) -> None:
+    repository, project, _ = published
+    # Random bytes do not deflate: a wheel this large is sent by path (sendfile), not kept.
+    noise = {f"{project}/noise.bin": os.urandom(4 * replay.MAX_BODY)}
+    wheel = make_wheel(tmp_path, project, "4.0", extra_members=noise)
+    assert wheel.stat().st_size > 4 * replay.MAX_BODY
+    upload = wheelyard_server.upload(wheel, repo=wheelyard_server.upload_url(repository))
+    assert upload.status_code == 200, upload.text
+    url = f"{wheelyard_server.url}/repositories/{repository}/{project}/4.0/{wheel.name}"
+    with httpx.Client() as client:
+        before = _replays(wheelyard_server)
+        answers = [client.get(url) for _ in range(5)]
+        replayed = _replays(wheelyard_server) - before
+        first = answers[0]
+        assert {a.content for a in answers} == {wheel.read_bytes()}
+        for answer in answers[1:]:
+            assert {
+                k: v for k, v in answer.headers.items() if k not in {"date", "x-request-id"}
+            } == {k: v for k, v in first.headers.items() if k not in {"date", "x-request-id"}}
+        ids = [a.headers["x-request-id"] for a in answers]
+        assert len(set(ids)) == len(ids)
+        assert replayed >= 3  # the first answers are the application's (one of them kept)
+        # A condition or a range goes to the application, as for any replayable answer.
+        ranged = client.get(url, headers={"Range": "bytes=0-9"})
+        assert ranged.status_code == 206 and ranged.content == wheel.read_bytes()[:10]
+
+        deleted = client.delete(
+            f"{wheelyard_server.url}/api/v1/repositories/{repository}/projects/{project}"
+            f"/versions/4.0/files/{wheel.name}",
+            auth=wheelyard_server.admin,
+        )
+        assert deleted.status_code == 200, deleted.text
+        gone = client.get(url)
+    assert gone.status_code == 404
+
+
+def test_a_file_of_a_private_repository_is_never_replayed(
+    wheelyard_server: RunningServer, api: ManagementApi, tmp_path: Path
+) -> None:
+    repository = api.repository("private", prefix="replayed")
+    project = unique_name("replayed")
+    noise = {f"{project}/noise.bin": os.urandom(4 * replay.MAX_BODY)}
+    wheel = make_wheel(tmp_path, project, "1.0", extra_members=noise)
+    upload = wheelyard_server.upload(wheel, repo=wheelyard_server.upload_url(repository))
+    assert upload.status_code == 200, upload.text
+    url = f"{wheelyard_server.url}/repositories/{repository}/{project}/1.0/{wheel.name}"
+    before = _replays(wheelyard_server)
+    with httpx.Client() as client:
+        allowed = [client.get(url, auth=wheelyard_server.admin) for _ in range(3)]
+        anonymous = [client.get(url) for _ in range(3)]
+    assert all(a.status_code == 200 and a.content == wheel.read_bytes() for a in allowed)
+    assert all(a.status_code in (401, 404) for a in anonymous)
+    assert _replays(wheelyard_server) == before
+
+
 def _read_response(sock: socket.socket, buffer: bytearray) -> tuple[bytes, dict[str, str], bytes]:
     while b"\r\n\r\n" not in buffer:
         chunk = sock.recv(65536)
@@ -247,3 +305,37 @@ def test_pipelined_requests_are_answered_in_order(
     assert project.encode() in json_page
     assert replays[0] == 0
     assert replays[1] == 4
+
+
+def test_a_replayed_file_and_the_requests_pipelined_behind_it_keep_their_order(
+    wheelyard_server: RunningServer, published: tuple[str, str, str], tmp_path: Path
+) -> None:
+    repository, project, url = published
+    noise = {f"{project}/noise.bin": os.urandom(4 * replay.MAX_BODY)}
+    wheel = make_wheel(tmp_path, project, "5.0", extra_members=noise)
+    upload = wheelyard_server.upload(wheel, repo=wheelyard_server.upload_url(repository))
+    assert upload.status_code == 200, upload.text
+    file_url = httpx.URL(
+        f"{wheelyard_server.url}/repositories/{repository}/{project}/5.0/{wheel.name}"
+    )
+    page_url = httpx.URL(url)
+    host = f"{page_url.host}:{page_url.port}"
+
+    def request(target: httpx.URL) -> bytes:
+        return f"GET {target.raw_path.decode()} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+    page = httpx.get(url).content
+    data = wheel.read_bytes()
+    with socket.create_connection((page_url.host, page_url.port), timeout=10) as sock:
+        buffer = bytearray()
+        for _ in range(2):  # answered by the application, then kept
+            sock.sendall(request(file_url))
+            assert _read_response(sock, buffer)[2] == data
+        before = _replays(wheelyard_server)
+        # One read: the file is replayed (by path), the rest wait behind it in order.
+        sock.sendall(request(file_url) + request(page_url) + request(file_url))
+        answers = [_read_response(sock, buffer) for _ in range(3)]
+        replayed = _replays(wheelyard_server) - before
+    assert [status for status, _, _ in answers] == [b"HTTP/1.1 200 OK"] * 3
+    assert [body for _, _, body in answers] == [data, page, data]
+    assert replayed >= 1

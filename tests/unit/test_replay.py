@@ -81,6 +81,29 @@ def test_only_accepted_and_observed_answers_are_kept() -> None:
     assert cache.find(KEY) is None
 
 
+def test_a_file_answer_is_kept_as_its_path_and_headers_whatever_its_size() -> None:
+    token = Token()
+    cache = ReplayCache(token)
+    headers = ((b"content-length", b"123456789"), (b"etag", b'"abc"'))
+    cache.keep_file(_accepted(cache), headers, "/blobs/sha256/ab/cd/abcd", 123_456_789)
+    kept = cache.find(KEY)
+    assert kept is not None
+    assert (kept.path, kept.headers, kept.head, kept.body) == (
+        "/blobs/sha256/ab/cd/abcd",
+        headers,
+        b"",
+        b"",
+    )
+    assert 0 < cache.bytes < 1024  # the path and headers, never the file's bytes
+    token.value += 1  # a deletion, for one, moves the token
+    assert cache.find(KEY) is None
+
+    unaccepted = cache.offer(KEY)
+    unaccepted.observer, unaccepted.route = Observer(), "download"
+    cache.keep_file(unaccepted, headers, "/blobs/x", 10)
+    assert cache.find(KEY) is None
+
+
 def test_accept_without_an_offer_does_nothing() -> None:
     scope: dict[str, Any] = {}
     replay.accept(scope)

@@ -188,12 +188,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         replays: ReplayCache | None = self.app_state.get(replay.STATE_KEY)
         key = self._replay_key() if replays is not None else None
+        app = None  # the application's
         if key is not None:
             assert replays is not None  # a key is only made when there is a cache
             kept = replays.find(key)
             if kept is not None and self._idle():
-                self._replay(kept)
-                return
+                if kept.path is None:
+                    self._replay(kept)
+                    return
+                # A file: its bytes go by sendfile in a request cycle of uvicorn's, as the
+                # application's answer did, without the application.
+                app, key = self._file_replayer(kept), None
         scope: dict[str, Any] = self.scope  # type: ignore[assignment]  # ours to extend
         scope.setdefault("extensions", {})[PATHSEND] = {}
         if key is not None:
@@ -201,7 +206,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             scope[replay.SCOPE_KEY] = replays.offer(key)
         # A replay just before this request (same read) armed the keep-alive timer.
         self._unset_keepalive_if_required()
-        super().on_headers_complete()
+        if app is None:
+            super().on_headers_complete()
+        else:
+            application, self.app = self.app, app
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = application
         cycle = self.cycle
         if cycle is not None and cycle.scope is scope:
             # The cycle's task has not started yet: it will call this `send`.
@@ -280,6 +292,35 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             )
         )
         self.on_response_complete()
+
+    def _file_replayer(self, kept: replay.Replayable) -> Callable[..., Awaitable[None]]:
+        """An ASGI application answering the current request with the file answer `kept`:
+        its start message again, with a fresh request id, then the file by path-send."""
+        assert kept.path is not None
+        path = kept.path
+        _REPLAYED.inc()
+        client = self.client
+        request_id = kept.count(client[0] if client else None, 0.0)
+        headers = [*kept.headers, (b"x-request-id", request_id.encode("latin-1"))]
+
+        async def replay_file(_scope: Any, _receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": PATHSEND, "path": path})
+
+        return replay_file
+
+    def keep_file_answer(self, offer: replay.ReplayOffer, start: Any, path: str, size: int) -> None:
+        """Keep the answer just sent for `offer`'s request: a 200 whose start message was
+        `start` and whose body was all `size` bytes of the file at `path`."""
+        replays: ReplayCache | None = self.app_state.get(replay.STATE_KEY)
+        if replays is None or start.get("status") != 200:
+            return
+        headers = tuple(
+            (bytes(name), bytes(value))
+            for name, value in start.get("headers", ())
+            if bytes(name).lower() != b"x-request-id"  # fresh for every answer
+        )
+        replays.keep_file(offer, headers, path, size)
 
     def keep_answer(self, offer: replay.ReplayOffer, written: bytes, body: bytes) -> None:
         """Keep the answer just written (`written`: head and body) for `offer`'s request, when
@@ -411,6 +452,7 @@ class _CycleSend:
         self.cycle = cycle
         self.send = send
         self.head: bytes | None = None
+        self.start: Any = None  # the response's start message
 
     async def _corked(self, message: Any) -> tuple[bytes, bool]:
         """uvicorn's `send(message)`, its writes kept: (the bytes, whether it closed)."""
@@ -423,6 +465,11 @@ class _CycleSend:
             cycle.transport = cork.transport
         return b"".join(cork.held), cork.closing
 
+    def _offer(self) -> replay.ReplayOffer | None:
+        """The replay offer of this cycle's request (the application may accept it)."""
+        offer: replay.ReplayOffer | None = self.cycle.scope.get(replay.SCOPE_KEY)  # type: ignore[assignment]
+        return offer
+
     def _release(self, data: bytes, closing: bool) -> None:
         transport = self.cycle.transport
         if data and not transport.is_closing():
@@ -433,6 +480,7 @@ class _CycleSend:
     async def __call__(self, message: Any) -> None:
         kind = message["type"]
         if kind == "http.response.start" and self.head is None:
+            self.start = message
             head, closing = await self._corked(message)
             if closing:
                 self._release(head, closing)
@@ -443,7 +491,7 @@ class _CycleSend:
         if kind == "http.response.body" and len(message.get("body", b"")) <= COALESCE_BYTES:
             body, closing = await self._corked(message)
             self._release(head + body, closing)
-            offer: replay.ReplayOffer | None = self.cycle.scope.get(replay.SCOPE_KEY)  # type: ignore[assignment]
+            offer = self._offer()
             if offer is not None and head and not closing and not message.get("more_body"):
                 self.protocol.keep_answer(offer, head + body, body)
             return
@@ -455,7 +503,11 @@ class _CycleSend:
         if not cycle.response_started or cycle.response_complete or cycle.chunked_encoding:
             raise RuntimeError("http.response.pathsend needs a started response with a length.")
         if not cycle.disconnected and cycle.scope["method"] != "HEAD":
+            length = cycle.expected_content_length
             cycle.expected_content_length -= await self._sendfile(message["path"])
+            offer = self._offer()
+            if offer is not None and cycle.expected_content_length == 0 and self.start is not None:
+                self.protocol.keep_file_answer(offer, self.start, message["path"], length)
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _sendfile(self, path: str) -> int:

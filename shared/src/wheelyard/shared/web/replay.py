@@ -87,13 +87,19 @@ class ReplayOffer:
 @dataclass(frozen=True, slots=True)
 class Replayable:
     """A kept answer: `head` (status line and the headers that do not change per response,
-    each ending in CRLF, without the blank line), `body`, and what counts each replay."""
+    each ending in CRLF, without the blank line), `body`, and what counts each replay.
+
+    A file sent by path (ASGI path-send) is kept as its `path` and the `headers` of its
+    response start message instead (`head` and `body` empty): the server sends the file again.
+    """
 
     head: bytes
     body: bytes
     token: Hashable
     expires: float
     count: Counter
+    path: str | None = None
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 def accept(scope: MutableMapping[str, Any]) -> None:
@@ -131,28 +137,37 @@ class ReplayCache:
 
     def keep(self, offer: ReplayOffer, head: bytes, body: bytes) -> None:
         """Keep the answer to an accepted `offer` (ignored unless it is replayable)."""
+        if len(body) <= MAX_BODY:
+            self._keep(offer, len(body), head=head, body=body)
+
+    def keep_file(
+        self, offer: ReplayOffer, headers: tuple[tuple[bytes, bytes], ...], path: str, size: int
+    ) -> None:
+        """Keep the answer to an accepted `offer` that sent the `size` bytes of the file at
+        `path` with `headers` (its start message's, less what is fresh per answer)."""
+        self._keep(offer, size, head=b"", body=b"", path=path, headers=headers)
+
+    def _keep(self, offer: ReplayOffer, sent: int, **answer: Any) -> None:
         if (
             not offer.accepted
             or offer.observer is None
             or offer.route is None
-            or len(body) > MAX_BODY
             or offer.token != self.token()  # something changed while it was answered
         ):
             return
-        cost = _cost(offer.key, head, body)
+        kept = Replayable(
+            token=offer.token,
+            expires=time.monotonic() + MAX_AGE,
+            count=offer.observer.replay_counter(path=offer.path, route=offer.route, sent=sent),
+            **answer,
+        )
+        cost = _cost(offer.key, kept)
         if cost > self.max_bytes:
             return
-        count = offer.observer.replay_counter(path=offer.path, route=offer.route, sent=len(body))
         self._drop(offer.key)
         while self._kept and self._bytes + cost > self.max_bytes:
             self._drop(next(iter(self._kept)))
-        self._kept[offer.key] = Replayable(
-            head=head,
-            body=body,
-            token=offer.token,
-            expires=time.monotonic() + MAX_AGE,
-            count=count,
-        )
+        self._kept[offer.key] = kept
         self._bytes += cost
 
     @property
@@ -163,9 +178,12 @@ class ReplayCache:
     def _drop(self, key: Key) -> None:
         kept = self._kept.pop(key, None)
         if kept is not None:
-            self._bytes -= _cost(key, kept.head, kept.body)
+            self._bytes -= _cost(key, kept)
 
 
-def _cost(key: Key, head: bytes, body: bytes) -> int:
+def _cost(key: Key, kept: Replayable) -> int:
     """What a kept answer costs in memory (estimated; the body is often shared)."""
-    return sum(map(len, key)) + len(head) + len(body) + 300
+    headers = sum(len(name) + len(value) for name, value in kept.headers)
+    return (
+        sum(map(len, key)) + len(kept.head) + len(kept.body) + len(kept.path or "") + headers + 300
+    )

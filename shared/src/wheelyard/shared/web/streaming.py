@@ -193,6 +193,9 @@ async def stored_file_response(
             # itself (web/replay.py); a deletion or a visibility change moves its token.
             replay.accept(request.scope)
         return Response(body, headers=base, media_type="application/octet-stream")
+    if request.method == "GET" and not range_header and cache_control.startswith("public"):
+        # Likewise for a file sent by path (the server keeps only its path, not its bytes).
+        replay.accept(request.scope)
     return await serve_blob(
         blobs,
         key,
