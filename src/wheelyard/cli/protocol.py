@@ -192,13 +192,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if key is not None:
             assert replays is not None  # a key is only made when there is a cache
             kept = replays.find(key)
-            if kept is not None and self._idle():
-                if kept.path is None:
-                    self._replay(kept)
-                    return
+            if kept is not None and kept.path is not None:
                 # A file: its bytes go by sendfile in a request cycle of uvicorn's, as the
-                # application's answer did, without the application.
+                # application's answer did, without the application; uvicorn queues it behind
+                # an answer still under way (the last bytes of a file may have reached the
+                # client, which asks again, before that cycle has ended).
                 app, key = self._file_replayer(kept), None
+            elif kept is not None and self._idle():
+                self._replay(kept)
+                return
         scope: dict[str, Any] = self.scope  # type: ignore[assignment]  # ours to extend
         scope.setdefault("extensions", {})[PATHSEND] = {}
         if key is not None:
