@@ -58,7 +58,7 @@ from starlette.responses import Response, StreamingResponse
 
 from wheelyard.proxy_cache import records
 from wheelyard.proxy_cache.downloads import DownloadStamps
-from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout
+from wheelyard.proxy_cache.upstream import UpstreamClient, failures_told
 from wheelyard.shared.cache import Cache, Lock, LockTimeout
 from wheelyard.shared.concurrency import SingleFlight
 from wheelyard.shared.config import UpstreamConfig
@@ -484,7 +484,10 @@ class ProxyFiles:
             fetch.started.set()
             loop = asyncio.get_running_loop()
             renew_at = loop.time() + LOCK_TTL / 3
-            try:
+            with failures_told(
+                stalled="the upstream stalled while sending a file",
+                broken="the upstream connection broke mid-file",
+            ):
                 async for chunk in response.aiter_bytes():
                     if fetch.size is not None and fetch.received + len(chunk) > fetch.size:
                         raise IntegrityFailure("the upstream sent more bytes than listed")
@@ -492,12 +495,6 @@ class ProxyFiles:
                     if lock is not None and loop.time() > renew_at:
                         await lock.extend(LOCK_TTL)
                         renew_at = loop.time() + LOCK_TTL / 3
-            except httpx.TimeoutException as exc:
-                raise UpstreamTimeout("the upstream stalled while sending a file") from exc
-            except httpx.HTTPError as exc:
-                raise UpstreamError(
-                    f"the upstream connection broke mid-file: {type(exc).__name__}"
-                ) from exc
             await fetch.spooled()
             if fetch.size is not None and fetch.written != fetch.size:
                 raise IntegrityFailure(

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO
 from urllib.parse import urljoin, urlsplit
@@ -206,16 +207,13 @@ class UpstreamClient:
             await self._check(url, upstream, allow_internal)
             auth = _auth_for(url, upstream)
             request = http.build_request("GET", url, headers=headers, timeout=timeout)
-            try:
+            with failures_told(
+                stalled="the upstream did not answer in time",
+                broken="the upstream could not be reached",
+            ):
                 response = await http.send(
                     request, stream=True, auth=httpx.BasicAuth(*auth) if auth else None
                 )
-            except httpx.TimeoutException as exc:
-                raise UpstreamTimeout("the upstream did not answer in time") from exc
-            except httpx.HTTPError as exc:
-                raise UpstreamError(
-                    f"the upstream could not be reached: {describe_failure(exc)}"
-                ) from exc
             if response.is_redirect and "location" in response.headers:
                 url = urljoin(url, response.headers["location"])
                 await response.aclose()
@@ -240,6 +238,18 @@ def _failure(exc: UpstreamError) -> str:
     return "error"
 
 
+@contextmanager
+def failures_told(*, stalled: str, broken: str) -> Iterator[None]:
+    """Turn httpx's failures in the block into ours: a timeout into `UpstreamTimeout(stalled)`,
+    any other into `UpstreamError("<broken>: <what failed>")` (`describe_failure`)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(stalled) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"{broken}: {describe_failure(exc)}") from exc
+
+
 def _count(kind: str, outcome: str) -> None:
     UPSTREAM_FETCHES.labels(kind, outcome).inc()
 
@@ -252,17 +262,15 @@ async def _spool_capped(response: httpx.Response, cap: int) -> IO[bytes]:
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
     total = 0
     try:
-        async for chunk in response.aiter_bytes():
-            total += len(chunk)
-            if total > cap:
-                raise UpstreamError(f"the upstream page is larger than {cap} bytes")
-            spool.write(chunk)
-    except httpx.TimeoutException as exc:
-        spool.close()
-        raise UpstreamTimeout("the upstream page did not arrive in time") from exc
-    except httpx.HTTPError as exc:
-        spool.close()
-        raise UpstreamError(f"the upstream page was cut short: {describe_failure(exc)}") from exc
+        with failures_told(
+            stalled="the upstream page did not arrive in time",
+            broken="the upstream page was cut short",
+        ):
+            async for chunk in response.aiter_bytes():
+                total += len(chunk)
+                if total > cap:
+                    raise UpstreamError(f"the upstream page is larger than {cap} bytes")
+                spool.write(chunk)
     except BaseException:
         spool.close()
         raise

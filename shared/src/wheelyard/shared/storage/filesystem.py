@@ -250,7 +250,6 @@ class FilesystemBlobStore:
         place, so it is never copied; `path` is gone afterwards. Raises `ValueError` for a
         file elsewhere or a malformed key, `BackendUnavailable` when the disk fails (then
         `path` is left for the caller to remove)."""
-        path = Path(path)
         if path.parent != self.temp_dir:
             raise ValueError(f"{path} is not in the staging directory {self.temp_dir}")
         self._path_for(key)  # a malformed key raises ValueError before anything moves

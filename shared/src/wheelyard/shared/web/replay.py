@@ -138,16 +138,24 @@ class ReplayCache:
     def keep(self, offer: ReplayOffer, head: bytes, body: bytes) -> None:
         """Keep the answer to an accepted `offer` (ignored unless it is replayable)."""
         if len(body) <= MAX_BODY:
-            self._keep(offer, len(body), head=head, body=body)
+            self._keep(offer, len(body), head, body)
 
     def keep_file(
         self, offer: ReplayOffer, headers: tuple[tuple[bytes, bytes], ...], path: str, size: int
     ) -> None:
         """Keep the answer to an accepted `offer` that sent the `size` bytes of the file at
         `path` with `headers` (its start message's, less what is fresh per answer)."""
-        self._keep(offer, size, head=b"", body=b"", path=path, headers=headers)
+        self._keep(offer, size, b"", b"", path, headers)
 
-    def _keep(self, offer: ReplayOffer, sent: int, **answer: Any) -> None:
+    def _keep(
+        self,
+        offer: ReplayOffer,
+        sent: int,
+        head: bytes,
+        body: bytes,
+        path: str | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
         if (
             not offer.accepted
             or offer.observer is None
@@ -156,10 +164,13 @@ class ReplayCache:
         ):
             return
         kept = Replayable(
+            head=head,
+            body=body,
             token=offer.token,
             expires=time.monotonic() + MAX_AGE,
             count=offer.observer.replay_counter(path=offer.path, route=offer.route, sent=sent),
-            **answer,
+            path=path,
+            headers=headers,
         )
         cost = _cost(offer.key, kept)
         if cost > self.max_bytes:

@@ -185,17 +185,16 @@ async def stored_file_response(
         if url:
             return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
     range_header = request.headers.get("range")
-    if pages is not None and request.method == "GET" and not range_header and size <= MEMO_BYTES:
+    whole = request.method == "GET" and not range_header
+    if whole and cache_control.startswith("public"):
+        # Anyone may have these bytes: the server may answer the next such request itself
+        # (web/replay.py: a body kept here, or a file sent by path), until a deletion or a
+        # visibility change moves its token.
+        replay.accept(request.scope)
+    if pages is not None and whole and size <= MEMO_BYTES:
         body = await pages.derived("blob", 0, key, partial(_read_whole, blobs, key, size), len)
         base = {"Accept-Ranges": "bytes", **headers}
-        if cache_control.startswith("public"):
-            # Anyone may have these bytes: the server may answer the next such request
-            # itself (web/replay.py); a deletion or a visibility change moves its token.
-            replay.accept(request.scope)
         return Response(body, headers=base, media_type="application/octet-stream")
-    if request.method == "GET" and not range_header and cache_control.startswith("public"):
-        # Likewise for a file sent by path (the server keeps only its path, not its bytes).
-        replay.accept(request.scope)
     return await serve_blob(
         blobs,
         key,
