@@ -3,6 +3,7 @@ a connection failure is told (issue 9, "Proxy in the real world")."""
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 
 import httpx
@@ -73,3 +74,48 @@ async def test_the_ssrf_guard_applies_through_a_proxy_too() -> None:
     for url in ("http://169.254.169.254/latest/", "http://127.0.0.1:8000/", "http://[::1]/"):
         with pytest.raises(UpstreamRefused):
             await guard.check(url, allow_internal=False, via_proxy=True)
+
+
+async def test_upstream_connections_are_kept_alive_across_the_pools() -> None:
+    """Direct connections are split over `POOLS` pools (httpcore walks a pool's connections on
+    every request): a burst opens a connection per request in flight, never one per request,
+    and the next burst reuses them all."""
+    import asyncio
+
+    from wheelyard.proxy_cache.netroutes import POOLS, NetRoutes
+
+    opened = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal opened
+        opened += 1
+        with contextlib.suppress(ConnectionError):
+            while await reader.readuntil(b"\r\n\r\n"):
+                await asyncio.sleep(0.01)  # long enough for the burst to overlap
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    routes = NetRoutes()
+    client = routes.client(None)
+    try:
+
+        async def burst(size: int) -> None:
+            answers = await asyncio.gather(
+                *(client.get(f"http://127.0.0.1:{port}/{i}") for i in range(size))
+            )
+            assert all(a.status_code == 200 and a.content == b"ok" for a in answers)
+
+        await burst(40)
+        first = opened
+        assert POOLS <= first <= 40
+        await burst(40)
+        for _ in range(20):  # one at a time: each pool reuses what it keeps
+            await burst(1)
+        assert opened == first
+    finally:
+        await routes.aclose()
+        server.close()
+        await server.wait_closed()

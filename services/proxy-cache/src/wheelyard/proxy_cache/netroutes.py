@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import itertools
 import ssl
 from dataclasses import dataclass
 
@@ -28,9 +29,16 @@ import truststore
 from wheelyard.shared.config import read_pem
 
 USER_AGENT = "wheelyard-proxy/0.1"
+#: Direct upstream connections are split over this many pools, used in turn. httpcore's pool
+#: looks at every one of its connections whenever a request starts or a response ends: it
+#: polls each idle socket (through anyio's attribute lookup) and, per idle connection, counts
+#: all connections again (quadratic in the pool's size: encode/httpcore#1035, still open in
+#: 1.0.9). Through the 50 parallel downloads of a cold uv install that walk was 13% of the
+#: event loop's time (py-spy); a pool of a quarter the size walks a sixteenth.
+POOLS = 4
 # As many idle connections kept as may be open: an installer downloads in parallel (uv: 50 at
 # a time), and with fewer kept alive each burst would close most of them and connect again.
-_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+_LIMITS = httpx.Limits(max_connections=100 // POOLS, max_keepalive_connections=100 // POOLS)
 #: The most an upstream response body is read at a time. httpcore reads 64 KiB per call
 #: (`AsyncHTTP11Connection.READ_NUM_BYTES`), and each call is a trip through h11, anyio and the
 #: event loop; uvloop receives up to 256 KiB per `recv`, so a read this large takes whatever
@@ -92,7 +100,10 @@ class _Routed(httpx.AsyncBaseTransport):
 
     def __init__(self, context: ssl.SSLContext, proxies: ProxySettings) -> None:
         self.proxies = proxies
-        self.direct = httpx.AsyncHTTPTransport(verify=context, limits=_LIMITS)
+        self.pools = [
+            httpx.AsyncHTTPTransport(verify=context, limits=_LIMITS) for _ in range(POOLS)
+        ]
+        self._turns = itertools.cycle(self.pools)
         self.via: dict[str, httpx.AsyncHTTPTransport] = {}
         for scheme, url in (("https", proxies.https_proxy), ("http", proxies.http_proxy)):
             if url:
@@ -105,19 +116,18 @@ class _Routed(httpx.AsyncBaseTransport):
         proxied = self.via.get(url.scheme)
         port = url.port or (443 if url.scheme == "https" else 80)
         if proxied is None or bypasses_proxy(url.host, port, self.proxies.no_proxy):
-            return self.direct
+            return next(self._turns)
         return proxied
 
     def proxied(self, url: httpx.URL) -> bool:
         """True when `url` is reached through a forward proxy."""
-        return self.pick(url) is not self.direct
+        return self.pick(url) not in self.pools
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return await self.pick(request.url).handle_async_request(request)
 
     async def aclose(self) -> None:
-        await self.direct.aclose()
-        for transport in self.via.values():
+        for transport in [*self.pools, *self.via.values()]:
             await transport.aclose()
 
 
