@@ -589,7 +589,11 @@ async def _follow(fetch: FileFetch, blobs: BlobStore, key: str) -> AsyncIterator
             limit = fetch.written if ok else fetch.written - 1
             if position < limit:
                 want = min(READ_STEP, limit - position)
-                data: bytes = await to_thread.run_sync(os.pread, fd, want, position)
+                # Read on the event loop: these bytes were written moments ago and are in the
+                # page cache, so the read is a copy that never waits for the disk (nginx reads
+                # files in its event loop too unless `aio threads` is set); a trip through a
+                # worker thread cost more CPU than the copy (py-spy of a cold install).
+                data = os.pread(fd, want, position)
                 if not data:
                     raise UpstreamError("The spool file ended early.")
                 position += len(data)
