@@ -85,16 +85,23 @@ async def test_upstream_connections_are_kept_alive_across_the_pools() -> None:
     from wheelyard.proxy_cache.netroutes import POOLS, NetRoutes
 
     opened = 0
+    handlers: set[asyncio.Task[None]] = set()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal opened
         opened += 1
-        with contextlib.suppress(ConnectionError):
+        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
             while await reader.readuntil(b"\r\n\r\n"):
                 await asyncio.sleep(0.01)  # long enough for the burst to overlap
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 await writer.drain()
-        writer.close()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client closed the connection
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -119,3 +126,4 @@ async def test_upstream_connections_are_kept_alive_across_the_pools() -> None:
         await routes.aclose()
         server.close()
         await server.wait_closed()
+        await asyncio.wait_for(asyncio.gather(*handlers), 5)  # each saw its client close
