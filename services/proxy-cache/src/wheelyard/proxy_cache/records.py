@@ -179,9 +179,12 @@ async def _record_batch(sessions: SessionFactory, files: list[Verified]) -> list
         for start in range(0, len(rows), _INSERT_BATCH):
             # Recorded concurrently (another replica, past SQLite's lock only on Postgres):
             # the same verified bytes, kept.
-            statement = insert(ProxyFile).values(rows[start : start + _INSERT_BATCH])
+            # (The rows are parameters, not part of the statement: see `proxied._insert_seen`.)
             await session.exec(
-                statement.on_conflict_do_nothing(index_elements=["repository_id", "filename"])
+                insert(ProxyFile).on_conflict_do_nothing(
+                    index_elements=["repository_id", "filename"]
+                ),
+                params=rows[start : start + _INSERT_BATCH],
             )
         await session.commit()
     return replaced
