@@ -19,6 +19,7 @@ is gone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import zlib
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, delete, select, update
@@ -222,15 +223,25 @@ _HEAD_COLUMNS = (
 )
 
 
+# The statements of every cold page are built once, with their values as parameters:
+# building one costs more CPU than running it (about 0.3 ms for a two-condition SELECT and
+# 1 ms for the upsert of `save`, against 4 us for the SELECT in SQLite, on a small VM);
+# SQLAlchemy caches only the compiled form.
+_THIS_PAGE = (
+    col(ProxyPage.repository_id) == bindparam("repository_id"),
+    col(ProxyPage.project) == bindparam("project"),
+)
+_LOAD = select(*_HEAD_COLUMNS).where(*_THIS_PAGE)  # type: ignore[call-overload]
+_SEEN_TIMES = select(ProxySeen.filename, ProxySeen.first_seen).where(
+    col(ProxySeen.repository_id) == bindparam("repository_id"),
+    col(ProxySeen.project) == bindparam("project"),
+)
+
+
 async def load(session: AsyncSession, repository_id: int, project: str) -> StoredPage | None:
     """The stored page of `project` (normalized) in the proxy repository, without its files."""
-    row = (
-        await session.exec(
-            select(*_HEAD_COLUMNS).where(  # type: ignore[call-overload]
-                ProxyPage.repository_id == repository_id, ProxyPage.project == project
-            )
-        )
-    ).first()
+    params = {"repository_id": repository_id, "project": project}
+    row = (await session.exec(_LOAD, params=params)).first()
     return _detach(row) if row is not None else None
 
 
@@ -280,39 +291,54 @@ async def save(
     """
     if new_files and seen_at is None:
         raise ValueError("new_files need the time they were first seen (seen_at)")
-    values: dict[str, Any] = {
+    params: dict[str, Any] = {
+        "repository_id": repository_id,
+        "project": project,
         "etag": etag,
         "last_modified": last_modified,
         "fetched_at": datetime.fromtimestamp(fetched_at, UTC),
         "missing": missing,
+        "data": data if data is not None else {},  # a new row without a page: an empty head
     }
     if data is not None:
-        values["data"] = data
-        values["files"] = files
+        params["files"] = files
     async with sessions() as session:
         await begin_write(session)
         if new_files and seen_at is not None:
             await _insert_seen(session, repository_id, project, new_files, seen_at)
-        # One statement whether the row exists or not (SQLite >= 3.24 and Postgres upserts):
-        # a new row gets `values` (an empty head when there is no page), an existing one is
-        # replaced only by a later answer.
-        statement = _insert_for(session)(ProxyPage).values(
-            repository_id=repository_id, project=project, **{"data": {}, **values}
-        )
-        result = await session.exec(
-            statement.on_conflict_do_update(
-                index_elements=["repository_id", "project"],
-                set_={name: statement.excluded[name] for name in values},
-                where=col(ProxyPage.fetched_at) <= statement.excluded.fetched_at,
-            )
-        )
+        result = await session.exec(_upsert(_dialect(session), data is not None), params=params)
         await session.commit()
     return bool(result.rowcount)
 
 
-def _insert_for(session: AsyncSession) -> Any:
-    """The INSERT construct with ON CONFLICT clauses for `session`'s database."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+#: What `save` always writes; with a page also `data` and `files`.
+_VALIDATORS = ("etag", "last_modified", "fetched_at", "missing")
+
+
+@functools.cache
+def _upsert(dialect: str, with_page: bool) -> Any:
+    """`save`'s one statement, whether the row exists or not (SQLite >= 3.24 and Postgres
+    upserts): a new row gets the parameters, an existing one takes `_VALIDATORS` (and the
+    page, `with_page`) only from a later answer."""
+    table = ProxyPage.__table__  # type: ignore[attr-defined]
+    replaced = (*_VALIDATORS, "data", "files") if with_page else _VALIDATORS
+    inserted = ("repository_id", "project", "data", *(c for c in replaced if c != "data"))
+    statement = _insert_for(dialect)(table).values(
+        {name: bindparam(name, type_=table.c[name].type) for name in inserted}
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["repository_id", "project"],
+        set_={name: statement.excluded[name] for name in replaced},
+        where=table.c.fetched_at <= statement.excluded.fetched_at,
+    )
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+def _insert_for(dialect: str) -> Any:
+    """The INSERT construct with ON CONFLICT clauses for `dialect`."""
     return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
@@ -333,11 +359,8 @@ async def expire(sessions: SessionFactory, cache: Cache, repository_id: int, pro
 
 async def seen_times(session: AsyncSession, repository_id: int, project: str) -> dict[str, str]:
     """When the repository first listed each file of `project` it ever listed (ISO text)."""
-    rows = await session.exec(
-        select(ProxySeen.filename, ProxySeen.first_seen).where(
-            ProxySeen.repository_id == repository_id, ProxySeen.project == project
-        )
-    )
+    params = {"repository_id": repository_id, "project": project}
+    rows = await session.exec(_SEEN_TIMES, params=params)
     return {filename: when.isoformat() for filename, when in rows.all()}
 
 
@@ -354,7 +377,7 @@ async def _insert_seen(
 ) -> None:
     """Remember that the repository first listed `filenames` at `when`, in `session`'s write
     transaction; a name recorded meanwhile (another replica) keeps its earlier time."""
-    insert = _insert_for(session)
+    insert = _insert_for(_dialect(session))
     for start in range(0, len(filenames), _SEEN_BATCH):
         rows = [
             {
