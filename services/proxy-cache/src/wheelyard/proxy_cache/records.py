@@ -29,6 +29,8 @@ SessionFactory = Callable[[], AsyncSession]
 STAMP_EVERY = timedelta(hours=1)
 #: Files recorded per write transaction by `Recorder` at most.
 MAX_BATCH = 200
+#: Seconds `Recorder` waits for more files before writing a batch.
+GATHER = 0.02
 #: Rows per INSERT (bind-parameter limits of SQLite), names per IN list.
 _INSERT_BATCH = 100
 _FIND_BATCH = 300
@@ -249,6 +251,11 @@ class Recorder:
     async def _drain(self) -> None:
         try:
             while self._queue:
+                # Files of a burst are verified a few milliseconds apart: waiting a moment
+                # lets one transaction take them together (a burst of 102 cold `.metadata`
+                # files was written in 62 transactions without the wait, each costing a few
+                # milliseconds of CPU). Their clients already have every byte.
+                await asyncio.sleep(GATHER)
                 batch = self._queue[:MAX_BATCH]
                 del self._queue[:MAX_BATCH]
                 try:
