@@ -283,8 +283,13 @@ class ProxyPages:
                 ttl=budget,
                 wait=0 if usable_version else budget,
             ):
+                seen = None
                 async with self.sessions() as session:
                     row = await store.load(session, repo.id, name)
+                    if row is None or not row.usable or "seen" not in row.head:
+                        # No upstream can be asked conditionally: a full answer is expected,
+                        # which needs the first-seen times (read in the same session).
+                        seen = await store.seen_times(session, repo.id, name)
                 if row is not None:
                     state = PageState.of(row)
                     if self.is_fresh(repo, state, time.time()):
@@ -293,7 +298,7 @@ class ProxyPages:
                         if row.missing:
                             raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
                         return CurrentPage(state.version)
-                return await self._fetch(repo, name, row)
+                return await self._fetch(repo, name, row, seen)
         except LockTimeout:
             if usable_version is not None:
                 return CurrentPage(usable_version)
@@ -302,16 +307,25 @@ class ProxyPages:
             ) from None
 
     async def _fetch(
-        self, repo: RepositoryView, name: str, row: store.StoredPage | None
+        self,
+        repo: RepositoryView,
+        name: str,
+        row: store.StoredPage | None,
+        seen: dict[str, str] | None,
     ) -> CurrentPage:
         try:
-            return await self._fetch_from_upstreams(repo, name, row)
+            return await self._fetch_from_upstreams(repo, name, row, seen)
         finally:
             await self._reports.publish(self.cache)
 
     async def _fetch_from_upstreams(
-        self, repo: RepositoryView, name: str, row: store.StoredPage | None
+        self,
+        repo: RepositoryView,
+        name: str,
+        row: store.StoredPage | None,
+        known_seen: dict[str, str] | None,
     ) -> CurrentPage:
+        """Ask the upstreams in turn; `known_seen`: the first-seen times, when already read."""
         fetched_at = time.time()
         errors: list[UpstreamError] = []
         breaker = self.client.breaker
@@ -327,7 +341,11 @@ class ProxyPages:
             )
             # A full answer is expected: read the first-seen times while the upstream answers
             # (a conditional request mostly ends in a 304, which needs none).
-            early_seen = None if conditional else asyncio.ensure_future(self._seen(repo.id, name))
+            early_seen = (
+                None
+                if conditional or known_seen is not None
+                else asyncio.ensure_future(self._seen(repo.id, name))
+            )
             try:
                 result = await self.client.fetch_page(
                     upstream,
@@ -352,7 +370,7 @@ class ProxyPages:
                         raise UpstreamError("The upstream answered 304 to an unconditional GET.")
                     breaker.success(circuit)
                     return await self._keep(repo, name, row, fetched_at)
-                seen = None
+                seen = known_seen
                 if early_seen is not None:
                     seen, early_seen = await early_seen, None
                 if seen is None:
