@@ -189,7 +189,7 @@ async def _record_batch(sessions: SessionFactory, files: list[Verified]) -> list
             # the same verified bytes, kept.
             # (The rows are parameters, not part of the statement: see `proxied._insert_seen`.)
             await session.exec(
-                insert(ProxyFile).on_conflict_do_nothing(
+                insert(ProxyFile.__table__).on_conflict_do_nothing(  # type: ignore[attr-defined]
                     index_elements=["repository_id", "filename"]
                 ),
                 params=rows[start : start + _INSERT_BATCH],

@@ -89,7 +89,12 @@ def create_engine(
             # or SQLite fails it with SQLITE_BUSY_SNAPSHOT, which no waiting cures (upgrading a
             # read lock could deadlock: https://www.sqlite.org/rescode.html#busy_snapshot).
             immediate = conn.get_execution_options().get("wheelyard_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            # Straight to the driver (inline_sqlite: it still waits out another process's
+            # lock): SQLAlchemy's exec_driver_sql builds a whole execution context for it,
+            # which cost more than the statement, once per session.
+            conn.connection.dbapi_connection.execute(
+                "BEGIN IMMEDIATE" if immediate else "BEGIN"
+            ).close()
 
         return engine
     connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}

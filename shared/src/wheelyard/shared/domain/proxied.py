@@ -391,8 +391,9 @@ async def _insert_seen(
         # Rows as parameters of one statement (executemany), not in it: SQLAlchemy cannot
         # reuse the compiled form of an INSERT with its rows inlined, and compiled it again
         # for every cold page (about 1 ms of CPU each).
-        await session.exec(
-            insert(ProxySeen).on_conflict_do_nothing(index_elements=["repository_id", "filename"]),
+        table = ProxySeen.__table__  # type: ignore[attr-defined]
+        await session.exec(  # a Core INSERT: the ORM's bulk machinery adds nothing here
+            insert(table).on_conflict_do_nothing(index_elements=["repository_id", "filename"]),
             params=rows,
         )
 
