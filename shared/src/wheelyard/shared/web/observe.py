@@ -22,6 +22,7 @@ import itertools
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,23 +166,26 @@ class Observe:
     def replay_counter(self, *, path: str, route: str, sent: int) -> replay.Counter:
         """What counts a 200 GET of `path` (`sent` bytes of body, `route`) each time the
         server answers it again from a kept answer (web/replay.py), as `_record` counts any
-        other request: the metric series and the access line are prepared once here."""
+        other request: the metric series once here, the access line at the first replay (most
+        kept answers are never replayed, and preparing a line costs more than writing one)."""
         series = self._series_for(route, "GET", 200)
-        line = None
-        if self.access_log is not None:
-            line = self.access_log.prepared(
-                f"GET {path} 200",
-                self._fields("", "GET", path, route, 200, 0.0, 0, sent, "", None),
-                ("request_id", "duration_ms", "client"),
-            )
+        access_log = self.access_log
+        line: Callable[..., None] | None = None
 
         def count(client: str | None, elapsed: float) -> str:
+            nonlocal line
             request_id = self._request_id(None)
             series.requests.inc()
             series.duration.observe(elapsed)
             if sent:
                 series.sent.inc(sent)
-            if line is not None:
+            if access_log is not None:
+                if line is None:
+                    line = access_log.prepared(
+                        f"GET {path} 200",
+                        self._fields("", "GET", path, route, 200, 0.0, 0, sent, "", None),
+                        ("request_id", "duration_ms", "client"),
+                    )
                 line(request_id, round(elapsed * 1000, 2), client)
             return request_id
 
