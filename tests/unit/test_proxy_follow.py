@@ -22,6 +22,7 @@ class NoBlobs:
 
 async def _fetch(tmp_path: Path, *, staged: bool = False) -> FileFetch:
     fetch = FileFetch(hashlib.sha256(DATA).hexdigest(), len(DATA), tmp_path, staged=staged)
+    await fetch.open()
     await fetch.append(DATA)
     await fetch.spooled()
     assert fetch.written == len(DATA)

@@ -128,12 +128,19 @@ class FileFetch:
         self._unspooled_bytes = 0
         self._spooler: asyncio.Task[None] | None = None
         self._hash = hashlib.sha256()
-        spool_dir.mkdir(parents=True, exist_ok=True)
-        self._fd, name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=spool_dir)
+        self._spool_dir = spool_dir
+        self._staged = staged
+        self._fd = -1  # the spool, once `open`
         #: The spool's name while it has one (`staged`, until adopted or closed).
-        self.staged_path: Path | None = Path(name) if staged else None
-        if not staged:
-            os.unlink(name)
+        self.staged_path: Path | None = None
+
+    async def open(self) -> None:
+        """Create the spool, in a worker thread: creating a file waits for the file system's
+        journal, which is busy behind other files' flushes during a burst of cold files (the
+        event loop stalled there for up to seconds, py-spy and cProfile of 102 cold wheels)."""
+        self._fd, self.staged_path = await to_thread.run_sync(
+            _create_spool, self._spool_dir, self._staged
+        )
 
     @property
     def spooled_sha256(self) -> str:
@@ -191,8 +198,10 @@ class FileFetch:
             return
         if spooler is not None and not spooler.cancelled():
             spooler.exception()  # reported through `append`/`spooled`, or moot
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
         if self.staged_path is not None:  # not adopted: a spool, nothing more
             with contextlib.suppress(OSError):
                 os.unlink(self.staged_path)
@@ -388,6 +397,7 @@ class ProxyFiles:
                 if held is not None and held.sha256 == fetch.sha256:
                     fetch.from_store = True  # another fetch stored it for this repository
                     return
+            await fetch.open()
             response = await self.client.open_file(url, upstream)
             await self._download(fetch, response, lock)
             if stored is None:
@@ -533,6 +543,17 @@ class ProxyFiles:
                 await response.aclose()
 
         return StreamingResponse(body(), headers=out, media_type="application/octet-stream")
+
+
+def _create_spool(directory: Path, staged: bool) -> tuple[int, Path | None]:
+    """A new spool file in `directory`: its descriptor, and its path when `staged` (else it
+    is unlinked at once, see `FileFetch`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=directory)
+    if staged:
+        return fd, Path(name)
+    os.unlink(name)
+    return fd, None
 
 
 def _write_all(fd: int, chunks: list[bytes], offset: int, digest: hashlib._Hash) -> None:
