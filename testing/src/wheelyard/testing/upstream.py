@@ -46,6 +46,8 @@ from wheelyard.testing.dist_factory import make_sdist, make_wheel, metadata_text
 from wheelyard.testing.tcp_proxy import free_port
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
+#: Seconds `page_hits` waits at most for the answers of requests that arrived to be counted.
+SETTLE = 1.0
 
 Scope = dict[str, Any]
 
@@ -340,9 +342,20 @@ class LocalUpstream:
     # -- counters -----------------------------------------------------------------------------
 
     def page_hits(self, name: str, status: int | None = None) -> int:
-        """Requests for `/simple/<name>/` (with `status` only, when given)."""
+        """Requests for `/simple/<name>/` (with `status` only, when given: answers are counted
+        once sent whole, which can be just after the proxy has them, so this waits up to
+        `SETTLE` seconds for every request of the page that arrived to be answered)."""
         path = f"/simple/{canonicalize_name(name)}/"
-        return self.hits[path] if status is None else self.statuses[(path, status)]
+        if status is None:
+            return self.hits[path]
+        deadline = time.monotonic() + SETTLE
+        while time.monotonic() < deadline:
+            with self._lock:
+                answered = sum(n for (p, _s), n in self.statuses.items() if p == path)
+                if answered >= self.hits[path]:
+                    break
+            time.sleep(0.005)
+        return self.statuses[(path, status)]
 
     def file_hits(self, filename: str, *, metadata: bool = False) -> int:
         """Requests for a file's bytes (or its `.metadata`), whatever the answer."""
