@@ -51,17 +51,23 @@ class Held:
         return 300 + len(self.project) + len(self.blob_key)
 
 
-#: `find`'s statement, built once (see `wheelyard.shared.domain.proxied`: building it costs
-#: more CPU than running it).
-_FIND = select(  # type: ignore[call-overload]
+#: A `Held`'s columns, in its fields' order.
+_HELD_COLUMNS = (
     ProxyFile.project,
     ProxyFile.sha256,
     ProxyFile.size,
     ProxyFile.blob_key,
     ProxyFile.last_downloaded,
-).where(
+)
+# The lookups' statements, built once (see `wheelyard.shared.domain.proxied`: building one
+# costs more CPU than running it).
+_FIND = select(*_HELD_COLUMNS).where(  # type: ignore[call-overload]
     col(ProxyFile.repository_id) == bindparam("repository_id"),
     col(ProxyFile.filename) == bindparam("filename"),
+)
+_FIND_MANY = select(ProxyFile.filename, *_HELD_COLUMNS).where(  # type: ignore[call-overload]
+    col(ProxyFile.repository_id) == bindparam("repository_id"),
+    col(ProxyFile.filename).in_(bindparam("filenames", expanding=True)),
 )
 
 
@@ -208,19 +214,9 @@ async def _find_many(
     found: dict[tuple[int, str], Held] = {}
     for repository_id, filenames in by_repository.items():
         for start in range(0, len(filenames), _FIND_BATCH):
-            rows = await session.exec(
-                select(  # type: ignore[call-overload]
-                    ProxyFile.filename,
-                    ProxyFile.project,
-                    ProxyFile.sha256,
-                    ProxyFile.size,
-                    ProxyFile.blob_key,
-                    ProxyFile.last_downloaded,
-                ).where(
-                    ProxyFile.repository_id == repository_id,
-                    col(ProxyFile.filename).in_(filenames[start : start + _FIND_BATCH]),
-                )
-            )
+            batch = filenames[start : start + _FIND_BATCH]
+            params = {"repository_id": repository_id, "filenames": batch}
+            rows = await session.exec(_FIND_MANY, params=params)
             for filename, *rest in rows.all():
                 found[(repository_id, filename)] = Held(*rest)
     return found
