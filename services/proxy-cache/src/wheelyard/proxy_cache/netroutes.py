@@ -34,7 +34,8 @@ USER_AGENT = "wheelyard-proxy/0.1"
 #: polls each idle socket (through anyio's attribute lookup) and, per idle connection, counts
 #: all connections again (quadratic in the pool's size: encode/httpcore#1035, still open in
 #: 1.0.9). Through the 50 parallel downloads of a cold uv install that walk was 13% of the
-#: event loop's time (py-spy); a pool of a quarter the size walks a sixteenth.
+#: event loop's time (py-spy); a pool of a quarter the size polls a quarter as many sockets
+#: and counts a sixteenth as often.
 POOLS = 4
 # As many idle connections kept as may be open: an installer downloads in parallel (uv: 50 at
 # a time), and with fewer kept alive each burst would close most of them and connect again.

@@ -113,9 +113,10 @@ class InlineSession(AsyncSession):
     that a cancellation cannot abandon the close halfway (`sqlalchemy.ext.asyncio.base.
     _run_to_completion`): on a busy event loop that kept the connection checked out, and the
     caller waiting, for two turns of the loop (a median of 4-11 ms per session during a cold
-    uv resolution through the proxy, 40 connections out at once and one opened for every
-    six sessions). On an inline SQLite connection the close runs its ROLLBACK on the calling
-    thread without suspending, so no cancellation can arrive halfway: it runs here, at once.
+    uv resolution through the proxy, all 15 of the pool's connections out at times and 170
+    opened for 540 sessions). On an inline SQLite connection the close runs its ROLLBACK on
+    the calling thread without suspending, so no cancellation can arrive halfway: it runs
+    here, at once (docs/adr/0009-inline-sqlite.md, amendment).
     """
 
     async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
