@@ -102,3 +102,32 @@ async def test_a_lock_held_past_the_wait_is_a_clear_error(
     async with engine.connect() as connection:
         rows = (await connection.execute(text("SELECT n FROM t"))).scalars().all()
     assert rows == [1]  # nothing of the failed write, the other's write kept
+
+
+async def test_a_session_is_closed_in_place_and_its_connection_back_at_once(
+    engine: AsyncEngine,
+) -> None:
+    """`InlineSession`: leaving `async with` closes the session without a turn of the event
+    loop (SQLAlchemy's own close runs in a task of its own, which on a busy loop kept the
+    connection out), and the connection is back in the pool."""
+    sessions = session_factory(engine)
+    loop_turned = False
+
+    def turned() -> None:
+        nonlocal loop_turned
+        loop_turned = True
+
+    async with sessions() as session:
+        assert (await session.exec(text("SELECT 1"))).scalar() == 1  # type: ignore[call-overload]
+        assert engine.sync_engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        asyncio.get_running_loop().call_soon(turned)
+    assert not loop_turned
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    # A write still takes SQLite's write lock up front (BEGIN IMMEDIATE, sent to the driver).
+    async with sessions() as session:
+        await begin_write(session)
+        await session.exec(text("INSERT INTO t VALUES (2)"))  # type: ignore[call-overload]
+        await session.commit()
+    async with sessions() as session:
+        rows = (await session.exec(text("SELECT n FROM t"))).all()  # type: ignore[call-overload]
+    assert [tuple(r) for r in rows] == [(2,)]
