@@ -112,17 +112,21 @@ class _Routed(httpx.AsyncBaseTransport):
                     verify=context, limits=_LIMITS, proxy=httpx.Proxy(url)
                 )
 
-    def pick(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
-        """The transport for `url`."""
+    def _proxy_for(self, url: httpx.URL) -> httpx.AsyncHTTPTransport | None:
+        """The forward proxy's transport for `url`, or None when it is reached directly."""
         proxied = self.via.get(url.scheme)
         port = url.port or (443 if url.scheme == "https" else 80)
         if proxied is None or bypasses_proxy(url.host, port, self.proxies.no_proxy):
-            return next(self._turns)
+            return None
         return proxied
+
+    def pick(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
+        """The transport for `url`: its proxy's, or the next direct pool."""
+        return self._proxy_for(url) or next(self._turns)
 
     def proxied(self, url: httpx.URL) -> bool:
         """True when `url` is reached through a forward proxy."""
-        return self.pick(url) not in self.pools
+        return self._proxy_for(url) is not None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return await self.pick(request.url).handle_async_request(request)

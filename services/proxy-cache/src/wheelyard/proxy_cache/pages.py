@@ -26,11 +26,10 @@ Refreshing a page:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 from anyio import to_thread
 
@@ -339,13 +338,6 @@ class ProxyPages:
             conditional = (
                 row is not None and row.usable and row.source == index and "seen" in row.head
             )
-            # A full answer is expected: read the first-seen times while the upstream answers
-            # (a conditional request mostly ends in a 304, which needs none).
-            early_seen = (
-                None
-                if conditional or known_seen is not None
-                else asyncio.ensure_future(self._seen(repo.id, name))
-            )
             try:
                 result = await self.client.fetch_page(
                     upstream,
@@ -353,10 +345,7 @@ class ProxyPages:
                     etag=row.etag if conditional and row else None,
                     last_modified=row.last_modified if conditional and row else None,
                 )
-            except BaseException as exc:
-                await _discard(early_seen)
-                if not isinstance(exc, UpstreamError):
-                    raise
+            except UpstreamError as exc:
                 breaker.failure(circuit, str(exc))
                 log.warning("upstream %d of %s failed for %s: %s", index, repo.path, name, exc)
                 errors.append(exc)
@@ -371,9 +360,7 @@ class ProxyPages:
                     breaker.success(circuit)
                     return await self._keep(repo, name, row, fetched_at)
                 seen = known_seen
-                if early_seen is not None:
-                    seen, early_seen = await early_seen, None
-                if seen is None:
+                if seen is None:  # after a conditional request the upstream answered in full
                     async with self.sessions() as session:
                         seen = await store.seen_times(session, repo.id, name)
                 head, files = await to_thread.run_sync(
@@ -386,8 +373,6 @@ class ProxyPages:
                 continue
             finally:
                 result.close()
-                # Not read (a 404, an error): its database session must not outlive the fetch.
-                await _discard(early_seen)
             breaker.success(circuit)
             old_serial = row.head.get("serial") if row is not None and row.usable else None
             if (
@@ -464,15 +449,6 @@ class ProxyPages:
         await self._publish(repo.id, name, PageState("-", fetched_at, True))
         raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
 
-    async def _seen(self, repo_id: int, name: str) -> dict[str, str] | None:
-        """`store.seen_times`, or None when reading them failed (the caller reads again and
-        sees the error): it runs unattended while the upstream is asked."""
-        try:
-            async with self.sessions() as session:
-                return await store.seen_times(session, repo_id, name)
-        except Exception:
-            return None
-
     async def _keep(
         self, repo: RepositoryView, name: str, row: store.StoredPage, fetched_at: float
     ) -> CurrentPage:
@@ -522,14 +498,3 @@ def _content_size(content: store.PageContent) -> int:
 
 def _state_key(repo_id: int, name: str) -> str:
     return proxy_state_key(repo_id, name)
-
-
-async def _discard(task: asyncio.Future[Any] | None) -> None:
-    """Stop `task` (a read started early whose answer is not needed) and wait for it to end,
-    so that what it holds (a database session) is released now, not by the garbage collector."""
-    if task is None:
-        return
-    task.cancel()
-    await asyncio.wait([task])
-    if not task.cancelled():
-        task.exception()  # retrieved: a failure of an unneeded read is not worth a log line

@@ -232,6 +232,7 @@ _THIS_PAGE = (
     col(ProxyPage.project) == bindparam("project"),
 )
 _LOAD = select(*_HEAD_COLUMNS).where(*_THIS_PAGE)  # type: ignore[call-overload]
+_LOAD_CONTENT = select(*_HEAD_COLUMNS, ProxyPage.files).where(*_THIS_PAGE)  # type: ignore[call-overload]
 _SEEN_TIMES = select(ProxySeen.filename, ProxySeen.first_seen).where(
     col(ProxySeen.repository_id) == bindparam("repository_id"),
     col(ProxySeen.project) == bindparam("project"),
@@ -249,13 +250,8 @@ async def load_content(
     session: AsyncSession, repository_id: int, project: str
 ) -> PageContent | None:
     """The stored page of `project` with its files, or None when there is no usable one."""
-    row = (
-        await session.exec(
-            select(*_HEAD_COLUMNS, ProxyPage.files).where(  # type: ignore[call-overload]
-                ProxyPage.repository_id == repository_id, ProxyPage.project == project
-            )
-        )
-    ).first()
+    params = {"repository_id": repository_id, "project": project}
+    row = (await session.exec(_LOAD_CONTENT, params=params)).first()
     if row is None:
         return None
     page = _detach(row[:6])
