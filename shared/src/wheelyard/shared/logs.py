@@ -90,6 +90,15 @@ def configure_logging(level: str, fmt: LogFormat) -> None:
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # httpx logs every request it sends at INFO ("HTTP Request: GET ..."): a second line per
+    # upstream fetch beside the client's access line, formatted on the event loop (0.14 ms
+    # of CPU per request, a quarter of the request itself, on a 2-core VM). Failures are ours
+    # to log, with what they mean; httpx's own lines are kept for DEBUG.
+    chosen = logging.getLevelName(level.upper())
+    if isinstance(chosen, int) and chosen > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(max(chosen, logging.WARNING))
+    else:
+        logging.getLogger("httpx").setLevel(logging.NOTSET)
     # What the records would otherwise compute and we never print (the logging HOWTO's
     # "Optimization" section): caller frames, thread and process names.
     logging._srcfile = None
