@@ -153,7 +153,8 @@ def test_truncated_bodies_are_never_cached_nor_served_complete(proxy_env: ProxyE
 
 
 def test_metadata_files_are_verified_and_cached_too(proxy_env: ProxyEnv) -> None:
-    project = proxy_env.upstream.add_project(unique_project("meta"), ("1.0",))
+    # An older release: the page's fetch reads ahead the newest one's `.metadata` only.
+    project = proxy_env.upstream.add_project(unique_project("meta"), ("1.0", "2.0"))
     wheel = project.files[0]
     assert wheel.metadata is not None
     url = listed(proxy_env, "pypi", project)[wheel.filename] + ".metadata"

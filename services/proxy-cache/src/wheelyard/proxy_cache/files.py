@@ -319,14 +319,20 @@ class ProxyFiles:
         the cross-replica lock, the verified write). Raises UpstreamError (with the reason)
         when the file cannot be fetched or its bytes do not match, and IntegrityFailure when
         the index lists no sha256 (such files are never cached)."""
-        sha256 = wanted.sha256
-        if sha256 is None:
-            raise IntegrityFailure("the index lists no sha256 for it, so it cannot be cached")
+        sha256 = _listed_sha256(wanted)
         key = blob_key_for(sha256)
         async with self.sessions() as session:
             held = await records.find(session, wanted.repository_id, wanted.filename)
         if held is not None and held.sha256 == sha256 and await self.blobs.stat(key) is not None:
             return False
+        return await self.fetch(wanted)
+
+    async def fetch(self, wanted: Wanted) -> bool:
+        """Fetch `wanted` (listed with its sha256) as a client's first request would, joining
+        a fetch of it under way, without serving it: True once the bytes were fetched,
+        verified and recorded, False when the fetch found them stored for the repository
+        already. Raises as `ensure` does."""
+        _listed_sha256(wanted)
         fetch = self._join(wanted)
         await fetch.finished.wait()
         if fetch.error is not None:
@@ -579,6 +585,12 @@ async def _first_of(*events: asyncio.Event) -> None:
     finally:
         for w in waiters:
             w.cancel()
+
+
+def _listed_sha256(wanted: Wanted) -> str:
+    if wanted.sha256 is None:
+        raise IntegrityFailure("the index lists no sha256 for it, so it cannot be cached")
+    return wanted.sha256
 
 
 def _client_error(error: BaseException) -> Exception:

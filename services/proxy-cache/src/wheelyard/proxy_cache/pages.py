@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
 from anyio import to_thread
 
 from wheelyard.proxy_cache.health import BreakerReports, Circuit
+from wheelyard.proxy_cache.readahead import MetadataPick
 from wheelyard.proxy_cache.upstream import UpstreamClient, UpstreamTimeout, circuit_label
 from wheelyard.shared.cache import Cache, LockTimeout
 from wheelyard.shared.concurrency import SingleFlight
@@ -53,6 +55,10 @@ NEGATIVE_PURGE_AFTER = 10 * NEGATIVE_TTL
 #: How long the state key lives in the cache (freshness is decided by its timestamp); a
 #: negative entry's only as long as it is believed, so unknown names do not pile up there.
 STATE_TTL = 24 * 3600.0
+
+
+#: Told the wheel whose `.metadata` to read ahead (`readahead`): (repository, project, wheel).
+ReadAhead = Callable[[RepositoryView, str, SimpleFile], None]
 
 
 @dataclass(frozen=True)
@@ -99,11 +105,15 @@ class ProxyPages:
         default_ttl: int,
         reports: BreakerReports | None = None,
         page_cache: PageCache | None = None,
+        read_ahead: ReadAhead | None = None,
     ) -> None:
         """`reports`: the `on_change` hook of `client`'s breaker, whose queued health records
         are written after every round of upstream requests. `page_cache`: where the list of
-        cached projects is announced as changed (`list_serial`)."""
+        cached projects is announced as changed (`list_serial`). `read_ahead`: called with
+        the wheel whose `.metadata` an installer is sure to ask for next (`readahead`) when
+        a page fetched in full has one; it must not wait."""
         self.page_cache = page_cache
+        self.read_ahead = read_ahead
         self.sessions = sessions
         self.cache = cache
         self.client = client
@@ -363,8 +373,9 @@ class ProxyPages:
                 if seen is None:  # after a conditional request the upstream answered in full
                     async with self.sessions() as session:
                         seen = await store.seen_times(session, repo.id, name)
+                pick = MetadataPick() if self.read_ahead is not None else None
                 head, files = await to_thread.run_sync(
-                    _parse, result.body, result.content_type, result.url, name, seen
+                    _parse, result.body, result.content_type, result.url, name, seen, pick
                 )
             except UpstreamError as exc:
                 breaker.failure(circuit, str(exc))
@@ -428,6 +439,8 @@ class ProxyPages:
                 )
                 await self._keep_content(repo.id, name, store.PageContent(page, blob))
             await self._publish(repo.id, name, PageState(version, fetched_at, False))
+            if stored and pick is not None and head.status != "quarantined":
+                self._read_ahead(repo, name, pick)
             return CurrentPage(version)
         if errors:
             if row is not None and row.usable:
@@ -449,6 +462,11 @@ class ProxyPages:
         await self._publish(repo.id, name, PageState("-", fetched_at, True))
         raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
 
+    def _read_ahead(self, repo: RepositoryView, name: str, pick: MetadataPick) -> None:
+        chosen = pick.choice()
+        if chosen is not None and self.read_ahead is not None:
+            self.read_ahead(repo, name, chosen)
+
     async def _keep(
         self, repo: RepositoryView, name: str, row: store.StoredPage, fetched_at: float
     ) -> CurrentPage:
@@ -468,12 +486,25 @@ class ProxyPages:
 
 
 def _parse(
-    body: IO[bytes], content_type: str, url: str, name: str, seen: dict[str, str]
+    body: IO[bytes],
+    content_type: str,
+    url: str,
+    name: str,
+    seen: dict[str, str],
+    pick: MetadataPick | None,
 ) -> tuple[PageHead, store.PageWriter]:
     """Parse a spooled upstream page into a `PageWriter` (in a worker thread); `seen`: when
-    the repository first listed the files it listed before."""
+    the repository first listed the files it listed before; `pick`, when given, sees every
+    file too."""
     writer = store.PageWriter(seen)
-    head = read_upstream_page(body, content_type, url, writer.add, project=name)
+    if pick is None:
+        return read_upstream_page(body, content_type, url, writer.add, project=name), writer
+
+    def both(listed: SimpleFile, version: str) -> None:
+        writer.add(listed, version)
+        pick.see(listed, version)
+
+    head = read_upstream_page(body, content_type, url, both, project=name)
     return head, writer
 
 

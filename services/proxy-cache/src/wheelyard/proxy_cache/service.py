@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,14 @@ from wheelyard.shared.domain.policy import (
     Decision,
     chain_of,
     decide,
+    for_download,
     page_variant,
     quarantined,
     screen_page,
 )
 from wheelyard.shared.domain.refusals import stored_file_decision
 from wheelyard.shared.domain.repositories import RepositoryView
-from wheelyard.shared.errors import NotFound
+from wheelyard.shared.errors import NotFound, WheelyardError
 from wheelyard.shared.packaging.filenames import listed_version
 from wheelyard.shared.packaging.simple.model import JSON_V1, ProjectList, ProjectPage, SimpleFile
 from wheelyard.shared.packaging.simple.render_html import render_index_html, render_project_html
@@ -58,6 +60,9 @@ from wheelyard.shared.web.streaming import stored_file_response
 log = logging.getLogger(__name__)
 #: How often expired negative entries are purged from the database.
 PURGE_EVERY = 300.0
+#: Read-aheads under way at most (`readahead`): past that a cold page reads nothing ahead, so
+#: a burst of cold pages never queues background fetches without bound.
+READ_AHEAD_AT_ONCE = 16
 
 
 #: Pages with more files than this are rendered without the per-file fragment memo.
@@ -80,6 +85,15 @@ async def _render_off_loop(page: ProjectPage, media: str, files: int) -> bytes:
     # A proxied page can have 100,000 files: rendering it (and reading its files from the
     # stored row) takes long enough that it must not stall the event loop.
     return await to_thread.run_sync(_render, page, media, files <= MEMO_FILES)
+
+
+class _Refused(Exception):
+    """The repository's rules would not serve a file read ahead: it is not fetched."""
+
+
+async def _refuse_quietly(filename: str, decision: Decision) -> None:
+    if not for_download(decision, filename).served:
+        raise _Refused(decision.rule)
 
 
 def _listed_size(found: tuple[SimpleFile, int]) -> int:
@@ -119,6 +133,7 @@ class ProxyService:
             default_ttl=backends.settings.pypi_proxy_ttl,
             reports=reports,
             page_cache=pages,
+            read_ahead=self._read_ahead if settings.pypi_proxy_read_ahead else None,
         )
         self.files = ProxyFiles(
             blobs=backends.blobs,
@@ -131,8 +146,9 @@ class ProxyService:
         self.pypi = PypiApi(self.pages, self.client)
         self.sweeper = Sweeper(backends, self.files.stamps)
         self._purger: asyncio.Task[None] | None = None
-        #: Pre-fetch jobs this process runs (kept referenced until they end).
+        #: Pre-fetch jobs and read-aheads this process runs (kept referenced until they end).
         self.jobs: set[asyncio.Task[None]] = set()
+        self._reading_ahead = 0
 
     def start(self) -> None:
         """Start the background work: the purge of expired negative entries, the writes of
@@ -175,6 +191,35 @@ class ProxyService:
         task = asyncio.create_task(work, name=name)
         self.jobs.add(task)
         task.add_done_callback(self.jobs.discard)
+
+    def _read_ahead(self, repo: RepositoryView, name: str, wheel: SimpleFile) -> None:
+        """Fetch the `.metadata` of `wheel`, listed on the page of `name` in proxy repository
+        `repo` just fetched, in the background (`readahead`), unless `READ_AHEAD_AT_ONCE`
+        read-aheads are under way."""
+        if self._reading_ahead >= READ_AHEAD_AT_ONCE:
+            return
+        self._reading_ahead += 1
+        self.start_job(self._fetch_ahead(repo, name, wheel), name=f"read-ahead-{name}")
+
+    async def _fetch_ahead(self, repo: RepositoryView, name: str, wheel: SimpleFile) -> None:
+        filename = wheel.filename + ".metadata"
+        try:
+            wanted = await self.locate(
+                repo,
+                name,
+                listed_version(wheel.filename),
+                filename,
+                chain=chain_of(repo.policy),
+                check=partial(_refuse_quietly, filename),
+            )
+            await self.files.fetch(wanted)
+        except (WheelyardError, _Refused) as exc:
+            # Nobody asked yet: a client that does will get the reason itself.
+            log.debug("no read-ahead of %s in %s: %s", filename, repo.path, exc)
+        except Exception:  # a background task: report, never leave it unretrieved
+            log.warning("read-ahead of %s in %s failed", filename, repo.path, exc_info=True)
+        finally:
+            self._reading_ahead -= 1
 
     # -- pages ----------------------------------------------------------------------------------
 
