@@ -23,8 +23,10 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from cold_bench import SHARED_BENCH, children, clean_env, install, start_nginx, tmpfs
 
@@ -123,10 +125,15 @@ def main() -> None:
     finally:
         nginx.terminate()
         nginx.wait(10)
-    for checkout, runs in results.items():
+    print_medians(results)
+
+
+def print_medians(results: Mapping[Any, list[tuple[float, float]]]) -> None:
+    """Each entry's median wall time and server CPU (left out where none was measured)."""
+    for name, runs in results.items():
         wall = statistics.median(r[0] for r in runs)
         cpu = statistics.median(r[1] for r in runs)
-        print(f"{checkout}: median {wall:.2f} s, server CPU {cpu:.2f} s")
+        print(f"{name}: median {wall:.2f} s" + (f", server CPU {cpu:.2f} s" if cpu else ""))
 
 
 if __name__ == "__main__":

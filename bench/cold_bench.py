@@ -194,7 +194,10 @@ def install(index: str, requirements: Path, work: Path, env: dict[str, str]) -> 
 class Proxy:
     """A fresh `wheelyard serve` with the proxy repository default/pypi in front of nginx."""
 
-    def __init__(self, upstream: str, data: Path, port: int) -> None:
+    def __init__(
+        self, upstream: str, data: Path, port: int, settings: dict[str, str] | None = None
+    ) -> None:
+        """`settings`: WHEELYARD_* variables besides the data directory, upstream, password."""
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir(parents=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELYARD_")}
@@ -203,6 +206,7 @@ class Proxy:
             WHEELYARD_PYPI_PROXY=upstream,
             WHEELYARD_ADMIN_PASSWORD="bench-admin-pw",  # noqa: S106 (a local bench server)
         )
+        env.update(settings or {})
         self.log = (data.parent / f"{data.name}.log").open("wb")
         command = ["uv", "run", "--directory", str(CHECKOUT), "wheelyard", "serve"]
         command += ["--host", "127.0.0.1", "--port", str(port)]

@@ -1,6 +1,7 @@
 """Proxy repositories read ahead the `.metadata` an installer is sure to ask for next
 (`wheelyard.proxy_cache.readahead`): fetched, verified and cached once a cold page is parsed,
-never a distribution, and only where no installer could want another file's.
+never a distribution, and only where no installer could want another file's; then the pages
+of the projects it requires without condition, which read ahead in turn.
 
 Against the session server (`proxy_env`) and its local upstream, and a server of its own with
 the setting off.
@@ -68,6 +69,44 @@ def test_a_cold_page_reads_ahead_the_newest_universal_wheels_metadata(
     older = httpx.get(urls[old.filename] + ".metadata", timeout=30)
     assert older.content == old.metadata
     assert metadata_hits(upstream, old) == 1
+
+
+def test_the_pages_its_metadata_requires_without_condition_are_read_ahead_in_turn(
+    proxy_env: ProxyEnv,
+) -> None:
+    upstream = proxy_env.upstream
+    base = proxy_env.repo("pypi") + "/simple/"
+    leaf = upstream.add_project(unique_project("depleaf"), ("1.0",))
+    middle = upstream.add_project(
+        unique_project("depmid"), ("1.0",), requires_dist=(f"{leaf.name}>=1",)
+    )
+    conditional = upstream.add_project(unique_project("depcond"), ("1.0",))
+    extra = upstream.add_project(unique_project("depextra"), ("1.0",))
+    root = upstream.add_project(
+        unique_project("deproot"),
+        ("1.0",),
+        requires_dist=(
+            middle.name,
+            f'{conditional.name}; sys_platform == "win32"',
+            f'{extra.name}; extra == "fast"',
+        ),
+    )
+    page_urls(base, root)
+    # The chain: root's page, its .metadata, middle's page, its .metadata, leaf's page...
+    assert eventually(lambda: metadata_hits(upstream, leaf.files[0]) == 1)
+    assert upstream.page_hits(middle.name) == 1
+    assert upstream.page_hits(leaf.name) == 1
+    # ...and nothing that applies only on some platforms or with an extra.
+    read_ahead_of(upstream, base, "depcontrol")
+    assert upstream.page_hits(conditional.name) == 0
+    assert upstream.page_hits(extra.name) == 0
+    # The installer finds each page and `.metadata` fetched already.
+    for project in (middle, leaf):
+        urls = page_urls(base, project)
+        meta = httpx.get(urls[project.files[0].filename] + ".metadata", timeout=30)
+        assert meta.content == project.files[0].metadata
+        assert upstream.page_hits(project.name) == 1
+        assert metadata_hits(upstream, project.files[0]) == 1
 
 
 def test_a_group_page_reads_ahead_through_its_proxy_member(proxy_env: ProxyEnv) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from wheelyard.proxy_cache.readahead import MetadataPick
+from wheelyard.proxy_cache.readahead import MAX_DEPENDENCIES, MetadataPick, sure_dependencies
 from wheelyard.shared.packaging.filenames import listed_version
 from wheelyard.shared.packaging.simple.model import SimpleFile
 
@@ -89,3 +89,32 @@ def test_a_pre_release_is_passed_over_for_the_newest_final_release() -> None:
         pick(listed("demo-1.0-py3-none-any.whl"), listed("demo-2.0.dev1-py3-none-any.whl"))
         == "demo-1.0-py3-none-any.whl"
     )
+
+
+def metadata(*requires: str) -> bytes:
+    lines = ["Metadata-Version: 2.1", "Name: demo", "Version: 1.0"]
+    return "\n".join(lines + [f"Requires-Dist: {r}" for r in requires]).encode() + b"\n"
+
+
+def test_sure_dependencies_are_the_unconditional_requirements_normalized_once() -> None:
+    assert sure_dependencies(
+        metadata(
+            "Typing_Extensions>=4",
+            "typing-extensions<5",
+            "idna (>=2.5)",
+            'colorama; sys_platform == "win32"',
+            'rich; extra == "cli"',
+            "pip @ https://example.org/pip.whl",
+            "Zope.Interface[test]",
+        )
+    ) == ["typing-extensions", "idna", "zope-interface"]
+
+
+def test_metadata_that_does_not_parse_names_no_dependencies() -> None:
+    assert sure_dependencies(b"\xff\xfe not metadata") == []
+    assert sure_dependencies(metadata("not a requirement !!")) == []
+
+
+def test_at_most_max_dependencies_are_named() -> None:
+    many = [f"dep{i}" for i in range(MAX_DEPENDENCIES + 10)]
+    assert sure_dependencies(metadata(*many)) == many[:MAX_DEPENDENCIES]

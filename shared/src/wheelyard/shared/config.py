@@ -257,7 +257,8 @@ class Settings(BaseSettings):
     pypi_proxy_auth: str | None = None
     pypi_proxy_timeout: float = Field(default=30.0, gt=0)
     pypi_proxy_ttl: int = Field(default=600, ge=0)
-    # Fetch the `.metadata` an installer is sure to ask for next once a cold page is parsed.
+    # Once a cold page is parsed, fetch the `.metadata` an installer is sure to ask for next,
+    # then the pages it requires without condition (wheelyard.proxy_cache.readahead).
     pypi_proxy_read_ahead: bool = True
     # PEM certificates (text or a file path) trusted for every upstream besides the system's.
     pypi_proxy_ca_bundle: str | None = None

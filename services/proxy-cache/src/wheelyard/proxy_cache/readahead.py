@@ -1,29 +1,36 @@
-"""Reading ahead: the core metadata an installer is sure to ask for next, named while a cold
-project page is parsed, so that the proxy fetches it before the installer's request arrives.
+"""Reading ahead: what an installer resolving a project is sure to ask for next, named while
+a cold project page is parsed, so that the proxy fetches it before the installer's request.
 
 An installer resolving a project reads its page, picks the newest final release that its
 requirement allows (pip and uv skip pre-releases unless asked, and yanked files: PEP 440,
 PEP 592) and then reads that release's core metadata, from the `.metadata` file of the wheel
 it would install (PEP 658, PEP 714) when the index lists one. Which wheel it takes depends on
 its interpreter and platform, except in the commonest case for pure-Python projects: the
-release has exactly one wheel and it installs everywhere (`py3-none-any`). Then the installer's
-next request for the project is that `.metadata`, whatever it runs on, unless its requirement
-pins an older release or its Python is too old for the newest one: a few kilobytes fetched
-for nothing, kept like every cached file until retention removes them.
+release has exactly one wheel and it installs everywhere (`py3-none-any`). Then the
+installer's next request for the project is that `.metadata` (`MetadataPick`), and after it
+the pages of every project the metadata requires without a condition (`sure_dependencies`: a
+marker, an extra or a platform, may not apply to the installer), whatever it runs on, unless
+its requirement pins an older release or its Python is too old for the newest one: a few
+kilobytes fetched for nothing, kept like every cached file until retention removes them.
 
-Cold installs through a proxy resolve in rounds (a page, then its `.metadata`, then the pages
-it names); fetching the `.metadata` while the page is still on its way to the installer takes
-one upstream round trip and one queue of the proxy's own per-request work off each round.
+The proxy fetches them as it would for the installer, and each page fetched that way reads
+ahead in turn, so the proxy walks the dependencies while the installer is still reading the
+first answers. An installer that asks for everything as soon as it can (uv) keeps pace with
+that walk and gains nothing; one that resolves a project at a time (pip) finds most of its
+requests answered from the cache (docs/performance.md, "Reading ahead").
 Distributions are not read ahead: a resolution (`uv pip compile`, `uv lock`, `pip install
 --dry-run`) never downloads them, so no installer is sure to ask.
 """
 
 from __future__ import annotations
 
+from packaging.requirements import Requirement
 from packaging.tags import Tag
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from wheelyard.shared.errors import InvalidInput
+from wheelyard.shared.packaging.metadata import parse_core_metadata
 from wheelyard.shared.packaging.simple.model import SimpleFile
 
 
@@ -90,3 +97,25 @@ def _parsed(text: str) -> Version | None:
         return Version(text) if text != "0" else None
     except InvalidVersion:
         return None
+
+
+#: Requirements of one `.metadata` whose pages are read ahead at most.
+MAX_DEPENDENCIES = 64
+
+
+def sure_dependencies(metadata: bytes) -> list[str]:
+    """The normalized names of the projects `metadata` (core metadata) requires without
+    condition: every installer that installs it asks for their pages next. A requirement
+    with a marker (an extra, a platform, a Python version) may not apply, so it is left out;
+    so is all of it when the metadata does not parse. At most `MAX_DEPENDENCIES`."""
+    try:
+        requires = parse_core_metadata(metadata).requires_dist
+    except InvalidInput:
+        return []
+    names: list[str] = []
+    for line in requires:
+        requirement = Requirement(line)  # parse_core_metadata validated every one
+        name = canonicalize_name(requirement.name)
+        if requirement.marker is None and requirement.url is None and name not in names:
+            names.append(name)
+    return names[:MAX_DEPENDENCIES]

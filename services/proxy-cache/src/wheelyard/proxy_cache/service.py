@@ -29,6 +29,7 @@ from wheelyard.proxy_cache.links import linked_page
 from wheelyard.proxy_cache.netroutes import NetRoutes, ProxySettings
 from wheelyard.proxy_cache.pages import ProxyPages, proxy_list_scope
 from wheelyard.proxy_cache.pypi_api import PypiApi
+from wheelyard.proxy_cache.readahead import sure_dependencies
 from wheelyard.proxy_cache.sweeper import Sweeper
 from wheelyard.proxy_cache.upstream import UpstreamClient
 from wheelyard.shared.backends import Backends
@@ -52,6 +53,7 @@ from wheelyard.shared.packaging.filenames import listed_version
 from wheelyard.shared.packaging.simple.model import JSON_V1, ProjectList, ProjectPage, SimpleFile
 from wheelyard.shared.packaging.simple.render_html import render_index_html, render_project_html
 from wheelyard.shared.packaging.simple.render_json import render_index_json, render_project_json
+from wheelyard.shared.storage import blob_key_for
 from wheelyard.shared.web.context import RequestContext
 from wheelyard.shared.web.pagecache import CachedPage, PageCache
 from wheelyard.shared.web.pages import cache_control
@@ -63,6 +65,8 @@ PURGE_EVERY = 300.0
 #: Read-aheads under way at most (`readahead`): past that a cold page reads nothing ahead, so
 #: a burst of cold pages never queues background fetches without bound.
 READ_AHEAD_AT_ONCE = 16
+#: Core metadata longer than this is not read for dependencies to read ahead.
+METADATA_READ_BYTES = 1024 * 1024
 
 
 #: Pages with more files than this are rendered without the per-file fragment memo.
@@ -213,6 +217,10 @@ class ProxyService:
                 check=partial(_refuse_quietly, filename),
             )
             await self.files.fetch(wanted)
+            assert wanted.sha256 is not None  # fetch raised otherwise
+            metadata = await self._small_blob(blob_key_for(wanted.sha256))
+            for dependency in sure_dependencies(metadata):
+                self._read_ahead_page(repo, dependency)
         except (WheelyardError, _Refused) as exc:
             # Nobody asked yet: a client that does will get the reason itself.
             log.debug("no read-ahead of %s in %s: %s", filename, repo.path, exc)
@@ -220,6 +228,33 @@ class ProxyService:
             log.warning("read-ahead of %s in %s failed", filename, repo.path, exc_info=True)
         finally:
             self._reading_ahead -= 1
+
+    def _read_ahead_page(self, repo: RepositoryView, name: str) -> None:
+        """Make the page of `name` in proxy repository `repo` current in the background (a
+        cold one is fetched, and reads ahead in turn), unless `READ_AHEAD_AT_ONCE`
+        read-aheads are under way."""
+        if self._reading_ahead >= READ_AHEAD_AT_ONCE:
+            return
+        self._reading_ahead += 1
+        self.start_job(self._page_ahead(repo, name), name=f"read-ahead-page-{name}")
+
+    async def _page_ahead(self, repo: RepositoryView, name: str) -> None:
+        try:
+            await self.pages.current(repo, name)
+        except WheelyardError as exc:
+            log.debug("no read-ahead of the page of %s in %s: %s", name, repo.path, exc)
+        except Exception:  # a background task: report, never leave it unretrieved
+            log.warning("read-ahead of the page of %s in %s failed", name, repo.path, exc_info=True)
+        finally:
+            self._reading_ahead -= 1
+
+    async def _small_blob(self, key: str) -> bytes:
+        """The blob `key` when it is at most `METADATA_READ_BYTES` long, else nothing."""
+        chunks = [
+            chunk async for chunk in self.files.blobs.open(key, length=METADATA_READ_BYTES + 1)
+        ]
+        data = b"".join(chunks)
+        return data if len(data) <= METADATA_READ_BYTES else b""
 
     # -- pages ----------------------------------------------------------------------------------
 
