@@ -219,7 +219,8 @@ class ProxyService:
             await self.files.fetch(wanted)
             assert wanted.sha256 is not None  # fetch raised otherwise
             metadata = await self._small_blob(blob_key_for(wanted.sha256))
-            for dependency in sure_dependencies(metadata):
+            # Parsed off the loop: core metadata carries the project's whole description.
+            for dependency in await to_thread.run_sync(sure_dependencies, metadata):
                 self._read_ahead_page(repo, dependency)
         except (WheelyardError, _Refused) as exc:
             # Nobody asked yet: a client that does will get the reason itself.
