@@ -26,6 +26,7 @@ from wheelyard.shared.db.models import (
     User,
 )
 from wheelyard.shared.domain.bootstrap import bootstrap
+from wheelyard.shared.domain.hosted import hosted_anywhere
 from wheelyard.shared.domain.repositories import apply_repository, ensure_storage, load_repository
 from wheelyard.shared.errors import Conflict, InvalidInput, NotFound
 from wheelyard.shared.packaging.filenames import parse_dist_filename
@@ -143,6 +144,18 @@ async def test_one_project_and_one_release_per_name(database: Database) -> None:
         s.add(Release(project_id=project_id, version="1.0.0", canonical_version="1"))
         with pytest.raises(IntegrityError):
             await s.commit()
+
+
+async def test_a_name_is_hosted_anywhere_only_once_a_hosted_repository_has_it(
+    database: Database,
+) -> None:
+    async with database.sessions() as s:
+        assert not await hosted_anywhere(s, "demo")
+    repo = await _hosted(database, "elsewhere")
+    await _release(database, repo)
+    async with database.sessions() as s:
+        assert await hosted_anywhere(s, "demo")
+        assert not await hosted_anywhere(s, "demo2")
 
 
 async def test_concurrent_ensure_storage_makes_one_row(database: Database) -> None:

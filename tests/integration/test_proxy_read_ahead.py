@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from packaging.utils import canonicalize_name
 
 from wheelyard.testing.dist_factory import make_sdist, make_wheel
 from wheelyard.testing.proxy_env import ProxyEnv, start_server
@@ -107,6 +108,24 @@ def test_the_pages_its_metadata_requires_without_condition_are_read_ahead_in_tur
         assert meta.content == project.files[0].metadata
         assert upstream.page_hits(project.name) == 1
         assert metadata_hits(upstream, project.files[0]) == 1
+
+
+def test_a_dependency_hosted_here_is_never_asked_of_the_upstream(
+    proxy_env: ProxyEnv, tmp_path: Path
+) -> None:
+    # Dependency confusion: a public project requiring an internal name must not make the
+    # proxy ask the upstream for it (a group never does for a name a hosted member holds).
+    upstream = proxy_env.upstream
+    internal = canonicalize_name(unique_project("acme-internal"))
+    upstream.add_project(internal, ("99.0",))  # the attacker's public upload
+    proxy_env.upload(make_wheel(tmp_path, internal, "1.0"), "internal")
+    public_dependency = upstream.add_project(unique_project("confdep"), ("1.0",))
+    public = upstream.add_project(
+        unique_project("confroot"), ("1.0",), requires_dist=(internal, public_dependency.name)
+    )
+    page_urls(proxy_env.url + "/simple/", public)
+    assert eventually(lambda: metadata_hits(upstream, public_dependency.files[0]) == 1)
+    assert upstream.page_hits(internal) == 0
 
 
 def test_a_group_page_reads_ahead_through_its_proxy_member(proxy_env: ProxyEnv) -> None:

@@ -13,7 +13,9 @@ marker, an extra or a platform, may not apply to the installer), whatever it run
 its requirement pins an older release or its Python is too old for the newest one: a few
 kilobytes fetched for nothing, kept like every cached file until retention removes them.
 
-The proxy fetches them as it would for the installer, and each page fetched that way reads
+The proxy fetches them as it would for the installer (but never asks the upstream for a name
+a hosted repository holds: a group shadowing it would not, and a public project naming an
+internal one is how dependency confusion starts), and each page fetched that way reads
 ahead in turn, so the proxy walks the dependencies while the installer is still reading the
 first answers. An installer that asks for everything as soon as it can (uv) keeps pace with
 that walk and gains nothing; one that resolves a project at a time (pip) finds most of its

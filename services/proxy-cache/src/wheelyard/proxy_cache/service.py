@@ -35,7 +35,7 @@ from wheelyard.proxy_cache.upstream import UpstreamClient
 from wheelyard.shared.backends import Backends
 from wheelyard.shared.db.models import utcnow
 from wheelyard.shared.domain import prefetch_jobs
-from wheelyard.shared.domain.hosted import same_version
+from wheelyard.shared.domain.hosted import hosted_anywhere, same_version
 from wheelyard.shared.domain.policy import (
     Chain,
     Decision,
@@ -241,6 +241,11 @@ class ProxyService:
 
     async def _page_ahead(self, repo: RepositoryView, name: str) -> None:
         try:
+            async with self.pages.sessions() as session:
+                if await hosted_anywhere(session, name):
+                    # A group never asks the upstream for a name one of its hosted members
+                    # holds (dependency confusion); reading ahead must not either.
+                    return
             await self.pages.current(repo, name)
         except WheelyardError as exc:
             log.debug("no read-ahead of the page of %s in %s: %s", name, repo.path, exc)

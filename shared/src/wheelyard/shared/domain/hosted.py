@@ -13,11 +13,11 @@ from urllib.parse import quote
 
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from wheelyard.shared.db.models import File, Project, Release
+from wheelyard.shared.db.models import File, Project, Release, Repository
 from wheelyard.shared.domain.policy import Chain, decide
 from wheelyard.shared.packaging import pypi_json
 from wheelyard.shared.packaging.simple.model import ProjectList, ProjectPage, SimpleFile
@@ -62,6 +62,22 @@ async def find_project(session: AsyncSession, repository_id: int, name: str) -> 
         )
     ).first()
     return ProjectRef(*row) if row else None
+
+
+#: Any hosted project called `name`: through the (repository, name) index, per repository.
+_HOSTED_ANYWHERE = (
+    select(Project.id)
+    .where(
+        col(Project.repository_id).in_(select(Repository.id).where(Repository.type == "hosted")),
+        col(Project.name) == bindparam("name"),
+    )
+    .limit(1)
+)
+
+
+async def hosted_anywhere(session: AsyncSession, name: str) -> bool:
+    """True when a hosted repository (of any storage) has a project with normalized `name`."""
+    return (await session.exec(_HOSTED_ANYWHERE, params={"name": name})).first() is not None
 
 
 async def live_files(session: AsyncSession, project_id: int) -> list[tuple[File, Release]]:
