@@ -44,6 +44,15 @@ def metadata_hits(upstream: LocalUpstream, file: UpstreamFile) -> int:
     return upstream.file_hits(file.filename, metadata=True)
 
 
+def served_as_read_ahead(upstream: LocalUpstream, url: str, file: UpstreamFile) -> None:
+    """The installer's request for `file`'s `.metadata` (at our `url` of the file) gets its
+    bytes without another request to the upstream than the read-ahead's."""
+    meta = httpx.get(url + ".metadata", timeout=30)
+    assert meta.status_code == 200
+    assert meta.content == file.metadata
+    assert metadata_hits(upstream, file) == 1
+
+
 def read_ahead_of(upstream: LocalUpstream, base: str, prefix: str) -> None:
     """A control: a page that does read ahead, asked after the page under test; once its
     `.metadata` reached the upstream, a read-ahead started by the earlier page would have."""
@@ -63,10 +72,7 @@ def test_a_cold_page_reads_ahead_the_newest_universal_wheels_metadata(
     # Only the newest release's metadata, and no distribution.
     assert metadata_hits(upstream, old) == 0
     assert all(upstream.file_hits(f.filename) == 0 for f in project.files)
-    meta = httpx.get(urls[new.filename] + ".metadata", timeout=30)
-    assert meta.status_code == 200
-    assert meta.content == new.metadata
-    assert metadata_hits(upstream, new) == 1  # the installer's request got what was read ahead
+    served_as_read_ahead(upstream, urls[new.filename], new)
     older = httpx.get(urls[old.filename] + ".metadata", timeout=30)
     assert older.content == old.metadata
     assert metadata_hits(upstream, old) == 1
@@ -104,10 +110,8 @@ def test_the_pages_its_metadata_requires_without_condition_are_read_ahead_in_tur
     # The installer finds each page and `.metadata` fetched already.
     for project in (middle, leaf):
         urls = page_urls(base, project)
-        meta = httpx.get(urls[project.files[0].filename] + ".metadata", timeout=30)
-        assert meta.content == project.files[0].metadata
         assert upstream.page_hits(project.name) == 1
-        assert metadata_hits(upstream, project.files[0]) == 1
+        served_as_read_ahead(upstream, urls[project.files[0].filename], project.files[0])
 
 
 def test_a_dependency_hosted_here_is_never_asked_of_the_upstream(
@@ -134,9 +138,7 @@ def test_a_group_page_reads_ahead_through_its_proxy_member(proxy_env: ProxyEnv) 
     (wheel,) = project.files
     urls = page_urls(proxy_env.url + "/simple/", project)
     assert eventually(lambda: metadata_hits(upstream, wheel) == 1)
-    meta = httpx.get(urls[wheel.filename] + ".metadata", timeout=30)
-    assert meta.content == wheel.metadata
-    assert metadata_hits(upstream, wheel) == 1
+    served_as_read_ahead(upstream, urls[wheel.filename], wheel)
 
 
 def test_a_yanked_newest_release_reads_ahead_the_release_installers_pick(
