@@ -439,8 +439,11 @@ class ProxyPages:
                 )
                 await self._keep_content(repo.id, name, store.PageContent(page, blob))
             await self._publish(repo.id, name, PageState(version, fetched_at, False))
+            ahead = None
             if stored and pick is not None and head.status != "quarantined":
-                self._read_ahead(repo, name, pick)
+                ahead = pick.choice()
+            if ahead is not None and self.read_ahead is not None:
+                self.read_ahead(repo, name, ahead)
             return CurrentPage(version)
         if errors:
             if row is not None and row.usable:
@@ -461,11 +464,6 @@ class ProxyPages:
         await self._list_changed(repo.id)
         await self._publish(repo.id, name, PageState("-", fetched_at, True))
         raise NotFound(f"Project '{name}' does not exist in '{repo.path}'.")
-
-    def _read_ahead(self, repo: RepositoryView, name: str, pick: MetadataPick) -> None:
-        chosen = pick.choice()
-        if chosen is not None and self.read_ahead is not None:
-            self.read_ahead(repo, name, chosen)
 
     async def _keep(
         self, repo: RepositoryView, name: str, row: store.StoredPage, fetched_at: float

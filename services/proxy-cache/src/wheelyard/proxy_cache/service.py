@@ -57,7 +57,7 @@ from wheelyard.shared.storage import blob_key_for
 from wheelyard.shared.web.context import RequestContext
 from wheelyard.shared.web.pagecache import CachedPage, PageCache
 from wheelyard.shared.web.pages import cache_control
-from wheelyard.shared.web.streaming import stored_file_response
+from wheelyard.shared.web.streaming import read_whole, stored_file_response
 
 log = logging.getLogger(__name__)
 #: How often expired negative entries are purged from the database.
@@ -190,77 +190,78 @@ class ProxyService:
         await self.files.aclose()
         await self.client.aclose()
 
-    def start_job(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def start_job(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run background job `work` in this process until it ends or the service stops."""
         task = asyncio.create_task(work, name=name)
         self.jobs.add(task)
         task.add_done_callback(self.jobs.discard)
+        return task
 
     def _read_ahead(self, repo: RepositoryView, name: str, wheel: SimpleFile) -> None:
         """Fetch the `.metadata` of `wheel`, listed on the page of `name` in proxy repository
-        `repo` just fetched, in the background (`readahead`), unless `READ_AHEAD_AT_ONCE`
-        read-aheads are under way."""
-        if self._reading_ahead >= READ_AHEAD_AT_ONCE:
-            return
-        self._reading_ahead += 1
-        self.start_job(self._fetch_ahead(repo, name, wheel), name=f"read-ahead-{name}")
-
-    async def _fetch_ahead(self, repo: RepositoryView, name: str, wheel: SimpleFile) -> None:
+        `repo` just fetched, then the pages it requires (`readahead`), in the background."""
         filename = wheel.filename + ".metadata"
-        try:
-            wanted = await self.locate(
-                repo,
-                name,
-                listed_version(wheel.filename),
-                filename,
-                chain=chain_of(repo.policy),
-                check=partial(_refuse_quietly, filename),
-            )
-            await self.files.fetch(wanted)
-            assert wanted.sha256 is not None  # fetch raised otherwise
-            metadata = await self._small_blob(blob_key_for(wanted.sha256))
-            # Parsed off the loop: core metadata carries the project's whole description.
-            for dependency in await to_thread.run_sync(sure_dependencies, metadata):
-                self._read_ahead_page(repo, dependency)
-        except (WheelyardError, _Refused) as exc:
-            # Nobody asked yet: a client that does will get the reason itself.
-            log.debug("no read-ahead of %s in %s: %s", filename, repo.path, exc)
-        except Exception:  # a background task: report, never leave it unretrieved
-            log.warning("read-ahead of %s in %s failed", filename, repo.path, exc_info=True)
-        finally:
-            self._reading_ahead -= 1
+        work = partial(self._fetch_ahead, repo, name, wheel, filename)
+        self._start_ahead(f"{filename} in {repo.path}", work)
 
-    def _read_ahead_page(self, repo: RepositoryView, name: str) -> None:
-        """Make the page of `name` in proxy repository `repo` current in the background (a
-        cold one is fetched, and reads ahead in turn), unless `READ_AHEAD_AT_ONCE`
-        read-aheads are under way."""
+    def _start_ahead(self, what: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run read-ahead `work` as a job unless `READ_AHEAD_AT_ONCE` are under way (then it
+        is skipped: the installer asks itself). Nobody waits for it, so its failures are
+        logged (`what` names it), never raised: a client that asks gets the reason itself."""
         if self._reading_ahead >= READ_AHEAD_AT_ONCE:
             return
         self._reading_ahead += 1
-        self.start_job(self._page_ahead(repo, name), name=f"read-ahead-page-{name}")
+
+        async def run() -> None:
+            try:
+                await work()
+            except (WheelyardError, _Refused) as exc:
+                log.debug("no read-ahead of %s: %s", what, exc)
+            except Exception:
+                log.warning("read-ahead of %s failed", what, exc_info=True)
+
+        task = self.start_job(run(), name=f"read-ahead {what}")
+        # On the task, not in `run`: a job cancelled before its first step gives its turn back.
+        task.add_done_callback(lambda _done: self._ahead_done())
+
+    def _ahead_done(self) -> None:
+        self._reading_ahead -= 1
+
+    async def _fetch_ahead(
+        self, repo: RepositoryView, name: str, wheel: SimpleFile, filename: str
+    ) -> None:
+        wanted = await self.locate(
+            repo,
+            name,
+            listed_version(wheel.filename),
+            filename,
+            chain=chain_of(repo.policy),
+            check=partial(_refuse_quietly, filename),
+        )
+        await self.files.fetch(wanted)
+        assert wanted.sha256 is not None  # fetch raised otherwise
+        key = blob_key_for(wanted.sha256)
+        stored = await self.files.blobs.stat(key)
+        if stored is None or stored.size > METADATA_READ_BYTES:
+            return
+        # Kept in memory when small, as serving it would: the installer's request is next.
+        metadata = await read_whole(self.files.blobs, key, stored.size, self.files.pages)
+        # Parsed off the loop: core metadata carries the project's whole description.
+        for dependency in await to_thread.run_sync(sure_dependencies, metadata):
+            self._start_ahead(
+                f"the page of {dependency} in {repo.path}",
+                partial(self._page_ahead, repo, dependency),
+            )
 
     async def _page_ahead(self, repo: RepositoryView, name: str) -> None:
-        try:
-            async with self.pages.sessions() as session:
-                if await hosted_anywhere(session, name):
-                    # A group never asks the upstream for a name one of its hosted members
-                    # holds (dependency confusion); reading ahead must not either.
-                    return
-            await self.pages.current(repo, name)
-        except WheelyardError as exc:
-            log.debug("no read-ahead of the page of %s in %s: %s", name, repo.path, exc)
-        except Exception:  # a background task: report, never leave it unretrieved
-            log.warning("read-ahead of the page of %s in %s failed", name, repo.path, exc_info=True)
-        finally:
-            self._reading_ahead -= 1
-
-    async def _small_blob(self, key: str) -> bytes:
-        """The blob `key` when it is at most `METADATA_READ_BYTES` long, else nothing."""
-        chunks = [
-            chunk async for chunk in self.files.blobs.open(key, length=METADATA_READ_BYTES + 1)
-        ]
-        data = b"".join(chunks)
-        return data if len(data) <= METADATA_READ_BYTES else b""
+        """Make the page of `name` in proxy repository `repo` current (a cold one is fetched,
+        and reads ahead in turn), unless a hosted repository holds the name."""
+        async with self.pages.sessions() as session:
+            if await hosted_anywhere(session, name):
+                # A group never asks the upstream for a name one of its hosted members
+                # holds (dependency confusion); reading ahead must not either.
+                return
+        await self.pages.current(repo, name)
 
     # -- pages ----------------------------------------------------------------------------------
 

@@ -141,6 +141,20 @@ async def _prepended(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[
 MEMO_BYTES = 64 * 1024
 
 
+async def read_whole(
+    blobs: BlobStore, key: str, size: int, pages: PageCache | None = None
+) -> bytes:
+    """The `size` bytes of blob `key`, all at once; with `pages`, a body of at most
+    `MEMO_BYTES` is kept in this process's memory (blobs never change), so the next whole
+    download of it is answered from there. Call only for a blob a live record names. Raises
+    BytesMissing when the bytes are gone or not `size` long."""
+    if pages is None or size > MEMO_BYTES:
+        return await _read_whole(blobs, key, size)
+    body = await pages.derived("blob", 0, key, partial(_read_whole, blobs, key, size), len)
+    assert body is not None  # _read_whole returns bytes or raises
+    return body
+
+
 async def _read_whole(blobs: BlobStore, key: str, size: int) -> bytes:
     try:
         body = b"".join([chunk async for chunk in blobs.open(key, length=size)])
@@ -192,7 +206,7 @@ async def stored_file_response(
         # visibility change moves its token.
         replay.accept(request.scope)
     if pages is not None and whole and size <= MEMO_BYTES:
-        body = await pages.derived("blob", 0, key, partial(_read_whole, blobs, key, size), len)
+        body = await read_whole(blobs, key, size, pages)
         base = {"Accept-Ranges": "bytes", **headers}
         return Response(body, headers=base, media_type="application/octet-stream")
     return await serve_blob(
