@@ -6,6 +6,7 @@ and HEAD as before. Over real sockets against the session `wheelyard serve` proc
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import time
 import zipfile
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
+from wheelyard.cli import residency
 from wheelyard.testing.dist_factory import make_wheel
 from wheelyard.testing.server_fixtures import RunningServer, unique_project
 
@@ -97,3 +99,31 @@ def test_small_files_and_metadata_are_served_whole(
             assert metadata.status_code == 200
             assert metadata.content.startswith(b"Metadata-Version:")
             assert metadata.headers["content-length"] == str(len(metadata.content))
+
+
+def test_a_file_arrives_whole_whether_or_not_the_page_cache_holds_it(
+    wheelyard_server: RunningServer, tmp_path: Path
+) -> None:
+    """Cached bytes are sent from the event loop, others from a thread (they may wait for the
+    disk): both give the whole file, in turns on one kept-alive connection."""
+    name = unique_project("bytes-cached")
+    wheel = make_wheel(tmp_path, name, "1.0")
+    with zipfile.ZipFile(wheel, "a", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("bytes_cached/data.bin", hashlib.sha256(b"y").digest() * (3 * MiB // 32))
+    assert wheelyard_server.upload(wheel).status_code == 200
+    data = wheel.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    (blob,) = wheelyard_server.process.data_dir.rglob(sha256)
+    url = f"{wheelyard_server.local}/{canonicalize_name(name)}/1.0/{wheel.name}"
+    with httpx.Client(timeout=60) as client:
+        for evicted in (True, False, True, False):
+            fd = os.open(blob, os.O_RDONLY)
+            try:
+                if evicted:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                assert residency.cached(fd, 0, len(data)) is not evicted
+            finally:
+                os.close(fd)
+            response = client.get(url)
+            assert response.status_code == 200
+            assert hashlib.sha256(response.content).hexdigest() == sha256
