@@ -534,23 +534,27 @@ class _CycleSend:
                 await _writable(loop, out)
                 await asyncio.sleep(0)
             if owed and not cycle.disconnected:
-                # Where the kernel says the file's first bytes are all in the page cache,
-                # they are sent from here (sendfile then only copies, never waits for the
-                # disk), and a file that fits the socket's buffer needs no trip to a
-                # thread: two thread wake-ups fewer per file (fetch-all 0.70-0.75x ->
-                # 0.77-0.80x nginx, docs/adr/0007-file-bytes-by-sendfile.md).
+                # Its path was just looked up by the request (or served moments ago by a
+                # replayed answer): opening it does not wait for the disk.
                 source = os.open(path, os.O_RDONLY)
-                first = min(owed, LOOP_SEND_BYTES)
-                if residency.cached(source, 0, first):
-                    burst = _send_burst(out, source, path, 0, first, wait=0.0)
-                    sent = burst.sent
-                    if not burst.blocked and sent < first:
-                        return sent  # the client went away, or the file is short
             while sent < owed and not cycle.disconnected:
+                step = min(owed - sent, LOOP_SEND_BYTES)
+                if residency.cached(source, sent, step):
+                    # Every page of the next step is in the page cache: sendfile only copies,
+                    # never waits for the disk, so it runs here, as nginx's does, and a file
+                    # that fits the socket's buffer needs no thread (two thread wake-ups
+                    # fewer per file: docs/adr/0007-file-bytes-by-sendfile.md).
+                    burst = _send_burst(out, source, sent, step, wait=0.0)
+                    sent += burst.sent
+                    if burst.blocked:
+                        await _writable(loop, out)
+                    elif burst.sent < step:
+                        break  # the client went away, or the file is short
+                    continue
                 burst = await loop.run_in_executor(
-                    _senders(), _send_burst, out, source, path, sent, owed - sent
+                    _senders(), _send_burst, out, source, sent, owed - sent
                 )
-                source, sent = burst.source, sent + burst.sent
+                sent += burst.sent
                 if not burst.blocked:
                     break  # all sent, the client went away, or the file is short
                 await _writable(loop, out)  # a slow reader: wait on the event loop
@@ -566,29 +570,26 @@ class _CycleSend:
 BURST_WAIT = 0.05
 #: Threads that run sendfile bursts (each busy at most a burst at a time).
 SENDER_THREADS = 32
-#: The most of a file sent from the event loop (when cached) before threads take over.
+#: The most of a file one check of the page cache covers (and one `sendfile` on the event loop
+#: may send): what the socket takes at once is usually less.
 LOOP_SEND_BYTES = 4 * 1024 * 1024
 
 
 class _Burst(NamedTuple):
-    """What one `_send_burst` did: the file's descriptor, the bytes sent, and whether it
-    stopped because the socket stayed full (else: all sent, the file ended, or the client
-    went away)."""
+    """What one `_send_burst` did: the bytes sent, and whether it stopped because the socket
+    stayed full (else: all sent, the file ended, or the client went away)."""
 
-    source: int
     sent: int
     blocked: bool
 
 
 def _send_burst(
-    out: int, source: int, path: str, offset: int, count: int, wait: float = BURST_WAIT
+    out: int, source: int, offset: int, count: int, wait: float = BURST_WAIT
 ) -> _Burst:
-    """In a worker thread: open `path` unless `source` is open already, then `sendfile` from
-    `offset` until `count` bytes are sent, waiting for the socket in the thread (one hop per
-    file for a client that keeps up, instead of one per socket buffer), at most `wait`
-    seconds at a time (0 on the event loop: stop as soon as the socket is full)."""
-    if source < 0:
-        source = os.open(path, os.O_RDONLY)
+    """`sendfile` from `source` at `offset` to `out` until `count` bytes are sent. In a worker
+    thread it waits for the socket itself, at most `wait` seconds at a time (one hop per file
+    for a client that keeps up, instead of one per socket buffer); on the event loop `wait`
+    is 0: it stops as soon as the socket is full."""
     sent = 0
     poller = select.poll()
     poller.register(out, select.POLLOUT)
@@ -597,14 +598,14 @@ def _send_burst(
             n = os.sendfile(out, source, offset + sent, count - sent)
         except BlockingIOError:
             if not poller.poll(wait * 1000):
-                return _Burst(source, sent, blocked=True)
+                return _Burst(sent, blocked=True)
             continue
         except OSError:
-            return _Burst(source, sent, blocked=False)  # the client went away
+            return _Burst(sent, blocked=False)  # the client went away
         if n == 0:
-            return _Burst(source, sent, blocked=False)  # the file is shorter than announced
+            return _Burst(sent, blocked=False)  # the file is shorter than announced
         sent += n
-    return _Burst(source, sent, blocked=False)
+    return _Burst(sent, blocked=False)
 
 
 _sender_pool: ThreadPoolExecutor | None = None
