@@ -583,9 +583,7 @@ class _Burst(NamedTuple):
     blocked: bool
 
 
-def _send_burst(
-    out: int, source: int, offset: int, count: int, wait: float = BURST_WAIT
-) -> _Burst:
+def _send_burst(out: int, source: int, offset: int, count: int, wait: float = BURST_WAIT) -> _Burst:
     """`sendfile` from `source` at `offset` to `out` until `count` bytes are sent. In a worker
     thread it waits for the socket itself, at most `wait` seconds at a time (one hop per file
     for a client that keeps up, instead of one per socket buffer); on the event loop `wait`
