@@ -15,8 +15,8 @@ import errno
 import os
 import sys
 
-#: cachestat's number: one number on every Linux architecture (a system call added after
-#: 5.1 takes the same number everywhere; include/uapi/asm-generic/unistd.h).
+#: cachestat's number, the same on every Linux architecture but alpha (system calls added
+#: since 5.1 share their numbers: include/uapi/asm-generic/unistd.h).
 _SYS_CACHESTAT = 451
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
