@@ -11,12 +11,25 @@ import contextlib
 import socket
 import threading
 
+#: Every port `free_port` handed out in this process.
+_handed_out: set[int] = set()
+_handing_out = threading.Lock()
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that this process has
+    not handed out before: callers bind to it later (a split topology picks all its ports
+    before starting any process), and the kernel may give a port it just gave for port 0
+    again once the probe released it (two replicas once got one port: the second could not
+    listen, and the gateway sent proxy requests to the index)."""
+    with _handing_out:
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
 
 
 class TcpProxy:
