@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 
 from wheelyard.shared.storage import FilesystemBlobStore, S3BlobStore, S3Options
+from wheelyard.testing.tcp_proxy import free_port
 
 #: Bucket the `blob_store` fixture uses; each test gets its own prefix inside it (a bucket per
 #: test would make SeaweedFS allocate volumes for each one).
@@ -75,23 +75,9 @@ def find_weed() -> str:
     )
 
 
-def _free_ports(n: int) -> list[int]:
-    # Hold every socket open until all are chosen, so the n ports are distinct.
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def seaweedfs_command(weed: str, data_dir: Path, config: Path, socket_dir: Path) -> list[str]:
     """The `weed mini` command line: loopback only, every port free, telemetry off."""
-    ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+    ports = dict(zip(_PORT_FLAGS, [free_port() for _ in _PORT_FLAGS], strict=True))
     return [
         weed,
         "mini",
