@@ -544,20 +544,18 @@ class _CycleSend:
                     # never waits for the disk, so it runs here, as nginx's does, and a file
                     # that fits the socket's buffer needs no thread (two thread wake-ups
                     # fewer per file: docs/adr/0007-file-bytes-by-sendfile.md).
-                    burst = _send_burst(out, source, sent, step, wait=0.0)
-                    sent += burst.sent
-                    if burst.blocked:
-                        await _writable(loop, out)
-                    elif burst.sent < step:
-                        break  # the client went away, or the file is short
-                    continue
-                burst = await loop.run_in_executor(
-                    _senders(), _send_burst, out, source, sent, owed - sent
-                )
+                    asked = step
+                    burst = _send_burst(out, source, sent, asked, wait=0.0)
+                else:
+                    asked = owed - sent
+                    burst = await loop.run_in_executor(
+                        _senders(), _send_burst, out, source, sent, asked
+                    )
                 sent += burst.sent
-                if not burst.blocked:
-                    break  # all sent, the client went away, or the file is short
-                await _writable(loop, out)  # a slow reader: wait on the event loop
+                if burst.blocked:
+                    await _writable(loop, out)  # a slow reader: wait on the event loop
+                elif burst.sent < asked:
+                    break  # the client went away, or the file is short
         finally:
             os.close(out)
             if source >= 0:

@@ -439,11 +439,10 @@ class ProxyPages:
                 )
                 await self._keep_content(repo.id, name, store.PageContent(page, blob))
             await self._publish(repo.id, name, PageState(version, fetched_at, False))
-            ahead = None
-            if stored and pick is not None and head.status != "quarantined":
-                ahead = pick.choice()
-            if ahead is not None and self.read_ahead is not None:
-                self.read_ahead(repo, name, ahead)
+            if stored and pick is not None and self.read_ahead is not None:
+                ahead = pick.choice() if head.status != "quarantined" else None
+                if ahead is not None:
+                    self.read_ahead(repo, name, ahead)
             return CurrentPage(version)
         if errors:
             if row is not None and row.usable:
